@@ -1,0 +1,109 @@
+"""Load any backbone by offline alias, local directory or hub name, and tell its family.
+
+The family decides how a text-to-text task talks to the model:
+
+- ``seq2seq``: encoder-decoder (T5, BART, Marian, Pegasus, EncoderDecoder/bert2bert);
+- ``causal``: decoder-only (GPT-2, Llama, SmolLM), prompted with a template;
+- ``encoder``: encoder-only (BERT, MiniLM), for tagging, QA and masked LM.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from texttune.backbones.aliases import ALIASES, resolve_alias
+from texttune.backbones.hub import hub_reachable
+from texttune.errors import BackboneError, choices
+
+T5_STYLE = {"t5", "mt5", "umt5", "longt5"}  # trained with task prefixes such as "summarize: "
+# Encoder-only models that transformers also lists under causal LM (as decoders of an EncoderDecoder).
+_ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "electra", "distilbert", "deberta", "deberta-v2", "camembert", "albert", "ernie", "mpnet", "megatron-bert"}
+
+
+@dataclass
+class Backbone:
+    """A loaded model and tokenizer, plus what texttune needs to know about them."""
+
+    name: str  # as the user gave it
+    source: str  # local directory or hub name it was loaded from
+    family: str  # seq2seq | causal | encoder
+    model_type: str
+    model: Any  # transformers.PreTrainedModel
+    tokenizer: Any  # transformers.PreTrainedTokenizerBase
+
+    @property
+    def t5_style(self) -> bool:
+        return self.model_type in T5_STYLE
+
+
+def detect_family(config: Any) -> str:
+    """seq2seq, causal or encoder, from a transformers config."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if getattr(config, "is_encoder_decoder", False):
+        return "seq2seq"
+    if config.model_type in _ENCODER_TYPES:
+        return "encoder"
+    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return "causal"
+    return "encoder"
+
+
+def resolve_source(name: str) -> str:
+    """Turn an alias, directory or hub name into something ``from_pretrained`` can open offline-safely."""
+    if name in ALIASES:
+        return str(resolve_alias(name))
+    path = Path(name).expanduser()
+    if path.exists():
+        if not path.is_dir():
+            raise BackboneError(f"backbone {name!r} is a file; pass the model directory that contains config.json")
+        if (path / "model" / "config.json").is_file():  # a texttune run directory
+            return str(path / "model")
+        if not (path / "config.json").is_file():
+            raise BackboneError(f"{name} is not a model directory (no config.json in it)")
+        return str(path)
+    if name.startswith((".", "/", "~")) or name.count("/") > 1:
+        raise BackboneError(f"backbone directory not found: {name}")
+    return name
+
+
+def load_config(source: str, *, trust_remote_code: bool) -> Any:
+    """The model config, from the local cache first; one clear line when the hub is out of reach."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=trust_remote_code)
+    except OSError:
+        pass
+    except ValueError as exc:
+        raise BackboneError(f"{source}: cannot read the model config ({exc})") from None
+    if Path(source).is_dir():
+        raise BackboneError(f"{source}: config.json is unreadable or not a transformers model config")
+    if not hub_reachable():
+        raise BackboneError(
+            f"backbone {source!r} is not in the local cache and the model hub cannot be reached (offline). "
+            f"Pass a local model directory (--backbone /path/to/model) or an offline alias: {choices(ALIASES)}"
+        )
+    try:
+        return AutoConfig.from_pretrained(source, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise BackboneError(f"backbone {source!r}: not found on the hub or not a model ({str(exc).splitlines()[0]})") from None
+
+
+def load_backbone(name: str, *, auto_class: str, trust_remote_code: bool = False) -> Backbone:
+    """Load model and tokenizer with ``transformers.<auto_class>`` (e.g. ``AutoModelForSeq2SeqLM``)."""
+    import transformers
+
+    source = resolve_source(name)
+    config = load_config(source, trust_remote_code=trust_remote_code)
+    loader = getattr(transformers, auto_class)
+    offline = not hub_reachable() or Path(source).is_dir()
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=offline, trust_remote_code=trust_remote_code)
+        model = loader.from_pretrained(source, config=config, local_files_only=offline, trust_remote_code=trust_remote_code)
+    except (OSError, ValueError, KeyError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise BackboneError(f"backbone {name!r} cannot be loaded as {auto_class} ({first})") from None
+    return Backbone(name, source, detect_family(config), config.model_type, model, tokenizer)

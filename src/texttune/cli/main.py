@@ -1,0 +1,201 @@
+"""``texttune`` command line: parse arguments, call the library, print results.
+
+Every user error (:class:`texttune.errors.TexttuneError`) is printed as one line
+on stderr with exit status 2; no traceback. The logic lives in the library.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from texttune.cli import io as cli_io
+from texttune.cli.options import add_columns, add_section, given
+from texttune.errors import TexttuneError
+
+GENERATION = "generation"
+
+
+def _all_roles() -> list[tuple[str, str, tuple[str, ...]]]:
+    """Column flags of every task, for evaluate/predict (the task is known only once a model is loaded)."""
+    from texttune.tasks import TASKS
+
+    seen: dict[str, tuple[str, str, tuple[str, ...]]] = {}
+    for cls in TASKS.values():
+        for role in cls().roles:
+            seen.setdefault(role.role, (role.role, role.help, role.defaults))
+    return list(seen.values())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from texttune import __version__
+    from texttune.tasks import TASKS
+
+    parser = argparse.ArgumentParser(prog="texttune", description="Fine-tune, evaluate, run and serve transformer models for text tasks, offline.")
+    parser.add_argument("--version", action="version", version=f"texttune {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="Only print results and errors.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    train = sub.add_parser("train", help="Fine-tune a backbone for a task.", description="Fine-tune a backbone for a task.")
+    tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
+    for name, cls in TASKS.items():
+        task = cls()
+        p = tasks.add_parser(name, help=cls.description, description=f"Fine-tune for {name}: {cls.description}.")
+        p.add_argument("--config", dest="_config", metavar="YAML", help="Read options from a YAML file (keys are option names); flags override it.")
+        add_columns(p, [(r.role, r.help, r.defaults) for r in task.roles])
+        for section in ("data", "task", "model", "train", "generation"):
+            add_section(p, section, only=None if section != "data" else {
+                "train_file", "validation_file", "validation_fraction", "max_train_samples", "max_eval_samples",
+                "max_source_length", "max_target_length"})
+
+    ev = sub.add_parser("evaluate", help="Score a trained model on a labelled data file.")
+    ev.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR")
+    ev.add_argument("--metrics-file", help="Write the metrics here as flat JSON (metric name -> number).")
+    ev.add_argument("--predictions-file", help="Write per-row predictions here as JSONL.")
+    add_section(ev, "data", only={"data_file", "max_eval_samples"})
+    add_columns(ev, _all_roles())
+    add_section(ev, GENERATION)
+
+    pr = sub.add_parser("predict", help="Run a trained model on inputs (file or stdin).")
+    pr.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR")
+    pr.add_argument("--input-file", help="Inputs: CSV, TSV, JSON, JSONL, Parquet. Default: stdin (JSONL records or one text per line).")
+    pr.add_argument("--output-file", help="Where to write predictions: .jsonl or .csv. Default: stdout (JSONL).")
+    add_section(pr, "data", only={"max_predict_samples"})
+    add_columns(pr, _all_roles())
+    add_section(pr, GENERATION)
+
+    sub.add_parser("tasks", help="List the tasks, their columns, metrics and default backbones.")
+
+    demo = sub.add_parser("demo", help="Fine-tune the default offline backbone on bundled Debian summaries (~5 min on 2 CPU cores).")
+    demo.add_argument("--output-dir", default="runs/demo", help="Run directory (default: runs/demo; replaced if it is a previous demo run).")
+    demo.add_argument("--backbone", default=None, help="Backbone to use instead of the summarization default.")
+    demo.add_argument("--max-steps", type=int, default=None, help="Training steps (default: 40).")
+    return parser
+
+
+def _configure_logging(quiet: bool, *, training: bool) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("texttune: %(message)s"))
+    logger = logging.getLogger("texttune")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    logger.propagate = False
+    if training:
+        import warnings
+
+        import lightning.pytorch  # noqa: F401 - it sets its logger's level on import; override after
+
+        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # a Lightning-internal deprecation
+    try:
+        import datasets
+        import transformers
+
+        datasets.disable_progress_bar()
+        transformers.utils.logging.disable_progress_bar()
+        transformers.utils.logging.set_verbosity_error()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from texttune.api import API_CLASSES
+    from texttune.config import read_yaml
+    from texttune.runs.summary import comparison_table
+
+    options = read_yaml(args._config) if args._config else {}
+    options.update(given(args, exclude={"command", "task", "quiet"}))
+    task_options = {k: options.pop(k) for k in ("prefix", "source_lang", "target_lang") if options.get(k) is not None}
+    model = API_CLASSES[args.task](**task_options, options=options)  # type: ignore[call-arg]
+    train_file = model.config.data.train_file
+    if not train_file:
+        from texttune.errors import ConfigError
+
+        raise ConfigError("no training data: pass --train-file (or train_file in --config)")
+    result = model.fit(train=train_file, validation=model.config.data.validation_file,
+                       output_dir=model.config.train.output_dir)
+    print(comparison_table(result.metrics))
+    print(f"\nrun directory: {result.run_dir}\nmodel: {result.model_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from texttune.api import load
+    from texttune.errors import ConfigError
+    from texttune.runs.files import write_json
+
+    opts = given(args, exclude={"command", "quiet", "model_dir", "metrics_file", "predictions_file", "data_file", "max_eval_samples"})
+    if not getattr(args, "data_file", None):
+        raise ConfigError("pass --data-file with the data to evaluate on")
+    model = load(args.model_dir)
+    columns = {k[: -len("_column")]: v for k, v in opts.items() if k.endswith("_column")}
+    generation = {k: v for k, v in opts.items() if not k.endswith("_column")}
+    metrics = model.evaluate(args.data_file, columns=columns or None, max_samples=_int(getattr(args, "max_eval_samples", None)),
+                             predictions_file=args.predictions_file, generation=generation)
+    if args.metrics_file:
+        write_json(args.metrics_file, metrics)
+    print(json.dumps(metrics, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from texttune.api import load
+
+    opts = given(args, exclude={"command", "quiet", "model_dir", "input_file", "output_file", "max_predict_samples"})
+    model = load(args.model_dir)
+    columns = {k[: -len("_column")]: v for k, v in opts.items() if k.endswith("_column")}
+    generation = {k: v for k, v in opts.items() if not k.endswith("_column")}
+    records = cli_io.read_inputs(model, args.input_file, columns=columns, limit=_int(getattr(args, "max_predict_samples", None)))
+    from texttune.config import generation_from_mapping
+
+    gen = generation_from_mapping(generation)  # validates before the model runs
+    outputs = model.predict([r["row"] for r in records], **cli_io.predict_options(gen, generation))
+    cli_io.write_outputs(args.output_file, records, outputs)
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from texttune.tasks import TASKS
+
+    for name, cls in TASKS.items():
+        task = cls()
+        cols = ", ".join(f"--{r.role}-column ({'/'.join(r.defaults[:3])})" for r in task.roles)
+        print(f"{name}\n  {cls.description}\n  columns: {cols}\n  metrics: {', '.join(cls.metric_names)}\n  default backbone: {cls.default_backbone}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from texttune.cli.demo import run_demo
+
+    return run_demo(output_dir=Path(args.output_dir), backbone=args.backbone, max_steps=args.max_steps)
+
+
+def _int(value: Any) -> int | None:
+    from texttune.config import coerce
+
+    return None if value is None else coerce("max_samples", value, int | None, None)
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "tasks": cmd_tasks, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.quiet, training=args.command in {"train", "demo"})
+    try:
+        return COMMANDS[args.command](args)
+    except TexttuneError as exc:
+        print(f"texttune: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("texttune: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

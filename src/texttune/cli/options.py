@@ -1,0 +1,57 @@
+"""Turn the typed config dataclasses into argparse options (and back).
+
+Flags are generated, never written by hand, so ``--help``, YAML keys and the
+Python API cannot drift apart. Parsed flags use ``argparse.SUPPRESS`` defaults:
+only what the user typed overrides the ``--config`` file.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+from typing import Any
+
+from texttune.config import SECTIONS, _allowed
+
+TITLES = {
+    "data": "data",
+    "task": "task options",
+    "model": "backbone",
+    "train": "training",
+    "generation": "generation (evaluate / predict)",
+}
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def add_section(parser: argparse.ArgumentParser, section: str, *, only: set[str] | None = None) -> None:
+    """Add one config section's fields as flags, in their own --help group."""
+    group = parser.add_argument_group(TITLES[section])
+    for f in fields(SECTIONS[section]):
+        if f.name == "columns" or (only is not None and f.name not in only):
+            continue
+        base, _ = _allowed(f.type)
+        help_text = f.metadata.get("help", "")
+        if f.default is not None and base is not bool:
+            help_text += f" (default: {f.default})"
+        if base is bool:
+            group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=argparse.SUPPRESS, help=help_text + f" (default: {'on' if f.default else 'off'})")
+        else:
+            group.add_argument(_flag(f.name), dest=f.name, default=argparse.SUPPRESS, metavar=base.__name__.upper(),
+                               choices=f.metadata.get("choices"), help=help_text)
+
+
+def add_columns(parser: argparse.ArgumentParser, roles: list[tuple[str, str, tuple[str, ...]]]) -> None:
+    """Add ``--<role>-column`` flags: (role, help, default column names)."""
+    group = parser.add_argument_group("columns")
+    for role, help_text, defaults in roles:
+        group.add_argument(_flag(f"{role}_column"), dest=f"{role}_column", default=argparse.SUPPRESS, metavar="NAME",
+                           help=f"Column holding the {help_text} (default: first of {', '.join(defaults)}).")
+
+
+def given(namespace: argparse.Namespace, *, exclude: set[str]) -> dict[str, Any]:
+    """The options the user actually typed (SUPPRESS keeps the others out)."""
+    return {k: v for k, v in vars(namespace).items() if k not in exclude and not k.startswith("_")}

@@ -1,0 +1,316 @@
+"""Typed run configuration: one dataclass per concern, one flat option namespace.
+
+Every field below is an option with the same name everywhere: ``--max-steps`` on
+the command line, ``max_steps:`` in a ``--config`` YAML file, ``max_steps=`` in
+the Python API. Field names are unique across sections so the flat namespace is
+unambiguous (a unit test checks this). Column options are per task
+(``--text-column``, ``--summary-column``, ...): each task declares its column
+roles and they land in :attr:`DataConfig.columns`.
+
+Precedence: dataclass defaults < YAML file < command-line flags. Unknown keys and
+badly typed values raise :class:`~texttune.errors.ConfigError` naming the key,
+the value and the valid choices. Nothing here touches files other than reading
+the YAML file it is given.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from texttune.errors import ConfigError, choices
+
+
+def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:  # noqa: A002
+    """A dataclass field carrying its ``--help`` text and allowed values."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
+@dataclass
+class DataConfig:
+    """Where the data comes from and how it is cut to size."""
+
+    train_file: str | None = option(None, "Training data: CSV, TSV, JSON, JSONL, Parquet, a datasets.save_to_disk directory, or a hub dataset name (online only).")
+    validation_file: str | None = option(None, "Validation data (same formats). When omitted, a seeded fraction of the training data is held out.")
+    data_file: str | None = option(None, "Data to evaluate on or predict from (evaluate/predict).")
+    columns: dict[str, str] = field(default_factory=dict, metadata={"help": "column role -> column name", "choices": None})
+    validation_fraction: float = option(0.1, "Fraction of training rows held out for validation when no validation file is given.")
+    max_train_samples: int | None = option(None, "Use at most this many training rows (taken after a seeded shuffle).")
+    max_eval_samples: int | None = option(None, "Use at most this many validation/evaluation rows (the first ones).")
+    max_predict_samples: int | None = option(None, "Predict at most this many rows (the first ones).")
+    max_source_length: int = option(512, "Inputs longer than this many tokens are truncated (the count is reported).")
+    max_target_length: int = option(128, "Targets longer than this many tokens are truncated for training (the count is reported).")
+
+
+@dataclass
+class TaskOptions:
+    """Options that change what the task asks of the backbone."""
+
+    prefix: str | None = option(None, "Text put before every input (T5 prefix, or the instruction for decoder-only backbones). Default: the task's own; '' for none.")
+    source_lang: str | None = option(None, "Translation: source language code (also the default source column), e.g. en.")
+    target_lang: str | None = option(None, "Translation: target language code (also the default target column), e.g. fr.")
+
+
+@dataclass
+class ModelConfig:
+    """Which pretrained model to start from."""
+
+    backbone: str | None = option(None, "Hub name, local model directory, or offline alias (smollm2-135m, minilm-bert2bert). Default: the task's offline alias.")
+    trust_remote_code: bool = option(False, "Allow a backbone to run its own Python code. Off: only enable it for repositories you trust.")
+
+
+@dataclass
+class TrainConfig:
+    """How the Lightning Trainer fits the model."""
+
+    output_dir: str | None = option(None, "Run directory to create (config, metrics, checkpoints, model/, predictions).")
+    batch_size: int = option(8, "Training examples per step on each device.")
+    max_epochs: int | None = option(None, "Stop after this many epochs (default 3 when --max-steps is not given).")
+    max_steps: int | None = option(None, "Stop after this many optimizer steps.")
+    learning_rate: float = option(5e-5, "Peak learning rate of AdamW.")
+    lr_schedule: str = option("linear", "Learning-rate schedule after warmup.", choices=("linear", "cosine", "constant"))
+    warmup_ratio: float = option(0.0, "Fraction of the optimizer steps spent warming the learning rate up from 0.")
+    weight_decay: float = option(0.0, "AdamW weight decay (not applied to biases and norms).")
+    accumulate_grad_batches: int = option(1, "Accumulate gradients over this many batches per optimizer step.")
+    gradient_clip_val: float | None = option(1.0, "Clip the gradient norm to this value (0 or none to disable).")
+    seed: int = option(42, "Seed for data order, held-out split, dropout and sampling.")
+    precision: str = option("32", "Numeric precision. fp16 is refused for T5-family backbones (it overflows); use bf16-mixed.", choices=("32", "bf16-mixed", "16-mixed"))
+    accelerator: str = option("auto", "Lightning accelerator.", choices=("auto", "cpu", "gpu", "mps"))
+    eval_every_steps: int | None = option(None, "Validate (and checkpoint) every N optimizer steps instead of once per epoch.")
+    checkpoint_metric: str | None = option(None, "Metric that picks the best checkpoint, e.g. rougeL, bleu or loss. Default: the task's main metric.")
+    early_stopping_patience: int | None = option(None, "Stop when the checkpoint metric has not improved for this many evaluations.")
+    resume: str | None = option(None, "Continue an interrupted run: 'latest' (the run directory's last checkpoint) or a checkpoint path.")
+    baselines: bool = option(True, "Before training, evaluate the untrained model (zero-shot) and the task's simple baseline.")
+    progress_bar: bool = option(True, "Show progress bars.")
+    num_workers: int = option(0, "DataLoader worker processes.")
+
+
+@dataclass
+class GenerationConfig:
+    """Decoding options shared by evaluate, predict and serve."""
+
+    max_new_tokens: int | None = option(None, "Most tokens to generate. Default: from the target lengths seen in training (never a silent 20).")
+    min_new_tokens: int | None = option(None, "Fewest tokens to generate.")
+    num_beams: int = option(1, "Beam search width (1 = greedy or sampling).")
+    do_sample: bool = option(False, "Sample instead of greedy/beam decoding.")
+    temperature: float = option(1.0, "Sampling temperature (with --do-sample).")
+    top_k: int | None = option(None, "Sample from the k most likely tokens (with --do-sample).")
+    top_p: float | None = option(None, "Nucleus sampling probability mass (with --do-sample).")
+    no_repeat_ngram_size: int | None = option(None, "Never repeat an n-gram of this size.")
+    length_penalty: float | None = option(None, "Beam search length penalty (>1 favours longer outputs).")
+    repetition_penalty: float | None = option(None, "Penalty for repeated tokens (>1 discourages repetition).")
+    generation_batch_size: int = option(16, "Inputs per generation batch in evaluate/predict (independent of --batch-size).")
+
+
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "task": TaskOptions,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "generation": GenerationConfig,
+}
+
+
+@dataclass
+class RunConfig:
+    """Everything a run needs, resolved. Written to ``config.yaml`` in each run."""
+
+    task: str
+    data: DataConfig = field(default_factory=DataConfig)
+    task_options: TaskOptions = field(default_factory=TaskOptions)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+
+    def flat(self) -> dict[str, Any]:
+        """The flat option mapping (the YAML layout ``--config`` reads back)."""
+        out: dict[str, Any] = {"task": self.task}
+        for section in (self.data, self.task_options, self.model, self.train, self.generation):
+            for key, value in asdict(section).items():
+                if key == "columns":
+                    out.update({f"{role}_column": name for role, name in value.items()})
+                else:
+                    out[key] = value
+        return out
+
+
+def option_fields() -> dict[str, tuple[str, Any]]:
+    """Map every flat option name to (section name, dataclass field)."""
+    out: dict[str, tuple[str, Any]] = {}
+    for section, cls in SECTIONS.items():
+        for f in fields(cls):
+            if f.name == "columns":
+                continue
+            out[f.name] = (section, f)
+    return out
+
+
+def _allowed(annotation: Any) -> tuple[type, bool]:
+    """(base type, whether None is allowed) for ``int | None`` style annotations."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {}, {})  # noqa: S307 - our own annotations only
+    args = typing.get_args(annotation)
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        base = next(a for a in args if a is not type(None))
+        return base, True
+    return annotation, False
+
+
+def coerce(name: str, value: Any, annotation: Any, valid: tuple[str, ...] | None) -> Any:
+    """Check and convert one option value (from YAML or the CLI) to its declared type."""
+    base, nullable = _allowed(annotation)
+    if value is None or (isinstance(value, str) and value.lower() in {"none", "null"} and base is not str):
+        if nullable:
+            return None
+        raise ConfigError(f"option {name!r} needs a value of type {base.__name__}, got none")
+    try:
+        if base is bool:
+            if isinstance(value, bool):
+                return value
+            if isinstance(value, str) and value.lower() in {"true", "yes", "1", "on", "false", "no", "0", "off"}:
+                return value.lower() in {"true", "yes", "1", "on"}
+            raise ValueError
+        if base is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError
+            converted: Any = int(value)
+        elif base is float:
+            if isinstance(value, bool):
+                raise ValueError
+            converted = float(value)
+            if not math.isfinite(converted):
+                raise ValueError
+        else:
+            if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+                raise ValueError
+            converted = str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"option {name!r} needs a {base.__name__}, got {value!r}") from None
+    if valid is not None and converted not in valid:
+        raise ConfigError(f"option {name!r} got {converted!r}; valid choices: {choices(valid)}")
+    return converted
+
+
+def _suggest(name: str, valid: list[str]) -> str:
+    close = difflib.get_close_matches(name, valid, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def build_config(task: str, options: dict[str, Any], *, column_roles: tuple[str, ...]) -> RunConfig:
+    """Build a :class:`RunConfig` from a flat mapping of option names to values.
+
+    ``column_roles`` are the task's column roles: ``<role>_column`` keys are
+    accepted for them and no others. Keys may use dashes or underscores.
+    """
+    known = option_fields()
+    column_keys = {f"{role}_column": role for role in column_roles}
+    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    columns: dict[str, str] = {}
+    for raw_key, value in options.items():
+        key = raw_key.replace("-", "_")
+        if key == "task":
+            if value != task:
+                raise ConfigError(f"config says task {value!r} but the command is for task {task!r}")
+            continue
+        if key in column_keys:
+            columns[column_keys[key]] = coerce(key, value, str, None)
+            continue
+        if key not in known:
+            valid = sorted([*known, *column_keys])
+            raise ConfigError(
+                f"unknown option {raw_key!r}{_suggest(key, valid)}; valid options: {', '.join(valid)}"
+            )
+        section, f = known[key]
+        sections[section][key] = coerce(key, value, f.type, f.metadata.get("choices"))
+    config = RunConfig(
+        task=task,
+        data=DataConfig(columns=columns, **sections["data"]),
+        task_options=TaskOptions(**sections["task"]),
+        model=ModelConfig(**sections["model"]),
+        train=TrainConfig(**sections["train"]),
+        generation=GenerationConfig(**sections["generation"]),
+    )
+    validate(config)
+    return config
+
+
+def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
+    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
+        raise ConfigError(f"option {name!r} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def validate(config: RunConfig) -> None:
+    """Range checks and contradictions that single-field typing cannot catch."""
+    t, g, d = config.train, config.generation, config.data
+    for name in ("batch_size", "accumulate_grad_batches", "max_epochs", "max_steps", "eval_every_steps", "early_stopping_patience"):
+        _positive(name, getattr(t, name))
+    for name in ("max_source_length", "max_target_length", "max_train_samples", "max_eval_samples", "max_predict_samples"):
+        _positive(name, getattr(d, name))
+    _positive("learning_rate", t.learning_rate)
+    _positive("weight_decay", t.weight_decay, allow_zero=True)
+    _positive("num_workers", t.num_workers, allow_zero=True)
+    if not 0 <= t.warmup_ratio < 1:
+        raise ConfigError(f"option 'warmup_ratio' must be in [0, 1), got {t.warmup_ratio!r}")
+    if not 0 < d.validation_fraction < 1:
+        raise ConfigError(f"option 'validation_fraction' must be in (0, 1), got {d.validation_fraction!r}")
+    validate_generation(g)
+
+
+def validate_generation(g: GenerationConfig) -> None:
+    """Generation option ranges; shared with predict and the server."""
+    for name in ("max_new_tokens", "num_beams", "top_k", "no_repeat_ngram_size", "generation_batch_size"):
+        _positive(name, getattr(g, name))
+    _positive("min_new_tokens", g.min_new_tokens, allow_zero=True)
+    _positive("temperature", g.temperature)
+    _positive("repetition_penalty", g.repetition_penalty)
+    if g.top_p is not None and not 0 < g.top_p <= 1:
+        raise ConfigError(f"option 'top_p' must be in (0, 1], got {g.top_p!r}")
+    if g.min_new_tokens is not None and g.max_new_tokens is not None and g.min_new_tokens > g.max_new_tokens:
+        raise ConfigError(
+            f"min_new_tokens ({g.min_new_tokens}) is larger than max_new_tokens ({g.max_new_tokens})"
+        )
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a flat ``--config`` YAML file (keys are option names)."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{p}: expected a mapping of option names to values, got {type(loaded).__name__}")
+    for key, value in loaded.items():
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"{p}: option {key!r} must be a single value, got a {type(value).__name__}")
+    return {str(k): v for k, v in loaded.items()}
+
+
+def generation_from_mapping(values: dict[str, Any]) -> GenerationConfig:
+    """A GenerationConfig from a partial mapping (API keyword arguments, HTTP bodies)."""
+    known = {f.name: f for f in fields(GenerationConfig)}
+    kwargs: dict[str, Any] = {}
+    for key, value in values.items():
+        if key not in known:
+            raise ConfigError(f"unknown generation option {key!r}; valid: {', '.join(sorted(known))}")
+        f = known[key]
+        kwargs[key] = coerce(key, value, f.type, f.metadata.get("choices"))
+    config = GenerationConfig(**kwargs)
+    validate_generation(config)
+    return config
+
+
+def defaults_of(cls: type) -> dict[str, Any]:
+    """Default values of a section dataclass (for help text and diffs)."""
+    return {f.name: f.default for f in fields(cls) if f.default is not MISSING}

@@ -1,0 +1,222 @@
+"""Read user data into a :class:`datasets.Dataset`; the only module that knows file formats.
+
+Supported: CSV, TSV, JSON (a list of objects, or ``{"data": [...]}``), JSONL,
+Parquet, a directory written by ``datasets.save_to_disk``, in-memory lists, and a
+hub dataset name (through ``datasets``, online only). Every error names the file
+and, where it can, the line or row, because "ArrowInvalid: JSON parse error" on
+row 40,000 of a file is the kind of message users have learned to dread.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from texttune.errors import DataError, choices
+
+FORMATS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+}
+
+
+@dataclass
+class Table:
+    """Rows read from one source, and how to point a user at row ``i``."""
+
+    rows: Any  # datasets.Dataset
+    name: str
+    locate: Callable[[int], str]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def _row_locator(name: str, lines: list[int] | None = None, *, header: bool = False) -> Callable[[int], str]:
+    def locate(i: int) -> str:
+        if lines is not None:
+            return f"{name} line {lines[i]}"
+        return f"{name} row {i + 1}" + (" (after the header)" if header else "")
+
+    return locate
+
+
+def from_lists(columns: dict[str, Sequence[Any]], *, name: str = "<python lists>") -> Table:
+    """A table from equal-length Python lists, e.g. ``{"text": [...], "summary": [...]}``."""
+    from datasets import Dataset
+
+    lengths = {key: len(values) for key, values in columns.items()}
+    if len(set(lengths.values())) > 1:
+        raise DataError(f"{name}: lists have different lengths: {lengths}")
+    if not lengths or not next(iter(lengths.values())):
+        raise DataError(f"{name}: no rows")
+    return Table(Dataset.from_dict({k: list(v) for k, v in columns.items()}), name, _row_locator(name))
+
+
+def load_table(source: str | os.PathLike[str], *, split: str = "train") -> Table:
+    """Read a file, a saved dataset directory or a hub dataset into a Table.
+
+    ``split`` picks the split of a saved ``DatasetDict`` directory or of a hub
+    dataset; single files have no splits.
+    """
+    path = Path(source)
+    name = str(source)
+    if path.is_dir():
+        return _load_saved(path, split)
+    if path.exists() or path.suffix.lower() in FORMATS:
+        if not path.is_file():
+            raise DataError(f"data file not found: {name}")
+        fmt = FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise DataError(f"{name}: unknown file type {path.suffix!r}; supported: {choices(FORMATS)}")
+        if path.stat().st_size == 0:
+            raise DataError(f"{name}: the file is empty")
+        reader = {"csv": _read_csv, "tsv": _read_csv, "json": _read_json, "jsonl": _read_jsonl, "parquet": _read_parquet}[fmt]
+        table = reader(path)
+        if len(table) == 0:
+            raise DataError(f"{name}: no data rows")
+        return table
+    if "/" in name and not name.startswith((".", "/")) and name.count("/") == 1:
+        return _load_hub(name, split)
+    raise DataError(f"data file not found: {name}")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        # utf-8-sig: files saved by Excel and Notepad start with a byte-order mark.
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise DataError(f"{path} line {line}: not UTF-8 text ({exc.reason}); re-save the file as UTF-8") from None
+
+
+def _read_jsonl(path: Path) -> Table:
+    from datasets import Dataset
+
+    records: list[dict[str, Any]] = []
+    lines: list[int] = []
+    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{path} line {number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        if not isinstance(record, dict):
+            raise DataError(f"{path} line {number}: expected a JSON object, got {type(record).__name__}")
+        records.append(record)
+        lines.append(number)
+    return Table(_dataset_from_records(records, path, lines), str(path), _row_locator(str(path), lines))
+
+
+def _read_json(path: Path) -> Table:
+    text = _read_text(path)
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":  # one object per line in a .json file
+            return _read_jsonl(path)
+        raise DataError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    if isinstance(loaded, dict) and isinstance(loaded.get("data"), list):
+        loaded = loaded["data"]
+    if not isinstance(loaded, list):
+        raise DataError(f"{path}: expected a list of objects or {{\"data\": [...]}}, got {type(loaded).__name__}")
+    for i, record in enumerate(loaded):
+        if not isinstance(record, dict):
+            raise DataError(f"{path} record {i + 1}: expected a JSON object, got {type(record).__name__}")
+    locate = lambda i: f"{path} record {i + 1}"  # noqa: E731
+    return Table(_dataset_from_records(loaded, path, None), str(path), locate)
+
+
+def _dataset_from_records(records: list[dict[str, Any]], path: Path, lines: list[int] | None) -> Any:
+    from datasets import Dataset
+
+    if not records:
+        raise DataError(f"{path}: no data rows")
+    try:
+        return Dataset.from_list(records)
+    except Exception as exc:  # pyarrow type clashes between rows
+        keys = sorted({k for r in records for k in r})
+        for key in keys:
+            kinds = {type(r.get(key)).__name__ for r in records if r.get(key) is not None}
+            if len(kinds) > 1:
+                raise DataError(f"{path}: column {key!r} mixes value types {sorted(kinds)}") from None
+        raise DataError(f"{path}: rows cannot form a table ({exc})") from None
+
+
+def _read_csv(path: Path) -> Table:
+    import pandas as pd
+    from datasets import Dataset
+
+    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        # Every cell as text; only truly empty cells become missing, so a review
+        # that says "NA" stays text and an empty cell is reported, not trained on.
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, na_values=[""], encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        _read_text(path)  # raises a message with the line number
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataError(f"{path}: not a valid {'TSV' if sep == chr(9) else 'CSV'} file ({exc})") from None
+    duplicated = [c for c in frame.columns if "." in str(c) and str(c).rsplit(".", 1)[0] in frame.columns]
+    if duplicated:
+        raise DataError(f"{path}: duplicate column names in the header ({', '.join(map(str, duplicated))})")
+    if frame.empty:
+        raise DataError(f"{path}: no data rows")
+    frame = frame.astype(object).where(frame.notna(), None)
+    return Table(Dataset.from_pandas(frame, preserve_index=False), str(path), _row_locator(str(path), header=True))
+
+
+def _read_parquet(path: Path) -> Table:
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    try:
+        table = pq.read_table(path)
+    except Exception as exc:  # pyarrow raises ArrowInvalid / OSError flavours
+        raise DataError(f"{path}: not a readable Parquet file ({exc})") from None
+    return Table(Dataset(table), str(path), _row_locator(str(path)))
+
+
+def _load_saved(path: Path, split: str) -> Table:
+    from datasets import Dataset, DatasetDict, load_from_disk
+
+    if not ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
+        raise DataError(f"{path} is a directory but not a dataset saved with datasets.save_to_disk")
+    loaded = load_from_disk(str(path))
+    if isinstance(loaded, DatasetDict):
+        if split not in loaded:
+            if len(loaded) != 1:
+                raise DataError(f"{path}: no split {split!r}; available splits: {choices(loaded)}")
+            split = next(iter(loaded))
+        loaded = loaded[split]
+    assert isinstance(loaded, Dataset)
+    if len(loaded) == 0:
+        raise DataError(f"{path}: no data rows")
+    return Table(loaded, f"{path} [{split}]", _row_locator(f"{path} [{split}]"))
+
+
+def _load_hub(name: str, split: str) -> Table:
+    from texttune.backbones.hub import hub_reachable
+
+    if not hub_reachable():
+        raise DataError(
+            f"{name}: no such file, and the dataset hub cannot be reached (offline). "
+            "Pass a local file (CSV, JSONL, Parquet) or a datasets.save_to_disk directory."
+        )
+    from datasets import load_dataset
+
+    try:
+        loaded = load_dataset(name, split=split)
+    except Exception as exc:  # the hub raises many types; all mean "cannot use this name"
+        raise DataError(f"{name}: cannot load hub dataset split {split!r} ({exc})") from None
+    return Table(loaded, f"{name} [{split}]", _row_locator(f"{name} [{split}]"))

@@ -1,0 +1,218 @@
+"""The fine-tuning recipe: data -> baselines -> Lightning fit -> best weights -> final eval -> model/.
+
+Each step writes its result into the run directory as soon as it has it, so a
+run that dies half-way still tells what it was, what data it saw and what it
+had measured.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from texttune.backbones import Backbone
+from texttune.config import RunConfig
+from texttune.data import Table, holdout, take
+from texttune.errors import ConfigError, TexttuneError
+from texttune.runs import RunDir, save_model_dir
+from texttune.runs.environment import environment
+from texttune.runs.files import append_jsonl, write_json, write_jsonl
+
+log = logging.getLogger("texttune")
+
+
+@dataclass
+class FitResult:
+    """What ``fit`` returns: where the run is and what it measured."""
+
+    run_dir: Path
+    model_dir: Path
+    metrics: dict[str, Any]
+
+
+def monitor_of(task: Any, config: RunConfig) -> tuple[str, str]:
+    """(logged metric name, 'min' or 'max') that picks the best checkpoint."""
+    metric = config.train.checkpoint_metric or task.main_metric
+    if metric == "loss":
+        return "val_loss", "min"
+    if metric not in task.metric_names:
+        raise ConfigError(f"checkpoint_metric {metric!r} is not reported by task {task.name!r}; valid: loss, {', '.join(task.metric_names)}")
+    lower_better = metric in {"perplexity", "gen_len"} or (metric == task.main_metric and not task.higher_is_better)
+    return f"val_{metric}", "min" if lower_better else "max"
+
+
+def check_precision(config: RunConfig, backbone: Backbone) -> None:
+    """Refuse precisions known to fail before spending any time on them."""
+    import torch
+
+    precision = config.train.precision
+    if precision == "16-mixed" and backbone.t5_style:
+        raise ConfigError(
+            f"fp16 (16-mixed) overflows in {backbone.model_type} models and produces NaN losses; use --precision bf16-mixed"
+        )
+    if precision == "16-mixed" and not torch.cuda.is_available():
+        raise ConfigError("16-mixed precision needs a CUDA GPU; on CPU use --precision bf16-mixed or 32")
+
+
+def split_data(config: RunConfig, train: Table, validation: Table | None) -> tuple[Table, Table]:
+    """Apply the held-out split and sample limits; say what was done."""
+    d, seed = config.data, config.train.seed
+    if validation is None:
+        train, validation = holdout(train, d.validation_fraction, seed=seed)
+        log.info("no validation data given: held out %d of %d rows (%.0f%%, seed %d) for validation",
+                 len(validation), len(train) + len(validation), 100 * d.validation_fraction, seed)
+    return take(train, d.max_train_samples, shuffle_seed=seed), take(validation, d.max_eval_samples)
+
+
+def _baselines(task: Any, model: Any, val: Table, config: RunConfig, run: RunDir) -> dict[str, Any]:
+    """Model-free baselines and the untrained (zero-shot) model, on the validation rows."""
+    metrics = run.read_metrics()
+    if "zero_shot" in metrics or not config.train.baselines:
+        return metrics
+    baselines = task.baselines(val.rows)
+    log.info("baselines: %s", baselines)
+    zero_shot, predictions = task.evaluate(model, val.rows, generation=config.generation)
+    log.info("zero-shot: %s", zero_shot)
+    write_jsonl(run.root / "predictions_zero_shot.jsonl", predictions)
+    return run.update_metrics(baselines=baselines, zero_shot=zero_shot)
+
+
+def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str) -> Any:
+    import lightning.pytorch as pl
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    t = config.train
+    checkpoint = ModelCheckpoint(
+        dirpath=run.checkpoints, filename="best", monitor=monitor, mode=mode, save_top_k=1,
+        save_last=True, save_on_exception=True, enable_version_counter=False,
+    )
+    callbacks: list[Any] = [checkpoint]
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience))
+    max_epochs = t.max_epochs if t.max_epochs is not None else (3 if t.max_steps is None else -1)
+    return pl.Trainer(
+        accelerator=t.accelerator, devices=1, precision=t.precision, max_epochs=max_epochs,
+        max_steps=t.max_steps if t.max_steps is not None else -1,
+        accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val or None,
+        val_check_interval=t.eval_every_steps * t.accumulate_grad_batches if t.eval_every_steps else None,
+        check_val_every_n_epoch=None if t.eval_every_steps else 1,
+        num_sanity_val_steps=0, log_every_n_steps=5, callbacks=callbacks,
+        logger=CSVLogger(save_dir=run.root, name="", version="logs"),
+        enable_progress_bar=t.progress_bar, enable_model_summary=False, default_root_dir=run.root,
+    )
+
+
+def _loaders(task: Any, train_features: Any, val_features: Any, config: RunConfig) -> tuple[Any, Any]:
+    import torch
+    from torch.utils.data import DataLoader
+
+    t = config.train
+    generator = torch.Generator().manual_seed(t.seed)
+    train_dl = DataLoader(train_features, batch_size=t.batch_size, shuffle=True, collate_fn=task.collate,
+                          num_workers=t.num_workers, generator=generator)
+    val_dl = DataLoader(val_features, batch_size=config.generation.generation_batch_size, shuffle=False,
+                        collate_fn=task.collate, num_workers=t.num_workers)
+    return train_dl, val_dl
+
+
+def _resume_path(config: RunConfig, run: RunDir) -> str | None:
+    resume = config.train.resume
+    if resume is None:
+        return None
+    path = run.checkpoints / "last.ckpt" if resume == "latest" else Path(resume)
+    if not path.is_file():
+        raise ConfigError(f"cannot resume: no checkpoint at {path}")
+    return str(path)
+
+
+def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, validation: Table | None, run: RunDir) -> FitResult:
+    """Fine-tune ``backbone`` for ``task`` and write everything to ``run``."""
+    import lightning.pytorch as pl
+
+    from texttune.engine.module import TextModule
+
+    resume_path = _resume_path(config, run) if config.train.resume else None
+    run.create(resume=resume_path is not None)
+    run.write_config(config.flat())
+    write_json(run.environment, environment(seed=config.train.seed))
+    run.set_status("running", task=task.name, backbone=backbone.name)
+    try:
+        check_precision(config, backbone)
+        monitor, mode = monitor_of(task, config)
+        pl.seed_everything(config.train.seed, verbose=False)
+        train, val = split_data(config, train, validation)
+        task.bind(backbone, config)
+        learned = task.learn(train.rows)
+        train_features, train_stats = task.encode(train.rows)
+        val_features, val_stats = task.encode(val.rows)
+        write_json(run.data_stats, {"train": {"source": train.name, **train_stats}, "validation": {"source": val.name, **val_stats}, "learned": learned})
+        for split, stats in (("train", train_stats), ("validation", val_stats)):
+            if stats["inputs_truncated"] or stats["targets_truncated"]:
+                log.warning("%s: %d inputs and %d targets were truncated (max_source_length=%d, max_target_length=%d)",
+                            split, stats["inputs_truncated"], stats["targets_truncated"],
+                            config.data.max_source_length, config.data.max_target_length)
+        _baselines(task, backbone.model, val, config, run)
+
+        def record(step: int, metrics: dict[str, float], predictions: list[dict[str, Any]]) -> None:
+            append_jsonl(run.evals, {"step": step, **metrics})
+            write_jsonl(run.root / "predictions_last_eval.jsonl", predictions[:50])
+
+        module = TextModule(model=backbone.model, task=task, train_config=config.train,
+                            generation=config.generation, eval_rows=val.rows, on_evaluation=record)
+        trainer = _trainer(config, run, monitor, mode)
+        train_dl, val_dl = _loaders(task, train_features, val_features, config)
+        with warnings.catch_warnings():
+            # A run shorter than one evaluation period has nothing to monitor yet; the final
+            # evaluation below covers it, so Lightning's warning about it is noise.
+            warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")
+            warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+            trainer.fit(module, train_dl, val_dl, ckpt_path=resume_path)
+        if trainer.interrupted:
+            run.set_status("interrupted", checkpoint=str(run.checkpoints / "last.ckpt"))
+            raise TexttuneError(f"training interrupted; continue with --resume latest --output-dir {run.root}")
+        return _finish(task, module, trainer, config, backbone, val, run)
+    except BaseException as exc:
+        if not run.status.exists() or '"interrupted"' not in run.status.read_text():
+            run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        raise
+
+
+def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: Backbone, val: Table, run: RunDir) -> FitResult:
+    """Restore the best weights, evaluate them, save model/ and the final metrics."""
+    import torch
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    if best and Path(best).is_file():
+        # weights_only: a checkpoint is data, never code (see RELIABILITY in the docs).
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+        log.info("restored the best checkpoint %s", best)
+    model = module.model
+    metrics, predictions = task.evaluate(model, val.rows, generation=config.generation)
+    write_jsonl(run.predictions, predictions)
+    log.info("fine-tuned: %s", metrics)
+    task.finalize_model(model)
+    metadata = {
+        "task": task.name,
+        "texttune_version": _version(),
+        "backbone": backbone.name,
+        "family": backbone.family,
+        "auto_class": task.auto_class(backbone.family),
+        "task_state": task.metadata(),
+        "columns": config.data.columns,
+        "trained_steps": int(trainer.global_step),
+    }
+    model_dir = save_model_dir(run.model, model=model, tokenizer=backbone.tokenizer, metadata=metadata)
+    all_metrics = run.update_metrics(fine_tuned=metrics, best_checkpoint=best or None, steps=int(trainer.global_step))
+    run.set_status("completed", steps=int(trainer.global_step))
+    return FitResult(run.root, model_dir, all_metrics)
+
+
+def _version() -> str:
+    from texttune import __version__
+
+    return __version__

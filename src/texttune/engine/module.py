@@ -1,0 +1,87 @@
+"""The one LightningModule: optimisation and logging here, everything task-specific in the task.
+
+Lightning owns the loop (devices, precision, accumulation, clipping, checkpoints,
+resume); this module only says how to get a loss (``task.loss``), how to score
+an evaluation (``task.evaluate``) and which optimizer and schedule to use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+
+from texttune.config import GenerationConfig, TrainConfig
+
+_NO_DECAY = ("bias", "norm", "layernorm", "layer_norm", "ln_")
+
+
+class TextModule(pl.LightningModule):
+    """Wraps a transformers model and a task for the Lightning Trainer."""
+
+    def __init__(
+        self,
+        *,
+        model: Any,
+        task: Any,
+        train_config: TrainConfig,
+        generation: GenerationConfig,
+        eval_rows: Any | None,
+        on_evaluation: Callable[[int, dict[str, float], list[dict[str, Any]]], None] | None = None,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.task = task
+        self.train_config = train_config
+        self.generation = generation
+        self.eval_rows = eval_rows  # raw validation rows, for generation-based metrics
+        self.on_evaluation = on_evaluation
+        self._val_losses: list[torch.Tensor] = []
+
+    def on_train_epoch_start(self) -> None:
+        # from_pretrained returns models in eval mode and Lightning keeps each module's
+        # mode as it finds it: without this, dropout would be off during fine-tuning.
+        self.model.train()
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        loss = self.task.loss(self.model, batch)
+        # Logged values stay on the device; Lightning syncs them only when it writes a log line.
+        self.log("train_loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        if self.trainer.optimizers:
+            self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=False)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss = self.task.loss(self.model, batch)
+        self.log("val_loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.trainer.sanity_checking or self.eval_rows is None:
+            return
+        metrics, predictions = self.task.evaluate(self.model, self.eval_rows, generation=self.generation)
+        for name, value in metrics.items():
+            self.log(f"val_{name}", float(value), prog_bar=name == self.task.main_metric)
+        if self.on_evaluation is not None:
+            self.on_evaluation(int(self.global_step), metrics, predictions)
+
+    def configure_optimizers(self) -> Any:
+        from transformers import get_scheduler
+
+        cfg = self.train_config
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if any(k in name.lower() for k in _NO_DECAY) else decay).append(param)
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.learning_rate,
+        )
+        total = int(self.trainer.estimated_stepping_batches)
+        schedule = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[cfg.lr_schedule]
+        scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=int(total * cfg.warmup_ratio), num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

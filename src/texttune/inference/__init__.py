@@ -1,0 +1,1 @@
+"""Batched prediction and generation, shared by evaluate, predict and serve."""

@@ -1,0 +1,78 @@
+"""The run directory: one place per run, readable without texttune.
+
+::
+
+    RUN_DIR/
+      config.yaml          resolved options (feed back with --config to rerun)
+      environment.json     versions, hardware, seed, git commit
+      status.json          running / completed / failed, timings, the error if any
+      data_stats.json      rows, token lengths, truncation counts per split
+      metrics.json         baselines, zero-shot, each evaluation, final (fine-tuned)
+      evals.jsonl          one line per evaluation during training
+      predictions.jsonl    input, reference and prediction for the evaluated set
+      checkpoints/         Lightning checkpoints: best by the chosen metric, last
+      logs/                CSV metrics per logging step
+      model/               save_pretrained model + tokenizer + texttune.json
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from texttune.errors import ConfigError
+from texttune.runs.files import read_json, write_json, write_text
+
+
+@dataclass(frozen=True)
+class RunDir:
+    root: Path
+
+    config = property(lambda self: self.root / "config.yaml")
+    environment = property(lambda self: self.root / "environment.json")
+    status = property(lambda self: self.root / "status.json")
+    data_stats = property(lambda self: self.root / "data_stats.json")
+    metrics = property(lambda self: self.root / "metrics.json")
+    evals = property(lambda self: self.root / "evals.jsonl")
+    predictions = property(lambda self: self.root / "predictions.jsonl")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    logs = property(lambda self: self.root / "logs")
+    model = property(lambda self: self.root / "model")
+
+    def create(self, *, resume: bool) -> None:
+        """Make the directory; refuse to overwrite someone's finished run by accident."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"output directory {self.root} is a file")
+        if self.root.exists() and any(self.root.iterdir()) and not resume:
+            raise ConfigError(
+                f"output directory {self.root} already exists and is not empty; "
+                "choose a new --output-dir, or pass --resume to continue that run"
+            )
+        self.root.mkdir(parents=True, exist_ok=True)
+        probe = self.root / ".write-test"
+        try:
+            probe.write_text("")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(f"output directory {self.root} is not writable ({exc.strerror})") from None
+
+    def write_config(self, flat: dict[str, Any]) -> None:
+        import yaml
+
+        write_text(self.config, "# texttune run configuration (reuse with --config)\n" + yaml.safe_dump(flat, sort_keys=False, allow_unicode=True))
+
+    def set_status(self, state: str, **fields: Any) -> None:
+        current = read_json(self.status) if self.status.exists() else {}
+        current.update(fields, state=state, updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        write_json(self.status, current)
+
+    def read_metrics(self) -> dict[str, Any]:
+        return read_json(self.metrics) if self.metrics.exists() else {}
+
+    def update_metrics(self, **sections: Any) -> dict[str, Any]:
+        metrics = self.read_metrics()
+        metrics.update(sections)
+        write_json(self.metrics, metrics)
+        return metrics

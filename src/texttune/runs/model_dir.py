@@ -1,0 +1,50 @@
+"""Saved models: a plain ``save_pretrained`` directory plus ``texttune.json``.
+
+The directory loads with ``transformers`` alone (Auto classes or ``pipeline``);
+``texttune.json`` adds what transformers does not know: the task, its prompt or
+prefix, learned lengths and label lists, and the backbone it came from.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from texttune.errors import BackboneError
+from texttune.runs.files import atomic_directory, read_json, write_json
+
+METADATA_FILE = "texttune.json"
+
+
+def save_model_dir(path: str | Path, *, model: Any, tokenizer: Any, metadata: dict[str, Any]) -> Path:
+    """Write model, tokenizer and metadata to ``path`` atomically (temp dir + rename)."""
+    with atomic_directory(path) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        write_json(tmp / METADATA_FILE, metadata)
+    return Path(path)
+
+
+def find_model_dir(path: str | Path) -> Path:
+    """The model directory for a run directory or a model directory; a clear error otherwise."""
+    p = Path(path)
+    if not p.exists():
+        raise BackboneError(f"{p}: no such run or model directory")
+    if not p.is_dir():
+        raise BackboneError(f"{p} is a file; pass a run directory or its model/ directory")
+    for candidate in (p / "model", p):
+        if (candidate / METADATA_FILE).is_file():
+            return candidate
+    if (p / "config.yaml").is_file():
+        raise BackboneError(f"{p} is a run directory without a saved model (did the run finish? see {p / 'status.json'})")
+    raise BackboneError(f"{p} is not a texttune model directory (no {METADATA_FILE}); train one with 'texttune train'")
+
+
+def read_metadata(model_dir: Path) -> dict[str, Any]:
+    try:
+        meta = read_json(model_dir / METADATA_FILE)
+    except ValueError as exc:
+        raise BackboneError(f"{model_dir / METADATA_FILE}: not valid JSON ({exc})") from None
+    if not isinstance(meta, dict) or "task" not in meta:
+        raise BackboneError(f"{model_dir / METADATA_FILE}: missing the 'task' entry")
+    return meta

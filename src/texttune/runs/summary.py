@@ -1,0 +1,28 @@
+"""Plain-text summaries of a run's metrics, for the terminal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def comparison_table(metrics: dict[str, Any], *, names: list[str] | None = None) -> str:
+    """Baselines, zero-shot and fine-tuned side by side, one metric per row."""
+    columns: list[tuple[str, dict[str, float]]] = []
+    for name, values in (metrics.get("baselines") or {}).items():
+        columns.append((f"baseline {name}", values))
+    if metrics.get("zero_shot"):
+        columns.append(("zero-shot", metrics["zero_shot"]))
+    if metrics.get("fine_tuned"):
+        columns.append(("fine-tuned", metrics["fine_tuned"]))
+    if not columns:
+        return "(no metrics)"
+    rows = names or list(dict.fromkeys(k for _, values in columns for k in values))
+    width = max(len(r) for r in rows) + 2
+    header = "metric".ljust(width) + "".join(title.rjust(max(12, len(title) + 2)) for title, _ in columns)
+    lines = [header, "-" * len(header)]
+    for row in rows:
+        cells = "".join(
+            (f"{values[row]:.2f}" if row in values else "-").rjust(max(12, len(title) + 2)) for title, values in columns
+        )
+        lines.append(row.ljust(width) + cells)
+    return "\n".join(lines)

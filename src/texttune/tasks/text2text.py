@@ -1,0 +1,247 @@
+"""Text-to-text tasks: any input text to any target text, on any generative backbone.
+
+``text2text`` is the general task (question generation is the worked example);
+``summarization`` and ``translation`` only change column names, the default
+prefix or instruction, the metrics and the model-free baseline.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from texttune.backbones import Backbone
+from texttune.config import GenerationConfig, RunConfig
+from texttune.data import ColumnRole
+from texttune.errors import BackboneError
+from texttune.inference.generation import generate_texts
+from texttune.metrics import bleu_chrf, generation_length, lead_sentences, mean_sentence_count, rouge
+from texttune.tasks.base import pad_batch
+from texttune.tasks.prompting import PromptFormat
+
+LANGUAGES = {"en": "English", "fr": "French", "de": "German", "ro": "Romanian", "es": "Spanish", "it": "Italian", "pt": "Portuguese", "nl": "Dutch"}
+
+
+class Text2TextTask:
+    """Input text -> target text. Subclasses set columns, prompts, metrics and baselines."""
+
+    name: ClassVar[str] = "text2text"
+    description: ClassVar[str] = "any text-to-text task, e.g. question generation (input -> target)"
+    roles: ClassVar[tuple[ColumnRole, ...]] = (
+        ColumnRole("input", ("input", "source", "text", "answer_context", "context"), help="input text"),
+        ColumnRole("target", ("target", "output", "question", "label"), help="target text"),
+    )
+    input_keys: ClassVar[tuple[str, ...]] = ("input",)
+    main_metric: ClassVar[str] = "rougeL"
+    metric_names: ClassVar[tuple[str, ...]] = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf", "gen_len")
+    higher_is_better: ClassVar[bool] = True
+    default_backbone: ClassVar[str] = "smollm2-135m"
+
+    def __init__(self, *, prefix: str | None = None, source_lang: str | None = None, target_lang: str | None = None) -> None:
+        self.prefix_option = prefix
+        self.source_lang = source_lang
+        self.target_lang = target_lang
+        self.prefix = ""
+        self.family = "seq2seq"
+        self.max_source_length = 512
+        self.max_target_length = 128
+        self.max_new_tokens: int | None = None
+        self.format: PromptFormat | None = None
+
+    # -- what differs between text-to-text tasks --------------------------------
+    def default_prefix(self, backbone: Backbone) -> str:
+        """Prefix for T5-style backbones / instruction for decoder-only ones; none otherwise."""
+        return ""
+
+    def score(self, predictions: list[str], references: list[str]) -> dict[str, float]:
+        return {**rouge(predictions, references), **bleu_chrf(predictions, references), **generation_length(predictions)}
+
+    def baseline_predictions(self, inputs: list[str]) -> tuple[str, list[str]]:
+        """Name and outputs of the model-free baseline: copy the input."""
+        return "copy_input", list(inputs)
+
+    # -- the Task protocol ------------------------------------------------------
+    def auto_class(self, family: str) -> str:
+        if family == "seq2seq":
+            return "AutoModelForSeq2SeqLM"
+        if family == "causal":
+            return "AutoModelForCausalLM"
+        raise BackboneError(
+            f"task {self.name!r} generates text, but this backbone is encoder-only; "
+            "use an encoder-decoder or decoder-only model, or warm-start one with --backbone minilm-bert2bert"
+        )
+
+    def bind(self, backbone: Backbone, config: RunConfig) -> None:
+        self.family = backbone.family
+        self.prefix = self.prefix_option if self.prefix_option is not None else self.default_prefix(backbone)
+        self.max_source_length = config.data.max_source_length
+        self.max_target_length = config.data.max_target_length
+        self._attach(backbone.tokenizer, backbone.model)
+
+    def _attach(self, tokenizer: Any, model: Any) -> None:
+        start = getattr(model.config, "decoder_start_token_id", None) if self.family == "seq2seq" else None
+        self.format = PromptFormat(tokenizer=tokenizer, family=self.family, prefix=self.prefix, decoder_start_token_id=start)
+
+    def learn(self, train_rows: Any) -> dict[str, Any]:
+        assert self.format is not None, "bind() first"
+        lengths = sorted(self.format.target_length(t) for t in train_rows["target"])
+        # Enough room for the longest target seen in training (capped by the training
+        # cut), so no prediction is silently shorter than the references it is scored on.
+        self.max_new_tokens = min(lengths[-1], self.max_target_length)
+        return {"target_tokens_max": lengths[-1], "target_tokens_p50": lengths[len(lengths) // 2], "max_new_tokens": self.max_new_tokens}
+
+    def encode(self, rows: Any) -> tuple[Any, dict[str, Any]]:
+        assert self.format is not None, "bind() first"
+        fmt = self.format
+
+        def encode_batch(batch: dict[str, list[str]]) -> dict[str, list[Any]]:
+            out: dict[str, list[Any]] = {"input_ids": [], "labels": [], "source_truncated": [], "target_truncated": []}
+            for text, target in zip(batch["input"], batch["target"]):
+                e = fmt.encode(text, target, max_source_length=self.max_source_length, max_target_length=self.max_target_length)
+                out["input_ids"].append(e.input_ids)
+                out["labels"].append(e.labels)
+                out["source_truncated"].append(e.source_truncated)
+                out["target_truncated"].append(e.target_truncated)
+            return out
+
+        features = rows.map(encode_batch, batched=True, remove_columns=rows.column_names)
+        lengths = [len(ids) for ids in features["input_ids"]]
+        stats = {
+            "rows": len(features),
+            "inputs_truncated": int(sum(features["source_truncated"])),
+            "targets_truncated": int(sum(features["target_truncated"])),
+            "input_tokens_mean": round(sum(lengths) / len(lengths), 1),
+            "input_tokens_max": max(lengths),
+        }
+        return features.remove_columns(["source_truncated", "target_truncated"]), stats
+
+    def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        assert self.format is not None
+        tok = self.format.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        return pad_batch([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features], pad_token_id=pad)
+
+    def loss(self, model: Any, batch: dict[str, Any]) -> Any:
+        return model(**batch).loss
+
+    def _generate(self, model: Any, texts: list[str], generation: GenerationConfig) -> list[str]:
+        assert self.format is not None
+        if generation.max_new_tokens is None:
+            from dataclasses import replace
+
+            generation = replace(generation, max_new_tokens=self.max_new_tokens or self.max_target_length)
+        ids = [
+            self.format.encode(t, None, max_source_length=self.max_source_length, max_target_length=self.max_target_length).input_ids
+            for t in texts
+        ]
+        return generate_texts(model, self.format.tokenizer, ids, decoder_only=self.family == "causal", options=generation)
+
+    def evaluate(self, model: Any, rows: Any, *, generation: GenerationConfig) -> tuple[dict[str, float], list[dict[str, Any]]]:
+        inputs, references = list(rows["input"]), list(rows["target"])
+        predictions = self._generate(model, inputs, generation)
+        records = [{"input": i, "reference": r, "prediction": p} for i, r, p in zip(inputs, references, predictions)]
+        return self.score(predictions, references), records
+
+    def baselines(self, rows: Any) -> dict[str, dict[str, float]]:
+        name, outputs = self.baseline_predictions(list(rows["input"]))
+        return {name: self.score(outputs, list(rows["target"]))}
+
+    def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig) -> list[dict[str, Any]]:
+        texts = [row["input"] for row in inputs]
+        return [{"output": text} for text in self._generate(model, texts, generation)]
+
+    def finalize_model(self, model: Any) -> None:
+        """Make the saved model generate like texttune does, also under plain transformers."""
+        model.generation_config.max_new_tokens = self.max_new_tokens
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "family": self.family,
+            "source_lang": self.source_lang,
+            "target_lang": self.target_lang,
+            "max_source_length": self.max_source_length,
+            "max_target_length": self.max_target_length,
+            "max_new_tokens": self.max_new_tokens,
+        }
+
+    def restore(self, metadata: dict[str, Any], *, tokenizer: Any = None, model: Any = None) -> None:
+        self.prefix = metadata["prefix"]
+        self.prefix_option = metadata["prefix"]
+        self.family = metadata["family"]
+        self.source_lang = metadata.get("source_lang")
+        self.target_lang = metadata.get("target_lang")
+        self.max_source_length = metadata["max_source_length"]
+        self.max_target_length = metadata["max_target_length"]
+        self.max_new_tokens = metadata.get("max_new_tokens")
+        if tokenizer is not None and model is not None:
+            self._attach(tokenizer, model)
+
+
+class SummarizationTask(Text2TextTask):
+    """Long text -> short summary; ROUGE against a lead-k baseline."""
+
+    name: ClassVar[str] = "summarization"
+    description: ClassVar[str] = "long text -> summary (ROUGE; lead-k baseline)"
+    roles: ClassVar[tuple[ColumnRole, ...]] = (
+        ColumnRole("text", ("text", "document", "article", "input", "source"), help="text to summarize", key="input"),
+        ColumnRole("summary", ("summary", "highlights", "abstract", "target"), help="reference summary", key="target"),
+    )
+    metric_names: ClassVar[tuple[str, ...]] = ("rouge1", "rouge2", "rougeL", "rougeLsum", "gen_len")
+    lead_k = 1
+
+    def default_prefix(self, backbone: Backbone) -> str:
+        if backbone.family == "causal":
+            return "Summarize the following text."
+        return "summarize: " if backbone.t5_style else ""
+
+    def score(self, predictions: list[str], references: list[str]) -> dict[str, float]:
+        return {**rouge(predictions, references), **generation_length(predictions)}
+
+    def learn(self, train_rows: Any) -> dict[str, Any]:
+        stats = super().learn(train_rows)
+        # Lead-k with k = the references' usual sentence count: lead-1 for one-line
+        # synopses, lead-3 for news highlights (the classic CNN/DM baseline).
+        self.lead_k = mean_sentence_count(list(train_rows["target"]))
+        return {**stats, "lead_k": self.lead_k}
+
+    def baseline_predictions(self, inputs: list[str]) -> tuple[str, list[str]]:
+        return f"lead_{self.lead_k}", [lead_sentences(text, self.lead_k) for text in inputs]
+
+    def metadata(self) -> dict[str, Any]:
+        return {**super().metadata(), "lead_k": self.lead_k}
+
+    def restore(self, metadata: dict[str, Any], *, tokenizer: Any = None, model: Any = None) -> None:
+        super().restore(metadata, tokenizer=tokenizer, model=model)
+        self.lead_k = metadata.get("lead_k", 1)
+
+
+class TranslationTask(Text2TextTask):
+    """Source language -> target language; sacreBLEU and chrF against copying the source."""
+
+    name: ClassVar[str] = "translation"
+    description: ClassVar[str] = "source language -> target language (BLEU, chrF; copy-source baseline)"
+    main_metric: ClassVar[str] = "bleu"
+    metric_names: ClassVar[tuple[str, ...]] = ("bleu", "chrf", "gen_len")
+
+    def __init__(self, *, prefix: str | None = None, source_lang: str | None = None, target_lang: str | None = None) -> None:
+        super().__init__(prefix=prefix, source_lang=source_lang or "en", target_lang=target_lang or "fr")
+
+    @property
+    def roles(self) -> tuple[ColumnRole, ...]:  # type: ignore[override]
+        return (
+            ColumnRole("source", (self.source_lang or "en", "source", "src", "input"), help="source-language text", key="input"),
+            ColumnRole("target", (self.target_lang or "fr", "target", "tgt"), help="target-language text"),
+        )
+
+    def default_prefix(self, backbone: Backbone) -> str:
+        src = LANGUAGES.get(self.source_lang or "", self.source_lang)
+        tgt = LANGUAGES.get(self.target_lang or "", self.target_lang)
+        if backbone.family == "causal":
+            return f"Translate the following text from {src} to {tgt}."
+        return f"translate {src} to {tgt}: " if backbone.t5_style else ""
+
+    def score(self, predictions: list[str], references: list[str]) -> dict[str, float]:
+        return {**bleu_chrf(predictions, references), **generation_length(predictions)}
+
+    def baseline_predictions(self, inputs: list[str]) -> tuple[str, list[str]]:
+        return "copy_source", list(inputs)
