@@ -17,7 +17,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from texttune.config import RunConfig, build_config, generation_from_mapping
+from texttune.config import RunConfig, build_config, check_limit, generation_from_mapping
 from texttune.data import Table, from_lists, load_table, select_columns, take
 from texttune.errors import ConfigError, DataError
 from texttune.tasks import task_class
@@ -152,6 +152,7 @@ class TaskModel:
         """Metrics of the current model on ``data``; optionally write per-row predictions as JSONL."""
         from texttune.runs.files import write_jsonl
 
+        check_limit("max_samples", max_samples)
         backbone = self._ready()
         table = take(self._table(data, split="validation", columns=columns), max_samples)
         metrics, records = self._task.evaluate(backbone.model, table.rows, generation=self._generation(generation or {}))

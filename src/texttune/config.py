@@ -161,6 +161,10 @@ def _allowed(annotation: Any) -> tuple[type, bool]:
     return annotation, False
 
 
+#: How error messages name the value types of options ("needs an integer, got 'two'").
+_KIND_NAMES: dict[type, str] = {bool: "true or false", int: "an integer", float: "a finite number", str: "a text value"}
+
+
 def coerce(name: str, value: Any, annotation: Any, valid: tuple[str, ...] | None) -> Any:
     """Check and convert one option value (from YAML or the CLI) to its declared type."""
     base, nullable = _allowed(annotation)
@@ -190,7 +194,7 @@ def coerce(name: str, value: Any, annotation: Any, valid: tuple[str, ...] | None
                 raise ValueError
             converted = str(value)
     except (TypeError, ValueError):
-        raise ConfigError(f"option {name!r} needs a {base.__name__}, got {value!r}") from None
+        raise ConfigError(f"option {name!r} needs {_KIND_NAMES.get(base, base.__name__)}, got {value!r}") from None
     if valid is not None and converted not in valid:
         raise ConfigError(f"option {name!r} got {converted!r}; valid choices: {choices(valid)}")
     return converted
@@ -242,6 +246,12 @@ def build_config(task: str, options: dict[str, Any], *, column_roles: tuple[str,
 def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
     if value is not None and (value < 0 or (value == 0 and not allow_zero)):
         raise ConfigError(f"option {name!r} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+
+
+def check_limit(name: str, value: int | None) -> int | None:
+    """A row limit such as ``max_eval_samples``: None (no limit) or > 0; returned unchanged."""
+    _positive(name, value)
+    return value
 
 
 def validate(config: RunConfig) -> None:

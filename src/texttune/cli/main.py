@@ -11,7 +11,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 from texttune.cli import io as cli_io
 from texttune.cli.options import add_columns, add_section, given
@@ -134,7 +133,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     model = load(args.model_dir)
     columns = {k[: -len("_column")]: v for k, v in opts.items() if k.endswith("_column")}
     generation = {k: v for k, v in opts.items() if not k.endswith("_column")}
-    metrics = model.evaluate(args.data_file, columns=columns or None, max_samples=_int(getattr(args, "max_eval_samples", None)),
+    metrics = model.evaluate(args.data_file, columns=columns or None, max_samples=_limit(args, "max_eval_samples"),
                              predictions_file=args.predictions_file, generation=generation)
     if args.metrics_file:
         write_json(args.metrics_file, metrics)
@@ -149,7 +148,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     model = load(args.model_dir)
     columns = {k[: -len("_column")]: v for k, v in opts.items() if k.endswith("_column")}
     generation = {k: v for k, v in opts.items() if not k.endswith("_column")}
-    records = cli_io.read_inputs(model, args.input_file, columns=columns, limit=_int(getattr(args, "max_predict_samples", None)))
+    records = cli_io.read_inputs(model, args.input_file, columns=columns, limit=_limit(args, "max_predict_samples"))
     from texttune.config import generation_from_mapping
 
     gen = generation_from_mapping(generation)  # validates before the model runs
@@ -174,10 +173,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(output_dir=Path(args.output_dir), backbone=args.backbone, max_steps=args.max_steps)
 
 
-def _int(value: Any) -> int | None:
-    from texttune.config import coerce
+def _limit(args: argparse.Namespace, name: str) -> int | None:
+    """A ``--max-*-samples`` flag as a positive int (None when not given), checked like every option."""
+    from texttune.config import check_limit, coerce
 
-    return None if value is None else coerce("max_samples", value, int | None, None)
+    value = getattr(args, name, None)
+    return None if value is None else check_limit(name, coerce(name, value, int | None, None))
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "tasks": cmd_tasks, "demo": cmd_demo}

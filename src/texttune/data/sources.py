@@ -145,12 +145,41 @@ def _dataset_from_records(records: list[dict[str, Any]], path: Path, lines: list
     try:
         return Dataset.from_list(records)
     except Exception as exc:  # pyarrow type clashes between rows
+
+        def where(i: int) -> str:
+            return f"line {lines[i]}" if lines is not None else f"record {i + 1}"
+
         keys = sorted({k for r in records for k in r})
         for key in keys:
-            kinds = {type(r.get(key)).__name__ for r in records if r.get(key) is not None}
-            if len(kinds) > 1:
-                raise DataError(f"{path}: column {key!r} mixes value types {sorted(kinds)}") from None
+            first: tuple[str, int] | None = None  # (kind, row index) of the column's first value
+            for i, record in enumerate(records):
+                value = record.get(key)
+                if value is None:
+                    continue
+                kind = _value_kind(value)
+                if first is None:
+                    first = (kind, i)
+                elif kind != first[0]:
+                    raise DataError(
+                        f"{path} {where(i)}: column {key!r} holds {kind} ({str(value)[:40]!r}) but "
+                        f"{where(first[1])} holds {first[0]}; a column must hold one type of value"
+                    ) from None
         raise DataError(f"{path}: rows cannot form a table ({exc})") from None
+
+
+def _value_kind(value: Any) -> str:
+    """A JSON value's kind for error messages; ints and floats are both numbers (Arrow mixes them)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    return type(value).__name__
 
 
 def _read_csv(path: Path) -> Table:
