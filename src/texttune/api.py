@@ -51,14 +51,12 @@ class TaskModel:
         return self.config.model.backbone or self._task.default_backbone
 
     def _load_backbone(self) -> Any:
+        """Config and tokenizer; the weights follow once the task knows its head (see engine.fit)."""
         if self._backbone is None:
-            from texttune.backbones import load_backbone, load_config, resolve_source
-            from texttune.backbones.loading import detect_family
+            from texttune.backbones import load_backbone
 
-            name = self.backbone_name
-            cfg = load_config(resolve_source(name), trust_remote_code=self.config.model.trust_remote_code)
-            auto = self._task.auto_class(detect_family(cfg))
-            self._backbone = load_backbone(name, auto_class=auto, trust_remote_code=self.config.model.trust_remote_code)
+            self._backbone = load_backbone(self.backbone_name, trust_remote_code=self.config.model.trust_remote_code)
+            self._task.auto_class(self._backbone.family)  # refuse an unusable family before any data work
         return self._backbone
 
     # -- data -----------------------------------------------------------------
@@ -142,9 +140,11 @@ class TaskModel:
         return generation_from_mapping(base | {k: v for k, v in overrides.items() if v is not None})
 
     def _ready(self) -> Any:
+        """The backbone with its model loaded, for evaluate/predict/save without fit (zero-shot use)."""
         backbone = self._load_backbone()
-        if self._task.format is None:  # an untrained, unsaved model: bind with the current config
+        if backbone.model is None:
             self._task.bind(backbone, self.config)
+            backbone.load_model(self._task.auto_class(backbone.family), model_kwargs=self._task.model_kwargs())
         return backbone
 
     def evaluate(self, data: DataArg, *, columns: dict[str, str] | None = None, max_samples: int | None = None,

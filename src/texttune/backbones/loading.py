@@ -24,18 +24,39 @@ _ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "electra", "distilbert", "de
 
 @dataclass
 class Backbone:
-    """A loaded model and tokenizer, plus what texttune needs to know about them."""
+    """A backbone's config and tokenizer, and its model once a task has said which head it needs.
+
+    The model is loaded in a second step (:meth:`load_model`) because some tasks
+    only know their head after reading the training data (a tagger's label list).
+    """
 
     name: str  # as the user gave it
     source: str  # local directory or hub name it was loaded from
     family: str  # seq2seq | causal | encoder
     model_type: str
-    model: Any  # transformers.PreTrainedModel
+    config: Any  # transformers.PretrainedConfig
     tokenizer: Any  # transformers.PreTrainedTokenizerBase
+    trust_remote_code: bool = False
+    model: Any = None  # transformers.PreTrainedModel, after load_model()
 
     @property
     def t5_style(self) -> bool:
         return self.model_type in T5_STYLE
+
+    def load_model(self, auto_class: str, *, model_kwargs: dict[str, Any] | None = None) -> Any:
+        """Load the weights with ``transformers.<auto_class>``; ``model_kwargs`` configure a new head."""
+        import transformers
+
+        loader = getattr(transformers, auto_class)
+        offline = not hub_reachable() or Path(self.source).is_dir()
+        try:
+            self.model = loader.from_pretrained(
+                self.source, local_files_only=offline, trust_remote_code=self.trust_remote_code, **(model_kwargs or {})
+            )
+        except (OSError, ValueError, KeyError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise BackboneError(f"backbone {self.name!r} cannot be loaded as {auto_class} ({first})") from None
+        return self.model
 
 
 def detect_family(config: Any) -> str:
@@ -92,18 +113,19 @@ def load_config(source: str, *, trust_remote_code: bool) -> Any:
         raise BackboneError(f"backbone {source!r}: not found on the hub or not a model ({str(exc).splitlines()[0]})") from None
 
 
-def load_backbone(name: str, *, auto_class: str, trust_remote_code: bool = False) -> Backbone:
-    """Load model and tokenizer with ``transformers.<auto_class>`` (e.g. ``AutoModelForSeq2SeqLM``)."""
+def load_backbone(name: str, *, trust_remote_code: bool = False, auto_class: str | None = None) -> Backbone:
+    """Resolve ``name``, read its config and tokenizer; with ``auto_class``, load the model too."""
     import transformers
 
     source = resolve_source(name)
     config = load_config(source, trust_remote_code=trust_remote_code)
-    loader = getattr(transformers, auto_class)
     offline = not hub_reachable() or Path(source).is_dir()
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=offline, trust_remote_code=trust_remote_code)
-        model = loader.from_pretrained(source, config=config, local_files_only=offline, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BackboneError(f"backbone {name!r} cannot be loaded as {auto_class} ({first})") from None
-    return Backbone(name, source, detect_family(config), config.model_type, model, tokenizer)
+        raise BackboneError(f"backbone {name!r}: cannot load its tokenizer ({first})") from None
+    backbone = Backbone(name, source, detect_family(config), config.model_type, config, tokenizer, trust_remote_code)
+    if auto_class is not None:
+        backbone.load_model(auto_class)
+    return backbone

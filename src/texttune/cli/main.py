@@ -37,13 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="texttune", description="Fine-tune, evaluate, run and serve transformer models for text tasks, offline.")
     parser.add_argument("--version", action="version", version=f"texttune {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="Only print results and errors.")
+    # -q also after the subcommand; SUPPRESS keeps the subparser from resetting a -q given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="Only print results and errors.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     train = sub.add_parser("train", help="Fine-tune a backbone for a task.", description="Fine-tune a backbone for a task.")
     tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
     for name, cls in TASKS.items():
         task = cls()
-        p = tasks.add_parser(name, help=cls.description, description=f"Fine-tune for {name}: {cls.description}.")
+        p = tasks.add_parser(name, parents=[common], help=cls.description, description=f"Fine-tune for {name}: {cls.description}.")
         p.add_argument("--config", dest="_config", metavar="YAML", help="Read options from a YAML file (keys are option names); flags override it.")
         add_columns(p, [(r.role, r.help, r.defaults) for r in task.roles])
         for section in ("data", "task", "model", "train", "generation"):
@@ -51,16 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
                 "train_file", "validation_file", "validation_fraction", "max_train_samples", "max_eval_samples",
                 "max_source_length", "max_target_length"})
 
-    ev = sub.add_parser("evaluate", help="Score a trained model on a labelled data file.")
-    ev.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR")
+    ev = sub.add_parser("evaluate", parents=[common], help="Score a trained model on a labelled data file.")
+    ev.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR", help="A texttune run directory or its model/ directory.")
     ev.add_argument("--metrics-file", help="Write the metrics here as flat JSON (metric name -> number).")
     ev.add_argument("--predictions-file", help="Write per-row predictions here as JSONL.")
     add_section(ev, "data", only={"data_file", "max_eval_samples"})
     add_columns(ev, _all_roles())
     add_section(ev, GENERATION)
 
-    pr = sub.add_parser("predict", help="Run a trained model on inputs (file or stdin).")
-    pr.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR")
+    pr = sub.add_parser("predict", parents=[common], help="Run a trained model on inputs (file or stdin).")
+    pr.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR", help="A texttune run directory or its model/ directory.")
     pr.add_argument("--input-file", help="Inputs: CSV, TSV, JSON, JSONL, Parquet. Default: stdin (JSONL records or one text per line).")
     pr.add_argument("--output-file", help="Where to write predictions: .jsonl or .csv. Default: stdout (JSONL).")
     add_section(pr, "data", only={"max_predict_samples"})
@@ -69,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("tasks", help="List the tasks, their columns, metrics and default backbones.")
 
-    demo = sub.add_parser("demo", help="Fine-tune the default offline backbone on bundled Debian summaries (~5 min on 2 CPU cores).")
+    demo = sub.add_parser("demo", parents=[common], help="Fine-tune the default offline backbone on bundled Debian summaries (~5 min on 2 CPU cores).")
     demo.add_argument("--output-dir", default="runs/demo", help="Run directory (default: runs/demo; replaced if it is a previous demo run).")
     demo.add_argument("--backbone", default=None, help="Backbone to use instead of the summarization default.")
     demo.add_argument("--max-steps", type=int, default=None, help="Training steps (default: 40).")
@@ -86,10 +89,12 @@ def _configure_logging(quiet: bool, *, training: bool) -> None:
     if training:
         import warnings
 
-        import lightning.pytorch  # noqa: F401 - it sets its logger's level on import; override after
-
-        logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+        # Lightning resets "lightning.pytorch" to INFO on import, but not its children: its
+        # "GPU available" banners and tips come through these two.
+        for name in ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero"):
+            logging.getLogger(name).setLevel(logging.WARNING)
         warnings.filterwarnings("ignore", message=".*LeafSpec.*")  # a Lightning-internal deprecation
+        warnings.filterwarnings("ignore", message=".*log_every_n_steps.*")  # short runs log less often; fine
     try:
         import datasets
         import transformers

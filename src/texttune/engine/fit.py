@@ -147,6 +147,8 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         train, val = split_data(config, train, validation)
         task.bind(backbone, config)
         learned = task.learn(train.rows)
+        if backbone.model is None:  # the head may depend on what learn() found (e.g. labels)
+            backbone.load_model(task.auto_class(backbone.family), model_kwargs=task.model_kwargs())
         train_features, train_stats = task.encode(train.rows)
         val_features, val_stats = task.encode(val.rows)
         write_json(run.data_stats, {"train": {"source": train.name, **train_stats}, "validation": {"source": val.name, **val_stats}, "learned": learned})

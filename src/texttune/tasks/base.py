@@ -33,11 +33,15 @@ class Task(Protocol):
         ...
 
     def bind(self, backbone: Backbone, config: RunConfig) -> None:
-        """Attach tokenizer-dependent state (prompt format, lengths) for this backbone."""
+        """Attach tokenizer-dependent state (prompt format, lengths); the model may not be loaded yet."""
         ...
 
     def learn(self, train_rows: Any) -> dict[str, Any]:
         """Learn from training rows what prediction needs later (e.g. max_new_tokens); return stats."""
+        ...
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Extra ``from_pretrained`` arguments for the task's head (e.g. num_labels), after learn()."""
         ...
 
     def encode(self, rows: Any) -> tuple[Any, dict[str, Any]]:

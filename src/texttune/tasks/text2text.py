@@ -75,11 +75,14 @@ class Text2TextTask:
         self.prefix = self.prefix_option if self.prefix_option is not None else self.default_prefix(backbone)
         self.max_source_length = config.data.max_source_length
         self.max_target_length = config.data.max_target_length
-        self._attach(backbone.tokenizer, backbone.model)
+        self._attach(backbone.tokenizer, backbone.config)
 
-    def _attach(self, tokenizer: Any, model: Any) -> None:
-        start = getattr(model.config, "decoder_start_token_id", None) if self.family == "seq2seq" else None
+    def _attach(self, tokenizer: Any, model_config: Any) -> None:
+        start = getattr(model_config, "decoder_start_token_id", None) if self.family == "seq2seq" else None
         self.format = PromptFormat(tokenizer=tokenizer, family=self.family, prefix=self.prefix, decoder_start_token_id=start)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        return {}  # generation heads come with the pretrained model
 
     def learn(self, train_rows: Any) -> dict[str, Any]:
         assert self.format is not None, "bind() first"
@@ -174,7 +177,7 @@ class Text2TextTask:
         self.max_target_length = metadata["max_target_length"]
         self.max_new_tokens = metadata.get("max_new_tokens")
         if tokenizer is not None and model is not None:
-            self._attach(tokenizer, model)
+            self._attach(tokenizer, model.config)
 
 
 class SummarizationTask(Text2TextTask):
