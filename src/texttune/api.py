@@ -30,21 +30,28 @@ class TaskModel:
 
     task_name: ClassVar[str]
 
-    def __init__(self, *, backbone: str | None = None, options: dict[str, Any] | None = None, **task_options: Any) -> None:
-        # task_options are the few named keywords of each subclass (prefix, source_lang, ...).
-        self._task = task_class(self.task_name)(**{k: v for k, v in task_options.items() if v is not None})
-        self._options: dict[str, Any] = {k: v for k, v in task_options.items() if v is not None}
+    def __init__(self, *, backbone: str | None = None, options: dict[str, Any] | None = None) -> None:
+        """``options``: any flat option (the CLI flag names with underscores), checked now, not at fit time."""
+        cls = task_class(self.task_name)
+        self._roles = tuple(r.role for r in cls().roles)
+        self._options: dict[str, Any] = {k: v for k, v in (options or {}).items() if v is not None}
         if backbone is not None:
             self._options["backbone"] = backbone
-        self._options.update(options or {})
-        self.config: RunConfig = self._config({})  # validates the options now, not at fit time
+        self.config: RunConfig = self._config({})
+        self._task = cls(self.config.task_options)
         self._backbone: Any = None
         self.last_run: Any = None
 
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> TaskModel:
+        """Build from a flat option mapping (what the CLI and ``--config`` files produce)."""
+        obj = cls.__new__(cls)
+        TaskModel.__init__(obj, options=options)
+        return obj
+
     # -- configuration --------------------------------------------------------
     def _config(self, extra: dict[str, Any]) -> RunConfig:
-        roles = tuple(r.role for r in self._task.roles)
-        return build_config(self.task_name, {**self._options, **extra}, column_roles=roles)
+        return build_config(self.task_name, {**self._options, **extra}, column_roles=self._roles)
 
     @property
     def backbone_name(self) -> str:
@@ -224,7 +231,7 @@ class Summarization(TaskModel):
     task_name = "summarization"
 
     def __init__(self, *, backbone: str | None = None, prefix: str | None = None, options: dict[str, Any] | None = None) -> None:
-        super().__init__(backbone=backbone, options=options, prefix=prefix)
+        super().__init__(backbone=backbone, options={"prefix": prefix, **(options or {})})
 
 
 class Translation(TaskModel):
@@ -234,7 +241,7 @@ class Translation(TaskModel):
 
     def __init__(self, *, backbone: str | None = None, source_lang: str = "en", target_lang: str = "fr",
                  prefix: str | None = None, options: dict[str, Any] | None = None) -> None:
-        super().__init__(backbone=backbone, options=options, prefix=prefix, source_lang=source_lang, target_lang=target_lang)
+        super().__init__(backbone=backbone, options={"prefix": prefix, "source_lang": source_lang, "target_lang": target_lang, **(options or {})})
 
 
 class Text2Text(TaskModel):
@@ -243,7 +250,7 @@ class Text2Text(TaskModel):
     task_name = "text2text"
 
     def __init__(self, *, backbone: str | None = None, prefix: str | None = None, options: dict[str, Any] | None = None) -> None:
-        super().__init__(backbone=backbone, options=options, prefix=prefix)
+        super().__init__(backbone=backbone, options={"prefix": prefix, **(options or {})})
 
 
 API_CLASSES: dict[str, type[TaskModel]] = {"summarization": Summarization, "translation": Translation, "text2text": Text2Text}
@@ -261,8 +268,7 @@ def load(directory: str | Path) -> TaskModel:
         raise ConfigError(f"{model_dir}: task {meta['task']!r} is not known to this texttune version")
     obj = cls.__new__(cls)
     state = meta.get("task_state", {})
-    langs = {"source_lang": state.get("source_lang"), "target_lang": state.get("target_lang")} if cls is Translation else {}
-    TaskModel.__init__(obj, backbone=str(model_dir), prefix=state.get("prefix"), **langs)
+    TaskModel.__init__(obj, backbone=str(model_dir))  # task options come back through restore() below
     obj.config = replace(obj.config, data=replace(obj.config.data, columns=dict(meta.get("columns") or {})))
     obj._backbone = load_backbone(str(model_dir), auto_class=meta["auto_class"])
     obj._task.restore(state, tokenizer=obj._backbone.tokenizer, model=obj._backbone.model)

@@ -54,6 +54,20 @@ class TaskOptions:
     prefix: str | None = option(None, "Text put before every input (T5 prefix, or the instruction for decoder-only backbones). Default: the task's own; '' for none.")
     source_lang: str | None = option(None, "Translation: source language code (also the default source column), e.g. en.")
     target_lang: str | None = option(None, "Translation: target language code (also the default target column), e.g. fr.")
+    max_length: int | None = option(None, "Encoder and language-model tasks: tokens per window or chunk (default: the task's own).")
+    label_list: str | None = option(None, "Token classification: comma-separated labels in id order (default: inferred from the training data).")
+    label_all_tokens: bool = option(False, "Token classification: label every sub-token (B- becomes I- after the first) instead of only the first.")
+    aggregation: str = option("simple", "Token classification: how predict groups sub-token predictions into entities.", choices=("none", "simple", "first", "max", "average"))
+    mlm_probability: float = option(0.15, "Masked LM: fraction of tokens to mask.")
+    whole_word_masking: bool = option(False, "Masked LM: mask whole words instead of single sub-tokens.")
+    pad_last_chunk: bool = option(False, "Language modelling: pad the last partial chunk instead of dropping it.")
+    from_scratch: str | None = option(None, "Causal LM: train a new model of this size (tiny, small) with a tokenizer trained on the corpus, instead of fine-tuning.", choices=("tiny", "small"))
+    vocab_size: int = option(8000, "Causal LM from scratch: vocabulary size of the trained tokenizer.")
+    stride: int = option(128, "Question answering: tokens of overlap between windows of a long context.")
+    max_answer_length: int = option(30, "Question answering: longest answer, in tokens.")
+    n_best: int = option(20, "Question answering: start/end candidates considered per window.")
+    version_2: bool = option(False, "Question answering: allow 'no answer' (SQuAD v2).")
+    null_threshold: float = option(0.0, "Question answering v2: answer only when the best span beats no-answer by this score margin.")
 
 
 @dataclass

@@ -113,8 +113,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     options = read_yaml(args._config) if args._config else {}
     options.update(given(args, exclude={"command", "task", "quiet"}))
-    task_options = {k: options.pop(k) for k in ("prefix", "source_lang", "target_lang") if options.get(k) is not None}
-    model = API_CLASSES[args.task](**task_options, options=options)  # type: ignore[call-arg]
+    model = API_CLASSES[args.task].from_options(options)
     train_file = model.config.data.train_file
     if not train_file:
         from texttune.errors import ConfigError

@@ -153,10 +153,10 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         val_features, val_stats = task.encode(val.rows)
         write_json(run.data_stats, {"train": {"source": train.name, **train_stats}, "validation": {"source": val.name, **val_stats}, "learned": learned})
         for split, stats in (("train", train_stats), ("validation", val_stats)):
-            if stats["inputs_truncated"] or stats["targets_truncated"]:
-                log.warning("%s: %d inputs and %d targets were truncated (max_source_length=%d, max_target_length=%d)",
-                            split, stats["inputs_truncated"], stats["targets_truncated"],
-                            config.data.max_source_length, config.data.max_target_length)
+            cut = {k: v for k, v in stats.items() if k.endswith("_truncated") and v}
+            if cut:  # e.g. {"inputs_truncated": 9}: say so, since truncation silently changes the task
+                log.warning("%s: %s of %d rows were truncated (see data_stats.json; raise the max length options to keep more)",
+                            split, ", ".join(f"{k.replace('_truncated', '')}: {v}" for k, v in cut.items()), stats["rows"])
         _baselines(task, backbone.model, val, config, run)
 
         def record(step: int, metrics: dict[str, float], predictions: list[dict[str, Any]]) -> None:

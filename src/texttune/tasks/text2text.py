@@ -10,12 +10,13 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from texttune.backbones import Backbone
-from texttune.config import GenerationConfig, RunConfig
+from texttune.config import GenerationConfig, RunConfig, TaskOptions
 from texttune.data import ColumnRole
 from texttune.errors import BackboneError
 from texttune.inference.generation import generate_texts
 from texttune.metrics import bleu_chrf, generation_length, lead_sentences, mean_sentence_count, rouge
 from texttune.tasks.base import pad_batch
+from texttune.tasks.causal_loss import supports_target_only, target_only_loss
 from texttune.tasks.prompting import PromptFormat
 
 LANGUAGES = {"en": "English", "fr": "French", "de": "German", "ro": "Romanian", "es": "Spanish", "it": "Italian", "pt": "Portuguese", "nl": "Dutch"}
@@ -36,10 +37,11 @@ class Text2TextTask:
     higher_is_better: ClassVar[bool] = True
     default_backbone: ClassVar[str] = "smollm2-135m"
 
-    def __init__(self, *, prefix: str | None = None, source_lang: str | None = None, target_lang: str | None = None) -> None:
-        self.prefix_option = prefix
-        self.source_lang = source_lang
-        self.target_lang = target_lang
+    def __init__(self, options: TaskOptions | None = None) -> None:
+        options = options or TaskOptions()
+        self.prefix_option = options.prefix
+        self.source_lang = options.source_lang
+        self.target_lang = options.target_lang
         self.prefix = ""
         self.family = "seq2seq"
         self.max_source_length = 512
@@ -124,6 +126,8 @@ class Text2TextTask:
         return pad_batch([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features], pad_token_id=pad)
 
     def loss(self, model: Any, batch: dict[str, Any]) -> Any:
+        if self.family == "causal" and supports_target_only(model):
+            return target_only_loss(model, batch)
         return model(**batch).loss
 
     def _generate(self, model: Any, texts: list[str], generation: GenerationConfig) -> list[str]:
@@ -226,8 +230,10 @@ class TranslationTask(Text2TextTask):
     main_metric: ClassVar[str] = "bleu"
     metric_names: ClassVar[tuple[str, ...]] = ("bleu", "chrf", "gen_len")
 
-    def __init__(self, *, prefix: str | None = None, source_lang: str | None = None, target_lang: str | None = None) -> None:
-        super().__init__(prefix=prefix, source_lang=source_lang or "en", target_lang=target_lang or "fr")
+    def __init__(self, options: TaskOptions | None = None) -> None:
+        super().__init__(options)
+        self.source_lang = self.source_lang or "en"
+        self.target_lang = self.target_lang or "fr"
 
     @property
     def roles(self) -> tuple[ColumnRole, ...]:  # type: ignore[override]
