@@ -58,7 +58,7 @@ class TaskModel:
         return self.config.model.backbone or self._task.default_backbone
 
     def _load_backbone(self) -> Any:
-        """Config and tokenizer; the weights follow once the task knows its head (see engine.fit)."""
+        """Config and tokenizer; the weights follow once the task knows its head (see engine.finetune)."""
         if self._backbone is None:
             from texttune.backbones import load_backbone
 
@@ -253,7 +253,24 @@ class Text2Text(TaskModel):
         super().__init__(backbone=backbone, options={"prefix": prefix, **(options or {})})
 
 
-API_CLASSES: dict[str, type[TaskModel]] = {"summarization": Summarization, "translation": Translation, "text2text": Text2Text}
+class QuestionAnswering(TaskModel):
+    """Extractive question answering, SQuAD style (exact match, F1). Columns: question, context, answers, id.
+
+    ``predict`` takes ``{"question": ..., "context": ...}`` dicts and returns
+    ``{"answer", "score", "start", "end"}`` (character offsets into the context).
+    """
+
+    task_name = "question-answering"
+
+    def __init__(self, *, backbone: str | None = None, max_length: int = 384, stride: int = 128, max_answer_length: int = 30,
+                 n_best: int = 20, version_2: bool = False, null_threshold: float = 0.0, options: dict[str, Any] | None = None) -> None:
+        super().__init__(backbone=backbone, options={
+            "max_length": max_length, "stride": stride, "max_answer_length": max_answer_length, "n_best": n_best,
+            "version_2": version_2, "null_threshold": null_threshold, **(options or {})})
+
+
+API_CLASSES: dict[str, type[TaskModel]] = {"summarization": Summarization, "translation": Translation, "text2text": Text2Text,
+                                         "question-answering": QuestionAnswering}
 
 
 def load(directory: str | Path) -> TaskModel:

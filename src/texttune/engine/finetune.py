@@ -8,6 +8,7 @@ had measured.
 from __future__ import annotations
 
 import logging
+import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,11 +87,14 @@ def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str) -> Any:
     from lightning.pytorch.loggers import CSVLogger
 
     t = config.train
-    checkpoint = ModelCheckpoint(
-        dirpath=run.checkpoints, filename="best", monitor=monitor, mode=mode, save_top_k=1,
-        save_last=True, save_on_exception=True, enable_version_counter=False,
-    )
-    callbacks: list[Any] = [checkpoint]
+    # Two callbacks: "best" only ever holds the best weights by the monitored metric;
+    # "last" follows training and is also written on Ctrl-C or a crash (save_on_exception),
+    # which would otherwise overwrite "best" with whatever the weights were at that moment.
+    best = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=monitor, mode=mode,
+                           save_top_k=1, enable_version_counter=False)
+    last = ModelCheckpoint(dirpath=run.checkpoints, filename="last", save_top_k=1, save_on_exception=True,
+                           enable_version_counter=False)
+    callbacks: list[Any] = [best, last]
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience))
     max_epochs = t.max_epochs if t.max_epochs is not None else (3 if t.max_steps is None else -1)
@@ -107,13 +111,13 @@ def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str) -> Any:
 
 
 def _loaders(task: Any, train_features: Any, val_features: Any, config: RunConfig) -> tuple[Any, Any]:
-    import torch
     from torch.utils.data import DataLoader
 
+    from texttune.engine.loader import ResumableLoader
+
     t = config.train
-    generator = torch.Generator().manual_seed(t.seed)
-    train_dl = DataLoader(train_features, batch_size=t.batch_size, shuffle=True, collate_fn=task.collate,
-                          num_workers=t.num_workers, generator=generator)
+    train_dl = ResumableLoader(train_features, batch_size=t.batch_size, seed=t.seed, collate_fn=task.collate,
+                               num_workers=t.num_workers)
     val_dl = DataLoader(val_features, batch_size=config.generation.generation_batch_size, shuffle=False,
                         collate_fn=task.collate, num_workers=t.num_workers)
     return train_dl, val_dl
@@ -172,7 +176,14 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
             # evaluation below covers it, so Lightning's warning about it is noise.
             warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")
             warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
-            trainer.fit(module, train_dl, val_dl, ckpt_path=resume_path)
+            try:
+                trainer.fit(module, train_dl, val_dl, ckpt_path=resume_path)
+            except SystemExit:
+                # Lightning answers Ctrl-C by saving (save_on_exception), ignoring further
+                # SIGINTs and calling sys.exit(1): turn that back into a normal error.
+                if not trainer.interrupted:
+                    raise
+                signal.signal(signal.SIGINT, signal.default_int_handler)
         if trainer.interrupted:
             run.set_status("interrupted", checkpoint=str(run.checkpoints / "last.ckpt"))
             raise TexttuneError(f"training interrupted; continue with --resume latest --output-dir {run.root}")
