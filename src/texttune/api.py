@@ -87,6 +87,14 @@ class TaskModel:
             columns = {k: v for k, v in (columns or {}).items() if k not in targets}
         return select_columns(self._raw_table(data, split=split), roles, columns or {})
 
+    def _checked(self, table: Table, *, training: bool) -> Table:
+        """Run the task's optional ``check_table(table, training=...)`` on cells only it understands
+        (``kind="any"`` columns, e.g. answer spans against their context) while rows still map to file lines."""
+        check = getattr(self._task, "check_table", None)
+        if check is not None:
+            check(table, training=training)
+        return table
+
     def input_roles(self) -> list[Any]:
         """The column roles predict needs (the task's inputs, not its targets)."""
         return [r for r in self._task.roles if r.column_key in self._task.input_keys]
@@ -135,8 +143,9 @@ class TaskModel:
         extra["output_dir"] = str(output_dir)
         self.config = config = self._config(extra)
         raw = self._pairs(inputs, targets) or self._raw_table(train, split="train")
-        train_table = select_columns(raw, self._task.roles, config.data.columns)
-        val_table = None if validation is None else self._table(validation, split="validation", columns=config.data.columns)
+        train_table = self._checked(select_columns(raw, self._task.roles, config.data.columns), training=True)
+        val_table = None if validation is None else self._checked(
+            self._table(validation, split="validation", columns=config.data.columns), training=False)
         backbone = self._load_backbone()
         self.last_run = run_fit(task=self._task, backbone=backbone, config=config, train=train_table,
                                 validation=val_table, run=RunDir(Path(config.train.output_dir or output_dir)))
@@ -161,7 +170,7 @@ class TaskModel:
 
         check_limit("max_samples", max_samples)
         backbone = self._ready()
-        table = take(self._table(data, split="validation", columns=columns), max_samples)
+        table = self._checked(take(self._table(data, split="validation", columns=columns), max_samples), training=False)
         metrics, records = self._task.evaluate(backbone.model, table.rows, generation=self._generation(generation or {}))
         if predictions_file is not None:
             write_jsonl(predictions_file, records)
@@ -269,8 +278,97 @@ class QuestionAnswering(TaskModel):
             "version_2": version_2, "null_threshold": null_threshold, **(options or {})})
 
 
+class MaskedLM(TaskModel):
+    """Adapt an encoder to a domain's text by masked language modelling (perplexity). Column: text.
+
+    ``predict`` takes texts with the tokenizer's mask token (``[MASK]`` for BERT/MiniLM)
+    and returns ``{"candidates": [{"token_str", "score", "sequence", ...}, ...]}``.
+    """
+
+    task_name = "masked-lm"
+
+    def __init__(self, *, backbone: str | None = None, mlm_probability: float = 0.15, whole_word_masking: bool = False,
+                 max_length: int | None = None, options: dict[str, Any] | None = None) -> None:
+        super().__init__(backbone=backbone, options={
+            "mlm_probability": mlm_probability, "whole_word_masking": whole_word_masking, "max_length": max_length, **(options or {})})
+
+
+class CausalLM(TaskModel):
+    """Fine-tune a decoder on plain text, or train a small one from scratch (perplexity). Column: text.
+
+    ``from_scratch="tiny"`` or ``"small"`` trains a byte-level BPE tokenizer
+    (``vocab_size``) on the training text and a new Llama instead of fine-tuning a
+    backbone. ``predict`` continues prompts.
+    """
+
+    task_name = "causal-lm"
+
+    def __init__(self, *, backbone: str | None = None, from_scratch: str | None = None, vocab_size: int = 8000,
+                 max_length: int | None = None, options: dict[str, Any] | None = None) -> None:
+        super().__init__(backbone=backbone, options={
+            "from_scratch": from_scratch, "vocab_size": vocab_size, "max_length": max_length, **(options or {})})
+
+    def _load_backbone(self) -> Any:
+        size = self.config.task_options.from_scratch
+        if size is not None and self._backbone is None:  # weights and tokenizer come from the training data
+            from texttune.tasks.causal_lm import scratch_backbone
+
+            self._backbone = scratch_backbone(size, backbone_option=self.config.model.backbone)
+        return super()._load_backbone()
+
+
+class TokenClassification(TaskModel):
+    """One tag per word: NER, POS tagging, chunking (seqeval F1, majority-tag baseline). Columns: tokens, tags.
+
+    ``label_list``: labels in id order (a list or "O,B-PER,I-PER"); default: inferred from
+    the training data. ``predict`` takes raw text (a string, or ``{"text": ...}``) and
+    returns ``{"entities": [{"entity_group", "score", "word", "start", "end"}, ...]}``
+    (character offsets, grouped by ``aggregation``), or a list of words (or
+    ``{"tokens": [...]}``) and returns ``{"tags": [...]}``, one tag per word.
+    """
+
+    task_name = "token-classification"
+
+    def __init__(self, *, backbone: str | None = None, label_list: str | Sequence[str] | None = None,
+                 label_all_tokens: bool = False, aggregation: str = "simple", options: dict[str, Any] | None = None) -> None:
+        if label_list is not None and not isinstance(label_list, str):
+            label_list = ",".join(map(str, label_list))
+        super().__init__(backbone=backbone, options={
+            "label_list": label_list, "label_all_tokens": label_all_tokens, "aggregation": aggregation, **(options or {})})
+
+    def _input_row(self, value: Any, index: int) -> dict[str, Any]:
+        """``{"tokens": text or words}`` from a string (raw text), a list of words, or a dict with text or tokens."""
+        if isinstance(value, dict):
+            tokens = value.get("tokens") if value.get("tokens") is not None else value.get("text")
+        elif isinstance(value, (str, list, tuple)):
+            tokens = value
+        else:
+            raise DataError(f"input {index}: expected raw text, a list of words or a dict, got {type(value).__name__}")
+        words = isinstance(tokens, (list, tuple)) and len(tokens) > 0 and all(isinstance(w, str) for w in tokens)
+        if not words and not (isinstance(tokens, str) and tokens.strip()):
+            got = "nothing (one input file holds either texts or word lists, not both)" if tokens is None else repr(str(tokens)[:60])
+            raise DataError(f"input {index}: needs raw text (a non-empty string, key 'text') or a non-empty list of words "
+                            f"(key 'tokens'), got {got}")
+        return {"tokens": list(tokens) if words else tokens}
+
+    def predict(self, inputs: Sequence[Any], *, aggregation: str | None = None, **kwargs: Any) -> list[Any]:
+        """As :meth:`TaskModel.predict`; ``aggregation`` overrides the trained strategy for this call."""
+        if aggregation is None:
+            return super().predict(inputs, **kwargs)
+        from texttune.config import TaskOptions, coerce
+
+        field = TaskOptions.__dataclass_fields__["aggregation"]
+        chosen = coerce("aggregation", aggregation, str, field.metadata["choices"])
+        previous, self._task.aggregation = self._task.aggregation, chosen
+        try:
+            return super().predict(inputs, **kwargs)
+        finally:
+            self._task.aggregation = previous
+
+
 API_CLASSES: dict[str, type[TaskModel]] = {"summarization": Summarization, "translation": Translation, "text2text": Text2Text,
-                                         "question-answering": QuestionAnswering}
+                                         "question-answering": QuestionAnswering, "masked-lm": MaskedLM, "causal-lm": CausalLM,
+                                         "token-classification": TokenClassification}
 
 
 def load(directory: str | Path) -> TaskModel:

@@ -206,10 +206,10 @@ def test_files_without_rows(tmp_path: Path, name: str, content: str) -> None:
 
 
 def test_unknown_extension(tmp_path: Path) -> None:
-    path = tmp_path / "train.txt"
+    path = tmp_path / "train.xlsx"
     path.write_text("hello\n", encoding="utf-8")
     message = data_error(path)
-    assert "unknown file type '.txt'" in message
+    assert "unknown file type '.xlsx'" in message
     assert "'.csv'" in message and "'.jsonl'" in message and "'.parquet'" in message
 
 

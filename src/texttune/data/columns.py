@@ -34,13 +34,22 @@ class ColumnRole:
         return self.key or self.role
 
 
-def _flatten_structs(table: Table) -> Table:
-    """Expose ``{"translation": {"en": ..., "fr": ...}}`` style cells as columns ``en``, ``fr``."""
+def _flatten_structs(table: Table, keep: frozenset[str] = frozenset()) -> Table:
+    """Expose ``{"translation": {"en": ..., "fr": ...}}`` style cells as columns ``en``, ``fr``.
+
+    Columns in ``keep`` (those a role names itself, e.g. SQuAD's ``answers``
+    ``{"text": [...], "answer_start": [...]}``) are one value, not a group of columns.
+    """
+    from datasets import concatenate_datasets
+
     rows = table.rows
-    struct_columns = [name for name, feature in rows.features.items() if isinstance(feature, dict)]
+    struct_columns = [name for name, feature in rows.features.items() if isinstance(feature, dict) and name not in keep]
     if not struct_columns:
         return table
-    flat = rows.flatten()  # "translation.en"
+    kept = [name for name in rows.column_names if name in keep]
+    flat = rows.remove_columns(kept).flatten()  # "translation.en"
+    if kept:
+        flat = concatenate_datasets([flat, rows.select_columns(kept)], axis=1)
     renames = {}
     for column in flat.column_names:
         parent, _, child = column.partition(".")
@@ -96,7 +105,8 @@ def select_columns(table: Table, roles: Sequence[ColumnRole], overrides: dict[st
     Raises :class:`DataError` naming the first bad cell's line/row and column, and
     how many cells in that column are bad.
     """
-    table = _flatten_structs(table)
+    named = {*overrides.values(), *(name for role in roles for name in role.defaults)}
+    table = _flatten_structs(table, keep=frozenset(named))
     chosen = resolve_columns(table, roles, overrides)
     rows = table.rows.select_columns(list(dict.fromkeys(chosen.values())))
     for role in roles:

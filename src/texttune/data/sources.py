@@ -1,8 +1,10 @@
 """Read user data into a :class:`datasets.Dataset`; the only module that knows file formats.
 
-Supported: CSV, TSV, JSON (a list of objects, or ``{"data": [...]}``), JSONL,
-Parquet, a directory written by ``datasets.save_to_disk``, in-memory lists, and a
-hub dataset name (through ``datasets``, online only). Every error names the file
+Supported: CSV, TSV, JSON (a list of objects, or ``{"data": [...]}``, or the
+official SQuAD layout, flattened to one row per question), JSONL,
+Parquet, plain text (``.txt``: one document per non-empty line, column ``text``), CoNLL-style column files (``.conll``, ``.iob``, ``.iob2``, ``.bio``; see
+:mod:`texttune.data.conll`), a directory written by ``datasets.save_to_disk``,
+in-memory lists, and a hub dataset name (through ``datasets``, online only). Every error names the file
 and, where it can, the line or row, because "ArrowInvalid: JSON parse error" on
 row 40,000 of a file is the kind of message users have learned to dread.
 """
@@ -16,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from texttune.data.conll import parse_conll
+from texttune.data.squad import flatten_squad, is_squad_layout
 from texttune.errors import DataError, choices
 
 FORMATS = {
@@ -26,6 +30,11 @@ FORMATS = {
     ".ndjson": "jsonl",
     ".parquet": "parquet",
     ".pq": "parquet",
+    ".conll": "conll",  # CoNLL-style token-per-line files (texttune.data.conll)
+    ".iob": "conll",
+    ".iob2": "conll",
+    ".bio": "conll",
+    ".txt": "text",  # plain text: each non-empty line is one document (column "text")
 }
 
 
@@ -80,7 +89,8 @@ def load_table(source: str | os.PathLike[str], *, split: str = "train") -> Table
             raise DataError(f"{name}: unknown file type {path.suffix!r}; supported: {choices(FORMATS)}")
         if path.stat().st_size == 0:
             raise DataError(f"{name}: the file is empty")
-        reader = {"csv": _read_csv, "tsv": _read_csv, "json": _read_json, "jsonl": _read_jsonl, "parquet": _read_parquet}[fmt]
+        reader = {"csv": _read_csv, "tsv": _read_csv, "json": _read_json, "jsonl": _read_jsonl, "parquet": _read_parquet,
+                  "conll": _read_conll, "text": _read_lines}[fmt]
         table = reader(path)
         if len(table) == 0:
             raise DataError(f"{name}: no data rows")
@@ -99,12 +109,18 @@ def _read_text(path: Path) -> str:
         raise DataError(f"{path} line {line}: not UTF-8 text ({exc.reason}); re-save the file as UTF-8") from None
 
 
+def _lines(text: str) -> list[str]:
+    """Lines split at newlines only (read_text already turned \\r\\n into \\n). Not str.splitlines():
+    it also breaks at U+0085, U+2028 and other characters that real JSON strings and texts contain."""
+    return text.split("\n")
+
+
 def _read_jsonl(path: Path) -> Table:
     from datasets import Dataset
 
     records: list[dict[str, Any]] = []
     lines: list[int] = []
-    for number, line in enumerate(_read_text(path).splitlines(), start=1):
+    for number, line in enumerate(_lines(_read_text(path)), start=1):
         if not line.strip():
             continue
         try:
@@ -130,6 +146,9 @@ def _read_json(path: Path) -> Table:
         loaded = loaded["data"]
     if not isinstance(loaded, list):
         raise DataError(f"{path}: expected a list of objects or {{\"data\": [...]}}, got {type(loaded).__name__}")
+    if is_squad_layout(loaded):  # official SQuAD file: one row per question
+        records, where = flatten_squad(loaded, path)
+        return Table(_dataset_from_records(records, path, None), str(path), lambda i: where[i])
     for i, record in enumerate(loaded):
         if not isinstance(record, dict):
             raise DataError(f"{path} record {i + 1}: expected a JSON object, got {type(record).__name__}")
@@ -203,6 +222,24 @@ def _read_csv(path: Path) -> Table:
         raise DataError(f"{path}: no data rows")
     frame = frame.astype(object).where(frame.notna(), None)
     return Table(Dataset.from_pandas(frame, preserve_index=False), str(path), _row_locator(str(path), header=True))
+
+
+def _read_lines(path: Path) -> Table:
+    """One row per non-empty line, in a column ``text`` (language-modelling corpora, prompts)."""
+    from datasets import Dataset
+
+    numbered = [(n, line) for n, line in enumerate(_lines(_read_text(path)), start=1) if line.strip()]
+    if not numbered:
+        raise DataError(f"{path}: no data rows (only blank lines)")
+    return Table(Dataset.from_dict({"text": [line for _, line in numbered]}), str(path),
+                 _row_locator(str(path), [n for n, _ in numbered]))
+
+
+def _read_conll(path: Path) -> Table:
+    from datasets import Dataset
+
+    columns, starts = parse_conll(_read_text(path), str(path))
+    return Table(Dataset.from_dict(columns), str(path), _row_locator(str(path), starts))
 
 
 def _read_parquet(path: Path) -> Table:

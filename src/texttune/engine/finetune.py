@@ -8,7 +8,6 @@ had measured.
 from __future__ import annotations
 
 import logging
-import math
 import signal
 import warnings
 from dataclasses import dataclass
@@ -82,7 +81,7 @@ def _baselines(task: Any, model: Any, val: Table, config: RunConfig, run: RunDir
     return run.update_metrics(baselines=baselines, zero_shot=zero_shot)
 
 
-def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, *, batches_per_epoch: int) -> Any:
+def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str) -> Any:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
@@ -98,12 +97,9 @@ def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, *, batches
     callbacks: list[Any] = [best, last]
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience))
-    if t.max_epochs is not None:
-        max_epochs = t.max_epochs
-    elif t.max_steps is not None:  # enough epochs to reach max_steps (progress bars show a real total)
-        max_epochs = math.ceil(t.max_steps * t.accumulate_grad_batches / max(1, batches_per_epoch))
-    else:
-        max_epochs = 3
+    # With --max-steps only, epochs are unbounded (-1): a run stopped by max_steps counts its
+    # epoch as finished, so any derived epoch cap would end a resumed, longer run at once.
+    max_epochs = t.max_epochs if t.max_epochs is not None else (3 if t.max_steps is None else -1)
     return pl.Trainer(
         accelerator=t.accelerator, devices=1, precision=t.precision, max_epochs=max_epochs,
         max_steps=t.max_steps if t.max_steps is not None else -1,
@@ -176,7 +172,7 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         module = TextModule(model=backbone.model, task=task, train_config=config.train,
                             generation=config.generation, eval_rows=val.rows, on_evaluation=record)
         train_dl, val_dl = _loaders(task, train_features, val_features, config)
-        trainer = _trainer(config, run, monitor, mode, batches_per_epoch=len(train_dl))
+        trainer = _trainer(config, run, monitor, mode)
         with warnings.catch_warnings():
             # A run shorter than one evaluation period has nothing to monitor yet; the final
             # evaluation below covers it, so Lightning's warning about it is noise.

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from texttune.errors import ConfigError, choices
+from texttune.tasks.causal_lm import CausalLMTask
+from texttune.tasks.masked_lm import MaskedLMTask
+from texttune.tasks.question_answering import QuestionAnsweringTask
 from texttune.tasks.text2text import SummarizationTask, Text2TextTask, TranslationTask
+from texttune.tasks.token_classification import TokenClassificationTask
 
 TASKS: dict[str, type] = {
     "summarization": SummarizationTask,
     "translation": TranslationTask,
     "text2text": Text2TextTask,
+    "masked-lm": MaskedLMTask,
+    "causal-lm": CausalLMTask,
+    "question-answering": QuestionAnsweringTask,
+    "token-classification": TokenClassificationTask,
 }
 
 
