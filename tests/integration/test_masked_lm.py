@@ -193,6 +193,13 @@ def test_text_column_holding_numbers_is_refused(tiny_model_dir: Callable[[str], 
     assert_user_error(code, err, "numbers.jsonl line 1", "'text'", "not text")
 
 
+def test_chunks_longer_than_the_backbone_reads_are_refused(tiny_model_dir: Callable[[str], Path], corpus: Path, cli: Cli, tmp_path: Path) -> None:
+    code, _, err = cli("-q", "train", "masked-lm", "--backbone", tiny_model_dir("bert"), "--train-file", corpus,
+                       "--output-dir", tmp_path / "run", "--max-length", "1000", "--max-steps", "1")
+    assert_user_error(code, err, "--max-length 1000", "at most 512")
+    assert not (tmp_path / "run" / "model").exists()
+
+
 def test_bad_mlm_probability_is_refused_at_construction() -> None:
     from texttune import MaskedLM
     from texttune.errors import ConfigError

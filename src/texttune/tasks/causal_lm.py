@@ -100,7 +100,7 @@ class CausalLMTask:
             output_dir = config.train.output_dir  # always set by fit(); None for predict before fit (refused later)
             self._init_dir = Path(output_dir) / "init-model" if output_dir else None
             return  # the tokenizer comes from learn()
-        check_fits(self.max_length, backbone.config, backbone.name)
+        check_fits(self.max_length, backbone)
         self.tokenizer = backbone.tokenizer
 
     def learn(self, train_rows: Any) -> dict[str, Any]:

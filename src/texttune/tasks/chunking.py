@@ -30,11 +30,16 @@ def chunk_length(max_length: int | None) -> int:
     return size
 
 
-def check_fits(size: int, model_config: Any, backbone: str) -> None:
-    """Refuse chunks longer than the backbone's position embeddings before any data work."""
-    limit = getattr(model_config, "max_position_embeddings", None)
+def check_fits(size: int, backbone: Any) -> None:
+    """Refuse chunks longer than the backbone reads before any data work.
+
+    The limit is the smaller of the position embeddings and the tokenizer's
+    ``model_max_length`` (RoBERTa has 514 positions but reads 512 tokens).
+    """
+    limits = [getattr(backbone.config, "max_position_embeddings", None), getattr(backbone.tokenizer, "model_max_length", None)]
+    limit = min((int(n) for n in limits if isinstance(n, int) and 0 < n < 1_000_000), default=None)
     if limit is not None and size > limit:
-        raise BackboneError(f"--max-length {size} is longer than backbone {backbone!r} reads ({limit} positions); use at most {limit}")
+        raise BackboneError(f"--max-length {size} is longer than backbone {backbone.name!r} reads ({limit} tokens); use at most {limit}")
 
 
 def pad_id(tokenizer: Any) -> int:

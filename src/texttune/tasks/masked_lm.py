@@ -56,7 +56,7 @@ class MaskedLMTask:
                             "for decoder-only models use the causal-lm task")
 
     def bind(self, backbone: Backbone, config: RunConfig) -> None:
-        check_fits(self.max_length, backbone.config, backbone.name)
+        check_fits(self.max_length, backbone)
         self._attach(backbone.tokenizer)
 
     def _attach(self, tokenizer: Any) -> None:
