@@ -8,7 +8,7 @@ and a two-step training run takes 30 s instead of one.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -34,3 +34,17 @@ def single_torch_thread() -> Iterator[None]:
 def data_dir() -> Path:
     """The sample data files (see tests/data/README.md)."""
     return DATA
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str]]:
+    """Run ``texttune`` in-process: ``cli("train", ...) -> (exit code, stdout, stderr)``."""
+    from texttune.cli.main import main
+
+    def run(*argv: str | Path) -> tuple[int, str, str]:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
