@@ -17,10 +17,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from texttune.metrics import lead_sentences, normalize_answer, squad_scores
+
+if TYPE_CHECKING:  # numpy is imported where it is used: the CLI imports every task to build its help
+    import numpy as np
 
 
 @dataclass(frozen=True)
@@ -48,6 +50,8 @@ class Answer:
 
 def window_spans(window: Window, *, n_best: int, max_answer_length: int) -> dict[tuple[int, int], float]:
     """Character span -> logit score for the valid pairs of the window's n-best starts and ends."""
+    import numpy as np
+
     in_context = window.in_context
     k = min(n_best, int(in_context.sum()))
     if k == 0:
@@ -74,6 +78,8 @@ def best_answer(
     over the windows as in the SQuAD v2 examples; the best span is kept only when
     it beats that score by more than ``null_threshold``.
     """
+    import numpy as np
+
     spans: dict[tuple[int, int], float] = {}
     for window in windows:
         for span, score in window_spans(window, n_best=n_best, max_answer_length=max_answer_length).items():
