@@ -28,7 +28,7 @@ SQUAD = DATA / "squad.jsonl"
 WINDOWS = ["--max-length", "96", "--stride", "24"]
 FAST = ["--max-steps", "2", "--batch-size", "4", "--no-progress-bar", "--max-eval-samples", "6"]
 
-Cli = Callable[..., tuple[int, str, str]]
+Cli = Callable[..., tuple[int, str, str]]  # the `cli` fixture of tests/integration/conftest.py
 
 
 def rows() -> list[dict[str, Any]]:
@@ -52,17 +52,6 @@ def official_layout(records: list[dict[str, Any]]) -> dict[str, Any]:
     return {"version": "1.1", "data": [
         {"title": title, "paragraphs": [{"context": c, "qas": qas} for c, qas in paragraphs.items()]}
         for title, paragraphs in articles.items()]}
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    def run(*argv: str | Path) -> tuple[int, str, str]:
-        capsys.readouterr()
-        code = main([str(a) for a in argv])
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return run
 
 
 @pytest.fixture(scope="module")
