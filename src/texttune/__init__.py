@@ -27,6 +27,8 @@ __all__ = [
     "CausalLM",
     "TokenClassification",
     "TexttuneError",
+    "Client",
+    "ServerError",
     "load",
     "__version__",
 ]
@@ -36,6 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from texttune.api import QuestionAnswering
     from texttune.api import CausalLM, MaskedLM
     from texttune.api import TokenClassification
+    from texttune.client import Client, ServerError
     from texttune.errors import TexttuneError
 
 
@@ -45,6 +48,10 @@ def __getattr__(name: str) -> Any:
         from texttune import api
 
         return getattr(api, name)
+    if name in {"Client", "ServerError"}:
+        from texttune import client
+
+        return getattr(client, name)
     if name == "TexttuneError":
         from texttune.errors import TexttuneError
 

@@ -189,6 +189,7 @@ class TaskModel:
         top_p: float | None = None,
         no_repeat_ngram_size: int | None = None,
         length_penalty: float | None = None,
+        repetition_penalty: float | None = None,
         batch_size: int | None = None,
     ) -> list[Any]:
         """Predict for raw inputs (strings, or dicts keyed by column role); one output per input, in order."""
@@ -196,13 +197,27 @@ class TaskModel:
             "max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens, "num_beams": num_beams,
             "do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p,
             "no_repeat_ngram_size": no_repeat_ngram_size, "length_penalty": length_penalty,
-            "generation_batch_size": batch_size,
+            "repetition_penalty": repetition_penalty, "generation_batch_size": batch_size,
         })
         rows = [self._input_row(x, i) for i, x in enumerate(inputs)]
         if not rows:
             return []
         outputs = self._task.predict(self._ready().model, rows, generation=gen)
         return [o["output"] if set(o) == {"output"} else o for o in outputs]
+
+    @property
+    def task(self) -> Any:
+        """The task object: its roles, predict options and learned state (labels, lengths)."""
+        return self._task
+
+    @property
+    def backbone(self) -> Any:
+        """The backbone with its model and tokenizer loaded."""
+        return self._ready()
+
+    def check_input(self, value: Any, index: int = 0) -> dict[str, Any]:
+        """One predict input as the task's row; DataError (naming ``index``) when it cannot be used."""
+        return self._input_row(value, index)
 
     def _input_row(self, value: Any, index: int) -> dict[str, Any]:
         keys = self._task.input_keys

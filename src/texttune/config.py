@@ -121,6 +121,34 @@ class GenerationConfig:
     generation_batch_size: int = option(16, "Inputs per generation batch in evaluate/predict (independent of --batch-size).")
 
 
+#: Per-request generation options (predict's keyword arguments, the server's request fields).
+GENERATION_OPTIONS: tuple[str, ...] = (
+    "max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "temperature", "top_k", "top_p",
+    "no_repeat_ngram_size", "length_penalty", "repetition_penalty",
+)
+
+
+@dataclass
+class ServeConfig:
+    """``texttune serve``: where to listen, how to batch, and the limits that protect the server."""
+
+    host: str = option("127.0.0.1", "Address to bind. Loopback by default; use 0.0.0.0 only behind auth (--api-key-env).")
+    port: int = option(8000, "TCP port (0 picks a free one and prints it).")
+    api_key_env: str | None = option(None, "Name of the environment variable holding the API key. Requests then need 'Authorization: Bearer KEY' or 'X-API-Key: KEY'.")
+    max_batch_size: int = option(16, "Most inputs run together in one model call (1 turns dynamic batching off).")
+    max_wait_ms: float = option(10.0, "How long the first queued input waits for others to join its batch.")
+    max_queue: int = option(256, "Most inputs waiting for the model; beyond it requests get 503 with Retry-After.")
+    request_timeout: float = option(60.0, "Seconds a request may take, queue included, before it gets 504.")
+    max_body_bytes: int = option(1_048_576, "Largest request body in bytes (413 beyond).")
+    max_input_chars: int = option(20_000, "Longest single input in characters, all its fields together (413 beyond).")
+    max_inputs_per_request: int = option(64, "Most inputs in one request (422 beyond).")
+    max_new_tokens_limit: int = option(512, "Largest max_new_tokens a request may ask for (422 beyond).")
+    max_beams_limit: int = option(8, "Largest num_beams a request may ask for (422 beyond).")
+    threads: int | None = option(None, "Torch intra-op threads for the model (default: torch's choice, usually the core count).")
+    backend: str = option("transformers", "Inference backend for the model.", choices=("transformers",))
+    access_log: bool = option(False, "Log every request (uvicorn's access log).")
+
+
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
     "task": TaskOptions,
@@ -338,3 +366,26 @@ def generation_from_mapping(values: dict[str, Any]) -> GenerationConfig:
 def defaults_of(cls: type) -> dict[str, Any]:
     """Default values of a section dataclass (for help text and diffs)."""
     return {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+
+
+def serve_config(options: dict[str, Any]) -> ServeConfig:
+    """A checked :class:`ServeConfig` from flat options (CLI flags or API keywords)."""
+    known = {f.name: f for f in fields(ServeConfig)}
+    kwargs: dict[str, Any] = {}
+    for raw_key, value in options.items():
+        key = raw_key.replace("-", "_")
+        if key not in known:
+            raise ConfigError(f"unknown serve option {raw_key!r}{_suggest(key, list(known))}; valid: {', '.join(sorted(known))}")
+        f = known[key]
+        kwargs[key] = coerce(key, value, f.type, f.metadata.get("choices"))
+    config = ServeConfig(**kwargs)
+    for name in ("max_batch_size", "max_queue", "request_timeout", "max_body_bytes", "max_input_chars",
+                 "max_inputs_per_request", "max_new_tokens_limit", "max_beams_limit", "threads"):
+        _positive(name, getattr(config, name))
+    _positive("max_wait_ms", config.max_wait_ms, allow_zero=True)
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"option 'port' must be in [0, 65535], got {config.port}")
+    if config.max_queue < config.max_inputs_per_request:
+        raise ConfigError(f"max_queue ({config.max_queue}) is smaller than max_inputs_per_request "
+                          f"({config.max_inputs_per_request}): a full-size request could never be queued")
+    return config

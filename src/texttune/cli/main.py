@@ -70,6 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_columns(pr, _all_roles())
     add_section(pr, GENERATION)
 
+    sv = sub.add_parser("serve", parents=[common], help="Serve a trained model over HTTP (API, playground, metrics).",
+                        description="Serve a model saved by texttune over HTTP: POST /v1/predict, GET /v1/model, /health, /ready, "
+                                    "/metrics (Prometheus), /docs (OpenAPI) and a browser playground at /.")
+    sv.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR", help="A texttune run directory or its model/ directory.")
+    add_section(sv, "serve")
+
     sub.add_parser("tasks", help="List the tasks, their columns, metrics and default backbones.")
 
     demo = sub.add_parser("demo", parents=[common], help="Fine-tune the default offline backbone on bundled Debian summaries (~5 min on 2 CPU cores).")
@@ -86,6 +92,10 @@ def _configure_logging(quiet: bool, *, training: bool) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
     logger.propagate = False
+    uvicorn = logging.getLogger("uvicorn")  # the server's own messages (startup errors; access log when asked for)
+    uvicorn.handlers[:] = [handler]
+    uvicorn.setLevel(logging.WARNING if quiet else logging.INFO)
+    uvicorn.propagate = False
     if training:
         import warnings
 
@@ -161,6 +171,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from texttune.config import serve_config
+    from texttune.serving import serve
+
+    config = serve_config(given(args, exclude={"command", "quiet", "model_dir"}))
+    return serve(args.model_dir, config=config)
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     from texttune.tasks import TASKS
 
@@ -185,7 +203,8 @@ def _limit(args: argparse.Namespace, name: str) -> int | None:
     return None if value is None else check_limit(name, coerce(name, value, int | None, None))
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "tasks": cmd_tasks, "demo": cmd_demo}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve, "tasks": cmd_tasks,
+            "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

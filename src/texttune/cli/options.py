@@ -11,7 +11,7 @@ import argparse
 from dataclasses import fields
 from typing import Any
 
-from texttune.config import SECTIONS, _allowed
+from texttune.config import SECTIONS, ServeConfig, _allowed
 
 TITLES = {
     "data": "data",
@@ -19,7 +19,11 @@ TITLES = {
     "model": "backbone",
     "train": "training",
     "generation": "generation (evaluate / predict)",
+    "serve": "server",
 }
+
+#: Sections with flags: the run config's, plus the server's (not part of a run).
+FLAG_SECTIONS: dict[str, type] = {**SECTIONS, "serve": ServeConfig}
 
 
 def _flag(name: str) -> str:
@@ -29,7 +33,7 @@ def _flag(name: str) -> str:
 def add_section(parser: argparse.ArgumentParser, section: str, *, only: set[str] | None = None) -> None:
     """Add one config section's fields as flags, in their own --help group."""
     group = parser.add_argument_group(TITLES[section])
-    for f in fields(SECTIONS[section]):
+    for f in fields(FLAG_SECTIONS[section]):
         if f.name == "columns" or (only is not None and f.name not in only):
             continue
         base, _ = _allowed(f.type)

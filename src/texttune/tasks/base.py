@@ -27,6 +27,7 @@ class Task(Protocol):
     metric_names: ClassVar[tuple[str, ...]]  # what evaluate reports (flat names)
     higher_is_better: ClassVar[bool]
     default_backbone: ClassVar[str]  # an offline alias, so a fresh machine can run it
+    predict_options: ClassVar[tuple[str, ...]]  # per-request options predict and serve accept (GenerationConfig names or task's own)
 
     def auto_class(self, family: str) -> str:
         """The transformers Auto class for a backbone family, or raise BackboneError."""

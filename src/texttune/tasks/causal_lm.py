@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from texttune.backbones import Backbone
-from texttune.config import GenerationConfig, RunConfig, TaskOptions
+from texttune.config import GENERATION_OPTIONS, GenerationConfig, RunConfig, TaskOptions
 from texttune.data import ColumnRole
 from texttune.errors import BackboneError, ConfigError
 from texttune.inference.generation import generate_texts
@@ -72,6 +72,7 @@ class CausalLMTask:
     metric_names: ClassVar[tuple[str, ...]] = ("perplexity", "loss")
     higher_is_better: ClassVar[bool] = False
     default_backbone: ClassVar[str] = "smollm2-135m"
+    predict_options: ClassVar[tuple[str, ...]] = GENERATION_OPTIONS
 
     def __init__(self, options: TaskOptions | None = None) -> None:
         options = options or TaskOptions()

@@ -35,6 +35,7 @@ class MaskedLMTask:
     metric_names: ClassVar[tuple[str, ...]] = ("perplexity", "loss")
     higher_is_better: ClassVar[bool] = False
     default_backbone: ClassVar[str] = "minilm"
+    predict_options: ClassVar[tuple[str, ...]] = ("top_k",)  # candidates per mask
 
     def __init__(self, options: TaskOptions | None = None) -> None:
         options = options or TaskOptions()

@@ -42,6 +42,7 @@ class QuestionAnsweringTask:
     metric_names: ClassVar[tuple[str, ...]] = ("exact_match", "f1")
     higher_is_better: ClassVar[bool] = True
     default_backbone: ClassVar[str] = "minilm"
+    predict_options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, options: TaskOptions | None = None) -> None:
         o = options or TaskOptions()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from texttune.backbones import Backbone
-from texttune.config import GenerationConfig, RunConfig, TaskOptions
+from texttune.config import GENERATION_OPTIONS, GenerationConfig, RunConfig, TaskOptions
 from texttune.data import ColumnRole
 from texttune.errors import BackboneError
 from texttune.inference.generation import generate_texts
@@ -36,6 +36,7 @@ class Text2TextTask:
     metric_names: ClassVar[tuple[str, ...]] = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf", "gen_len")
     higher_is_better: ClassVar[bool] = True
     default_backbone: ClassVar[str] = "smollm2-135m"
+    predict_options: ClassVar[tuple[str, ...]] = GENERATION_OPTIONS
 
     def __init__(self, options: TaskOptions | None = None) -> None:
         options = options or TaskOptions()

@@ -86,6 +86,7 @@ class TokenClassificationTask:
     metric_names: ClassVar[tuple[str, ...]] = ("precision", "recall", "f1", "accuracy")
     higher_is_better: ClassVar[bool] = True
     default_backbone: ClassVar[str] = "minilm"
+    predict_options: ClassVar[tuple[str, ...]] = ("aggregation",)
 
     def __init__(self, options: TaskOptions | None = None) -> None:
         options = options or TaskOptions()

@@ -1,0 +1,99 @@
+"""What stands between the network and the model: the body-size limit, the API key, error bodies.
+
+Both guards answer before any JSON is parsed. The body limit buffers at most
+``max_body_bytes + 1`` bytes (a declared Content-Length over the limit is refused
+without reading anything), so a huge or endless body cannot exhaust memory.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from starlette.responses import JSONResponse
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Any]]
+Send = Callable[[Any], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+def error_response(status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
+    """The one error shape of the API: ``{"error": {"status", "code", "message"}}``."""
+    return JSONResponse({"error": {"status": status, "code": code, "message": message}}, status_code=status, headers=headers)
+
+
+async def _send_error(send: Send, status: int, code: str, message: str) -> None:
+    body = json.dumps({"error": {"status": status, "code": code, "message": message}}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def body_limit(app: ASGIApp, *, max_bytes: int) -> ASGIApp:
+    """Refuse bodies over ``max_bytes`` with 413; otherwise hand the app the buffered body."""
+
+    async def guarded(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("method") in {"GET", "HEAD", "OPTIONS"}:
+            await app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                await _send_error(send, 400, "bad_content_length", "the Content-Length header is not a number")
+                return
+            if int(declared) > max_bytes:
+                await _send_error(send, 413, "body_too_large", f"the body has {int(declared)} bytes; the limit is {max_bytes}")
+                return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > max_bytes:
+                await _send_error(send, 413, "body_too_large", f"the body has more than {max_bytes} bytes (the limit)")
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await app(scope, replay, send)
+
+    return guarded
+
+
+class ApiKey:
+    """Checks ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` in constant time."""
+
+    def __init__(self, key: str | None) -> None:
+        self._key = key.encode() if key else None
+
+    @property
+    def enabled(self) -> bool:
+        return self._key is not None
+
+    def allows(self, headers: Any) -> bool:
+        if self._key is None:
+            return True
+        given = headers.get("x-api-key")
+        auth = headers.get("authorization")
+        if given is None and auth is not None:
+            scheme, _, token = auth.partition(" ")
+            given = token.strip() if scheme.lower() == "bearer" else None
+        if given is None:
+            return False
+        return hmac.compare_digest(given.encode("utf-8", "surrogateescape"), self._key)

@@ -1,0 +1,119 @@
+"""What the server serves: a saved texttune model behind a small, thread-safe-by-convention interface.
+
+The HTTP layer never touches tasks or tensors. It asks a :class:`Predictor` to
+check one input (cheap, on the event loop, so a bad input is refused before it
+can join a batch) and to predict a batch of checked inputs that share the same
+options (slow, on the model thread). The engine is never imported: serving a
+model needs ``texttune.api.load`` and the task's own ``predict``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Protocol
+
+from texttune.config import GENERATION_OPTIONS, GenerationConfig, generation_from_mapping
+from texttune.errors import ConfigError, choices
+
+
+class Predictor(Protocol):
+    """The model as the server sees it. ``predict`` is only ever called from one thread at a time."""
+
+    task: str
+    options: tuple[str, ...]  # the per-request options this task accepts
+
+    def info(self) -> dict[str, Any]:
+        """What ``GET /v1/model`` reports (task, backbone, labels, defaults...)."""
+        ...
+
+    def check_input(self, value: Any, index: int) -> Any:
+        """One request input converted to the task's row; raises TexttuneError when unusable."""
+        ...
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The request's options, checked for this task (ConfigError names the bad one)."""
+        ...
+
+    def predict(self, rows: list[Any], options: dict[str, Any]) -> list[Any]:
+        """One output per row, in order."""
+        ...
+
+
+def input_size(row: Any) -> int:
+    """Characters of text in one input, all fields together (for limits and length sorting)."""
+    if isinstance(row, str):
+        return len(row)
+    if isinstance(row, dict):
+        return sum(input_size(v) for v in row.values())
+    if isinstance(row, (list, tuple)):
+        return sum(input_size(v) + 1 for v in row)
+    return 0
+
+
+class ModelPredictor:
+    """A model saved by texttune (any task), loaded with :func:`texttune.api.load`."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        from texttune import __version__
+        from texttune.api import load
+        from texttune.runs import find_model_dir, read_metadata
+
+        self.model_dir = find_model_dir(model_dir)
+        self.metadata = read_metadata(self.model_dir)
+        self.model = load(self.model_dir)
+        self.task = self.model.task_name
+        self.options = tuple(self.model.task.predict_options)
+        self._version = __version__
+
+    def info(self) -> dict[str, Any]:
+        task = self.model.task
+        hf_config = self.model.backbone.model.config
+        labels = getattr(task, "labels", None)
+        gen = self.generation_defaults() if set(self.options) & set(GENERATION_OPTIONS) else None
+        return {
+            "task": self.task,
+            "description": task.description,
+            "backbone": self.metadata.get("backbone"),
+            "family": self.metadata.get("family"),
+            "architecture": (hf_config.architectures or [type(self.model.backbone.model).__name__])[0],
+            "model_dir": str(self.model_dir),
+            "inputs": [r.role for r in self.model.input_roles()],
+            "options": list(self.options),
+            "labels": list(labels) if labels else None,
+            "mask_token": getattr(self.model.backbone.tokenizer, "mask_token", None) if self.task == "masked-lm" else None,
+            "generation_defaults": gen,
+            "texttune_version": self._version,
+        }
+
+    def generation_defaults(self) -> dict[str, Any]:
+        """texttune's generation defaults with the saved model's own values (max_new_tokens...) on top."""
+        values = {k: v for k, v in asdict(GenerationConfig()).items() if k in GENERATION_OPTIONS}
+        saved = getattr(self.model.backbone.model, "generation_config", None)
+        for key in GENERATION_OPTIONS:
+            value = getattr(saved, key, None) if saved is not None else None
+            if value is not None and key not in {"do_sample", "top_k", "top_p", "temperature"}:
+                values[key] = value  # sampling knobs keep texttune's (greedy) defaults
+        return values
+
+    def check_input(self, value: Any, index: int) -> Any:
+        return self.model.check_input(value, index)
+
+    def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        given = {k: v for k, v in options.items() if v is not None}
+        unknown = sorted(set(given) - set(self.options))
+        if unknown:
+            valid = f"valid: {choices(self.options)}" if self.options else "it takes none"
+            raise ConfigError(f"option {unknown[0]!r} does not apply to task {self.task!r}; {valid}")
+        generation = {k: v for k, v in given.items() if k in GENERATION_OPTIONS}
+        if generation:
+            generation_from_mapping(generation)  # ranges and contradictions (min > max...)
+        if "aggregation" in given:
+            from texttune.config import TaskOptions, coerce
+
+            field = TaskOptions.__dataclass_fields__["aggregation"]
+            coerce("aggregation", given["aggregation"], str, field.metadata["choices"])
+        return given
+
+    def predict(self, rows: list[Any], options: dict[str, Any]) -> list[Any]:
+        return self.model.predict(rows, batch_size=len(rows), **options)

@@ -1,0 +1,106 @@
+"""Run the app under uvicorn: bind first, load the model in the background, stop gracefully.
+
+The socket is bound before anything else so a busy port fails in milliseconds
+with a clear message, and port 0 prints the port it got. SIGTERM and Ctrl-C
+are uvicorn's: it stops accepting connections, lets in-flight requests finish
+(up to the request timeout), then the app drains its queue and exits 0.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import socket
+import sys
+from pathlib import Path
+from typing import TextIO
+
+from texttune.config import ServeConfig
+from texttune.errors import BackboneError, ConfigError
+
+log = logging.getLogger("texttune.serving")
+
+
+def api_key_from_env(config: ServeConfig) -> str | None:
+    """The API key named by ``--api-key-env``; an unset or empty variable is an error, not "no auth"."""
+    if config.api_key_env is None:
+        return None
+    key = os.environ.get(config.api_key_env, "")
+    if not key.strip():
+        raise ConfigError(f"--api-key-env {config.api_key_env}: that environment variable is not set or empty")
+    return key.strip()
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port (IPv4 or IPv6)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"cannot listen on {host!r}: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve(model_dir: str | Path, *, config: ServeConfig, announce: TextIO = sys.stdout) -> int:
+    """Serve the model saved in ``model_dir`` (a run or model directory) until SIGTERM/Ctrl-C. Returns 0.
+
+    Raises a TexttuneError before listening when the directory is not a model, the
+    port is taken or the API key variable is empty, and after listening when the
+    weights fail to load (the server then stops by itself).
+    """
+    import uvicorn
+
+    from texttune.runs import find_model_dir, read_metadata
+    from texttune.serving.app import create_app
+    from texttune.serving.predictor import ModelPredictor
+
+    found = find_model_dir(model_dir)
+    task = read_metadata(found)["task"]  # a broken texttune.json fails here, before any socket
+    api_key = api_key_from_env(config)
+    if not _is_loopback(config.host) and api_key is None:
+        log.warning("listening on %s without an API key: anyone who can reach this port can use the model", config.host)
+    if config.threads is not None:
+        import torch
+
+        torch.set_num_threads(config.threads)
+    sock = bind(config.host, config.port)
+    failure: list[str] = []
+    server: uvicorn.Server | None = None
+
+    def stop_on_failure(detail: str) -> None:
+        failure.append(detail)
+        if server is not None:
+            server.should_exit = True
+
+    app = create_app(config=config, load=lambda: ModelPredictor(found), api_key=api_key, on_load_failure=stop_on_failure)
+    server = uvicorn.Server(uvicorn.Config(
+        app, log_config=None, access_log=config.access_log, server_header=False, lifespan="on",
+        timeout_graceful_shutdown=int(config.request_timeout) + 5, timeout_keep_alive=5,
+    ))
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    print(f"texttune: serving {task} model {found} on http://{shown}:{port} "
+          f"(playground /, API docs /docs, metrics /metrics); Ctrl-C or SIGTERM stops it", file=announce, flush=True)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        sock.close()
+    if failure:
+        raise BackboneError(f"{found}: the model failed to load: {failure[0]}")
+    return 0
