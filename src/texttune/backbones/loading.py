@@ -56,6 +56,11 @@ class Backbone:
         except (OSError, ValueError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BackboneError(f"backbone {self.name!r} cannot be loaded as {auto_class} ({first})") from None
+        except Exception as exc:
+            if type(exc).__name__ != "SafetensorError":  # safetensors' Rust error type has no stable import path
+                raise
+            raise BackboneError(f"backbone {self.name!r}: its safetensors weights are damaged or truncated ({exc}); "
+                                "copy or save the model again") from None
         return self.model
 
 

@@ -98,7 +98,8 @@ def _validation_message(exc: RequestValidationError, request: Request, config: S
     for e in errors:
         loc = [str(p) for p in e.get("loc", ()) if p != "body"]
         if loc[:1] == ["inputs"]:  # a union of shapes: say which shapes are allowed, once
-            parts["inputs"] = (f"inputs: must be a text, an object of texts, or a list of 1 to "
+            what = "is required" if e.get("type") == "missing" else "must be"
+            parts["inputs"] = (f"inputs: {what} a text, an object of texts, or a list of 1 to "
                                f"{config.max_inputs_per_request} of those")
         else:
             where = ".".join(loc) or "body"

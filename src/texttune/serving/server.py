@@ -14,7 +14,7 @@ import os
 import socket
 import sys
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from texttune.config import ServeConfig
 from texttune.errors import BackboneError, ConfigError
@@ -57,6 +57,25 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
+def _graceful_server(config: object) -> object:
+    """A uvicorn Server whose SIGTERM/Ctrl-C stop is a normal exit (status 0).
+
+    uvicorn re-raises the caught signal after its graceful shutdown so the process
+    dies "by signal" (status -15); we have drained every request by then, so we
+    report success instead. Ctrl-C still ends with status 0, not a traceback.
+    """
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: object) -> None:
+            super().handle_exit(sig, frame)  # type: ignore[arg-type]
+            captured = getattr(self, "_captured_signals", None)
+            if isinstance(captured, list):
+                captured.clear()
+
+    return Server(config)  # type: ignore[arg-type]
+
+
 def serve(model_dir: str | Path, *, config: ServeConfig, announce: TextIO = sys.stdout) -> int:
     """Serve the model saved in ``model_dir`` (a run or model directory) until SIGTERM/Ctrl-C. Returns 0.
 
@@ -73,15 +92,15 @@ def serve(model_dir: str | Path, *, config: ServeConfig, announce: TextIO = sys.
     found = find_model_dir(model_dir)
     task = read_metadata(found)["task"]  # a broken texttune.json fails here, before any socket
     api_key = api_key_from_env(config)
-    if not _is_loopback(config.host) and api_key is None:
-        log.warning("listening on %s without an API key: anyone who can reach this port can use the model", config.host)
     if config.threads is not None:
         import torch
 
         torch.set_num_threads(config.threads)
     sock = bind(config.host, config.port)
+    if not _is_loopback(config.host) and api_key is None:
+        log.warning("listening on %s without an API key: anyone who can reach this port can use the model", config.host)
     failure: list[str] = []
-    server: uvicorn.Server | None = None
+    server: Any = None
 
     def stop_on_failure(detail: str) -> None:
         failure.append(detail)
@@ -89,7 +108,7 @@ def serve(model_dir: str | Path, *, config: ServeConfig, announce: TextIO = sys.
             server.should_exit = True
 
     app = create_app(config=config, load=lambda: ModelPredictor(found), api_key=api_key, on_load_failure=stop_on_failure)
-    server = uvicorn.Server(uvicorn.Config(
+    server = _graceful_server(uvicorn.Config(
         app, log_config=None, access_log=config.access_log, server_header=False, lifespan="on",
         timeout_graceful_shutdown=int(config.request_timeout) + 5, timeout_keep_alive=5,
     ))
@@ -103,4 +122,5 @@ def serve(model_dir: str | Path, *, config: ServeConfig, announce: TextIO = sys.
         sock.close()
     if failure:
         raise BackboneError(f"{found}: the model failed to load: {failure[0]}")
+    log.info("stopped: every request was answered")
     return 0
