@@ -9,6 +9,7 @@ and a two-step training run takes 30 s instead of one.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import Any
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,32 @@ def cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str, str
         return code, out, err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def ready_client() -> Callable[..., Any]:
+    """``with ready_client(app) as client:`` a TestClient once the app's model is loaded (/ready is 200)."""
+    import time
+    from contextlib import contextmanager
+
+    from fastapi.testclient import TestClient
+
+    @contextmanager
+    def open_client(app: Any, *, timeout: float = 60) -> Iterator[Any]:
+        with TestClient(app) as client:
+            deadline = time.monotonic() + timeout
+            while client.get("/ready").status_code != 200:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"not ready after {timeout} s: {client.get('/ready').json()}")
+                time.sleep(0.05)
+            yield client
+
+    return open_client
+
+
+@pytest.fixture(scope="session")
+def t5_summarizer(tiny_model_dir: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A servable texttune model directory: the tiny T5 saved, untrained, as a summarization model."""
+    from texttune.api import Summarization
+
+    return Summarization(backbone=str(tiny_model_dir("t5"))).save(tmp_path_factory.mktemp("t5-summarizer") / "model")

@@ -26,31 +26,22 @@ KEY = "s3cret-key"
 
 
 @pytest.fixture(scope="module")
-def t5_dir(tiny_model_dir: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from texttune.api import Summarization
-
-    return Summarization(backbone=str(tiny_model_dir("t5"))).save(tmp_path_factory.mktemp("serve") / "t5")
+def t5_dir(t5_summarizer: Path) -> Path:
+    return t5_summarizer
 
 
-def _client(app: Any) -> Iterator[TestClient]:
-    with TestClient(app) as client:
-        deadline = time.monotonic() + 60
-        while client.get("/ready").status_code != 200:
-            assert time.monotonic() < deadline, client.get("/ready").json()
-            time.sleep(0.05)
+@pytest.fixture(scope="module")
+def server(t5_dir: Path, ready_client: Callable[..., Any]) -> Iterator[TestClient]:
+    config = serve_config({"max_inputs_per_request": 4, "max_input_chars": 200, "max_body_bytes": 4000,
+                           "max_new_tokens_limit": 16, "max_beams_limit": 2, "max_wait_ms": 20})
+    with ready_client(create_app(config=config, load=lambda: ModelPredictor(t5_dir))) as client:
         yield client
 
 
 @pytest.fixture(scope="module")
-def server(t5_dir: Path) -> Iterator[TestClient]:
-    config = serve_config({"max_inputs_per_request": 4, "max_input_chars": 200, "max_body_bytes": 4000,
-                           "max_new_tokens_limit": 16, "max_beams_limit": 2, "max_wait_ms": 20})
-    yield from _client(create_app(config=config, load=lambda: ModelPredictor(t5_dir)))
-
-
-@pytest.fixture(scope="module")
-def keyed(t5_dir: Path) -> Iterator[TestClient]:
-    yield from _client(create_app(config=serve_config({}), load=lambda: ModelPredictor(t5_dir), api_key=KEY))
+def keyed(t5_dir: Path, ready_client: Callable[..., Any]) -> Iterator[TestClient]:
+    with ready_client(create_app(config=serve_config({}), load=lambda: ModelPredictor(t5_dir), api_key=KEY)) as client:
+        yield client
 
 
 def _error(response: Any, status: int, code: str) -> str:
@@ -212,10 +203,10 @@ class Scripted:
         return [row.upper() for row in rows]
 
 
-def test_a_full_queue_answers_503_with_retry_after() -> None:
+def test_a_full_queue_answers_503_with_retry_after(ready_client: Callable[..., Any]) -> None:
     gate = threading.Event()
     config = serve_config({"max_batch_size": 1, "max_queue": 2, "max_inputs_per_request": 2, "max_wait_ms": 0})
-    for client in _client(create_app(config=config, load=lambda: Scripted(gate=gate))):
+    with ready_client(create_app(config=config, load=lambda: Scripted(gate=gate))) as client:
         with ThreadPoolExecutor(max_workers=4) as pool:
             busy = pool.submit(client.post, "/v1/predict", json={"inputs": "running"})
             time.sleep(0.3)  # "running" is inside the model, blocked on the gate
@@ -228,9 +219,9 @@ def test_a_full_queue_answers_503_with_retry_after() -> None:
             assert queued.result().json()["outputs"] == ["Q1", "Q2"]
 
 
-def test_a_slow_request_gets_504_and_the_server_keeps_serving() -> None:
+def test_a_slow_request_gets_504_and_the_server_keeps_serving(ready_client: Callable[..., Any]) -> None:
     config = serve_config({"request_timeout": 0.3, "max_wait_ms": 0})
-    for client in _client(create_app(config=config, load=lambda: Scripted(delay=0.6))):
+    with ready_client(create_app(config=config, load=lambda: Scripted(delay=0.6))) as client:
         assert "0.3 s" in _error(client.post("/v1/predict", json={"inputs": "slow"}), 504, "timeout")
         time.sleep(0.5)
         assert client.get("/health").status_code == 200

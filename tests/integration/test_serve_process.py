@@ -25,10 +25,8 @@ KEY_VAR = "TEXTTUNE_TEST_KEY"
 
 
 @pytest.fixture(scope="module")
-def t5_dir(tiny_model_dir: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from texttune.api import Summarization
-
-    return Summarization(backbone=str(tiny_model_dir("t5"))).save(tmp_path_factory.mktemp("serve-proc") / "t5")
+def t5_dir(t5_summarizer: Path) -> Path:
+    return t5_summarizer
 
 
 class Server:

@@ -312,3 +312,30 @@ def test_help_renders_for_every_command() -> None:
     for path, parser in _parsers(build_parser()):
         text = parser.format_help()
         assert text.startswith("usage: "), path
+
+
+# --------------------------------------------------------------------------- the server's options
+
+
+def test_serve_options_are_documented_and_do_not_shadow_run_options() -> None:
+    from texttune.config import ServeConfig
+
+    run_names = {f.name for cls in SECTIONS.values() for f in fields(cls)}
+    for f in fields(ServeConfig):
+        assert f.metadata.get("help", "").strip(), f"serve.{f.name} has no help text"
+        assert f.name not in run_names, f"serve option {f.name!r} also names a run option"
+
+
+def test_serve_config_checks_names_types_and_ranges() -> None:
+    from texttune.config import serve_config
+
+    assert serve_config({}).host == "127.0.0.1"  # loopback unless asked otherwise
+    assert serve_config({"max-batch-size": "4"}).max_batch_size == 4
+    with pytest.raises(ConfigError, match="did you mean 'max_batch_size'"):
+        serve_config({"max_batch_sise": 4})
+    with pytest.raises(ConfigError, match="'max_wait_ms' must be >= 0"):
+        serve_config({"max_wait_ms": -1})
+    with pytest.raises(ConfigError, match=r"'port' must be in \[0, 65535\]"):
+        serve_config({"port": 70000})
+    with pytest.raises(ConfigError, match="valid choices: 'transformers'"):
+        serve_config({"backend": "onnx"})
