@@ -153,6 +153,12 @@ def test_bad_requests_get_one_clear_error(server: TestClient, case: str, request
     assert message in _error(server.post("/v1/predict", **kwargs), status, code)
 
 
+def test_a_chunked_body_without_length_is_cut_off_at_the_limit(server: TestClient) -> None:
+    chunks = iter([b'{"inputs": "' + b"x" * 3000, b"y" * 3000 + b'"}'])  # no Content-Length: sent chunked
+    response = server.post("/v1/predict", content=chunks, headers={"content-type": "application/json"})
+    assert "more than 4000 bytes" in _error(response, 413, "body_too_large")
+
+
 def test_unknown_route_and_method(server: TestClient) -> None:
     _error(server.get("/v2/predict"), 404, "not_found")
     _error(server.get("/v1/predict"), 405, "method_not_allowed")
