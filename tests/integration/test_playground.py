@@ -1,0 +1,229 @@
+"""The browser playground (``GET /``) driven by a real headless Chromium against ``texttune serve``.
+
+Why a real browser: the page is JavaScript that builds its form from
+``/v1/model`` and renders ``/v1/predict`` answers; only a browser runs that.
+Debian's chromium and chromedriver are used directly (no Selenium Manager
+download: the machines are offline). Without them the tests skip locally and
+fail in CI, which installs them (``.ci/run``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+KEY_VAR = "TEXTTUNE_PLAYGROUND_KEY"
+KEY = "pg-key-7f3a"
+WAIT_S = 90  # model loading on a busy 2-core machine, plus the page's 2 s retry
+
+
+def _require_browser() -> None:
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        reason = (f"playground browser tests need Debian's chromium and chromedriver; missing {', '.join(missing)} "
+                  "(apt-get install chromium chromium-driver)")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+class Server:
+    """A ``texttune serve`` subprocess on a free loopback port; ``url`` is read from its first stdout line."""
+
+    def __init__(self, model_dir: Path, log: Path, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        full_env = {**os.environ, "HF_HUB_OFFLINE": "1", "TEXTTUNE_HOME": str(home), "OMP_NUM_THREADS": "1", **(env or {})}
+        self.log = log
+        with log.open("w") as err:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "texttune.cli.main", "serve", str(model_dir), "--host", "127.0.0.1",
+                 "--port", "0", "--threads", "1", *args],
+                stdout=subprocess.PIPE, stderr=err, text=True, env=full_env)
+        line = self.process.stdout.readline() if self.process.stdout else ""
+        match = re.search(r"on (http://127\.0\.0\.1:\d+) ", line)
+        if match is None:
+            self.stop()
+            raise AssertionError(f"the server did not start: {line!r}\n{log.read_text()}")
+        self.url = match.group(1)
+
+    def stop(self) -> None:
+        """Kill it: graceful shutdown is tested elsewhere and waits for the browser's keep-alive connections."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        if self.process.stdout is not None:
+            self.process.stdout.close()
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory: pytest.TempPathFactory, texttune_home: Path) -> Iterator[Callable[..., Server]]:
+    """Start servers for this module; every one is killed when the module ends."""
+    servers: list[Server] = []
+
+    def start(model_dir: Path, *args: str, env: dict[str, str] | None = None) -> Server:
+        log = tmp_path_factory.mktemp("serve-log") / "stderr.txt"
+        servers.append(Server(model_dir, log, texttune_home, *args, env=env))
+        return servers[-1]
+
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Chromium for the module (each test opens its own page)."""
+    _require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1100,1000",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="module")
+def t5_server(serve: Callable[..., Server], t5_summarizer: Path) -> Server:
+    return serve(t5_summarizer)
+
+
+@pytest.fixture(scope="module")
+def qa_dir(tiny_model_dir: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny BERT saved, untrained, as an extractive question-answering model."""
+    from texttune.api import QuestionAnswering
+
+    return QuestionAnswering(backbone=str(tiny_model_dir("bert"))).save(tmp_path_factory.mktemp("qa") / "model")
+
+
+def _wait(driver: Any, condition: Callable[[Any], Any], what: str) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, WAIT_S, poll_frequency=0.1).until(condition)
+    except Exception as exc:
+        raise AssertionError(f"timed out waiting for {what}; page status: {_text(driver, 'status')!r}, "
+                             f"error: {_text(driver, 'error')!r}") from exc
+
+
+def _text(driver: Any, element_id: str) -> str:
+    from selenium.webdriver.common.by import By
+
+    found = driver.find_elements(By.ID, element_id)
+    return found[0].get_property("textContent") if found else ""
+
+
+def _open(driver: Any, server: Server, task: str) -> None:
+    driver.get(server.url + "/")
+    _wait(driver, lambda d: _text(d, "task") == task, f"the page to show task {task!r}")
+
+
+def _submit_and_wait(driver: Any, output_id: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.find_element(By.ID, "submit").click()
+    _wait(driver, lambda d: d.find_elements(By.ID, output_id) and _text(d, "latency"), f"#{output_id} and the latency")
+
+
+LATENCY = re.compile(r"^round trip \d+ ms · server [\d.]+ ms \(queue [\d.]+ ms, inference [\d.]+ ms\)$")
+
+
+def test_summarization_page_predicts_like_the_library(browser: Any, t5_server: Server, t5_summarizer: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from texttune import __version__
+    from texttune.api import load
+    from texttune.runs import find_model_dir, read_metadata
+
+    _open(browser, t5_server, "summarization")
+    assert _text(browser, "version") == __version__
+    assert _text(browser, "backbone") == read_metadata(find_model_dir(t5_summarizer))["backbone"]
+    option_ids = {e.get_attribute("id") for e in browser.find_elements(By.CSS_SELECTOR, "[data-option]")}
+    assert option_ids == {"opt-max_new_tokens", "opt-num_beams", "opt-do_sample", "opt-temperature", "opt-top_p"}
+    assert browser.find_element(By.ID, "opt-num_beams").get_property("value") == "1"  # prefilled from the defaults
+
+    text = "a small library that converts images between formats"
+    expected = load(t5_summarizer).predict([text], max_new_tokens=6)[0]
+    browser.find_element(By.ID, "input-text").send_keys(text)
+    browser.find_element(By.ID, "opt-max_new_tokens").send_keys("6")
+    _submit_and_wait(browser, "output-text")
+    assert _text(browser, "output-text") == expected
+    assert LATENCY.match(_text(browser, "latency")), _text(browser, "latency")
+    assert _text(browser, "error") == ""
+
+    # Ctrl+Enter submits too; a value beyond the server's limit shows its error message and no output.
+    limit = browser.find_element(By.ID, "opt-max_new_tokens")
+    limit.send_keys(Keys.BACKSPACE, "100000")
+    browser.find_element(By.ID, "input-text").send_keys(Keys.CONTROL, Keys.ENTER)
+    _wait(browser, lambda d: _text(d, "error"), "the error message")
+    assert _text(browser, "error").startswith("422 invalid_request: max_new_tokens")
+    assert _text(browser, "output") == ""
+
+
+def test_question_answering_page_highlights_the_answer(browser: Any, serve: Callable[..., Server], qa_dir: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    from texttune.api import load
+
+    server = serve(qa_dir)
+    _open(browser, server, "question-answering")
+    assert browser.find_elements(By.CSS_SELECTOR, "[data-option]") == []  # the task takes no options
+    question, context = "Where did Alice meet Bob?", "Alice met Bob in Paris after the <b>conference</b>."
+    expected = load(qa_dir).predict([{"question": question, "context": context}])[0]
+    browser.find_element(By.ID, "input-question").send_keys(question)
+    browser.find_element(By.ID, "input-context").send_keys(context)
+    _submit_and_wait(browser, "answer")
+
+    shown = _text(browser, "answer")
+    assert shown == f"Answer: {expected['answer'] or '(no answer)'} · score {expected['score']:.3f}"
+    assert _text(browser, "highlighted") == context  # the context as text: the <b> is not markup
+    marks = [m.get_property("textContent") for m in browser.find_elements(By.CSS_SELECTOR, "#highlighted mark")]
+    assert marks == ([context[expected["start"]:expected["end"]]] if expected["answer"] else [])
+    assert browser.find_elements(By.CSS_SELECTOR, "#highlighted b") == []
+    assert LATENCY.match(_text(browser, "latency"))
+
+
+def test_api_key_is_asked_for_then_used(browser: Any, serve: Callable[..., Server], t5_summarizer: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.keys import Keys
+
+    from texttune.api import load
+
+    server = serve(t5_summarizer, "--api-key-env", KEY_VAR, env={KEY_VAR: KEY})
+    browser.get(server.url + "/")
+    _wait(browser, lambda d: "needs an API key" in _text(d, "status"), "the API key message")
+    assert not browser.find_element(By.ID, "form").is_displayed()
+
+    key_field = browser.find_element(By.ID, "api-key")
+    key_field.send_keys("wrong", Keys.ENTER)
+    _wait(browser, lambda d: "refused" in _text(d, "status"), "the refused-key message")
+    key_field.clear()
+    key_field.send_keys(KEY)
+    browser.find_element(By.ID, "api-key-apply").click()
+    _wait(browser, lambda d: _text(d, "task") == "summarization", "the form after the key")
+    assert not browser.find_element(By.ID, "status").is_displayed()
+
+    text = "documentation for the command line tool"
+    browser.find_element(By.ID, "input-text").send_keys(text)
+    browser.find_element(By.ID, "opt-max_new_tokens").send_keys("4")
+    _submit_and_wait(browser, "output-text")
+    assert _text(browser, "output-text") == load(t5_summarizer).predict([text], max_new_tokens=4)[0]
