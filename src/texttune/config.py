@@ -83,7 +83,11 @@ class TrainConfig:
     """How the Lightning Trainer fits the model."""
 
     output_dir: str | None = option(None, "Run directory to create (config, metrics, checkpoints, model/, predictions).")
-    batch_size: int = option(8, "Training examples per step on each device.")
+    batch_size: int | str = field(default=8, metadata={
+        "help": "Training examples per step on each device, or 'auto': the largest power of two whose forward and "
+                "backward pass at the longest training sequence fits in memory (recorded in batch_size.json).",
+        "choices": None, "special": ("auto",)})
+    effective_batch_size: int | None = option(None, "With --batch-size auto: examples per optimizer step to keep, via gradient accumulation (auto-batch x accumulation = this).")
     max_epochs: int | None = option(None, "Stop after this many epochs (default 3 when --max-steps is not given).")
     max_steps: int | None = option(None, "Stop after this many optimizer steps.")
     learning_rate: float = option(5e-5, "Peak learning rate of AdamW.")
@@ -101,6 +105,11 @@ class TrainConfig:
     resume: str | None = option(None, "Continue an interrupted run: 'latest' (the run directory's last checkpoint) or a checkpoint path.")
     baselines: bool = option(True, "Before training, evaluate the untrained model (zero-shot) and the task's simple baseline.")
     progress_bar: bool = option(True, "Show progress bars.")
+    tensorboard: bool = option(True, "Also log to TensorBoard (RUN_DIR/logs/tensorboard; CSV is always written).")
+    mlflow: bool = option(False, "Also log to MLflow (needs the mlflow package).")
+    mlflow_tracking_uri: str | None = option(None, "MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else a SQLite file in the run directory.")
+    log_every_steps: int = option(5, "Log loss, learning rate and throughput every N steps (fewer for runs with few steps, so each has a curve).")
+    samples_per_eval: int = option(16, "Predictions saved at each evaluation in RUN_DIR/samples/ (0: none).")
     num_workers: int = option(0, "DataLoader worker processes.")
 
 
@@ -199,7 +208,7 @@ def _allowed(annotation: Any) -> tuple[type, bool]:
     args = typing.get_args(annotation)
     if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
         base = next(a for a in args if a is not type(None))
-        return base, True
+        return base, type(None) in args  # int | str (batch_size: 8 or "auto") is not nullable
     return annotation, False
 
 
@@ -272,7 +281,16 @@ def build_config(task: str, options: dict[str, Any], *, column_roles: tuple[str,
                 f"unknown option {raw_key!r}{_suggest(key, valid)}; valid options: {', '.join(valid)}"
             )
         section, f = known[key]
-        sections[section][key] = coerce(key, value, f.type, f.metadata.get("choices"))
+        special = f.metadata.get("special", ())
+        if isinstance(value, str) and value.strip().lower() in special:  # e.g. batch_size: auto
+            sections[section][key] = value.strip().lower()
+            continue
+        try:
+            sections[section][key] = coerce(key, value, f.type, f.metadata.get("choices"))
+        except ConfigError:
+            if not special:
+                raise
+            raise ConfigError(f"option {key!r} needs an integer or {choices(special)}, got {value!r}") from None
     config = RunConfig(
         task=task,
         data=DataConfig(columns=columns, **sections["data"]),
@@ -299,13 +317,22 @@ def check_limit(name: str, value: int | None) -> int | None:
 def validate(config: RunConfig) -> None:
     """Range checks and contradictions that single-field typing cannot catch."""
     t, g, d = config.train, config.generation, config.data
-    for name in ("batch_size", "accumulate_grad_batches", "max_epochs", "max_steps", "eval_every_steps", "early_stopping_patience"):
+    for name in ("log_every_steps", "accumulate_grad_batches", "max_epochs", "max_steps", "eval_every_steps", "early_stopping_patience",
+                 "effective_batch_size"):
         _positive(name, getattr(t, name))
+    if t.batch_size != "auto":
+        _positive("batch_size", t.batch_size)
+        if t.effective_batch_size is not None:
+            raise ConfigError("effective_batch_size needs --batch-size auto; with a fixed batch size set "
+                              "--accumulate-grad-batches instead")
+    elif t.effective_batch_size is not None and t.accumulate_grad_batches != 1:
+        raise ConfigError("give either effective_batch_size or accumulate_grad_batches with --batch-size auto, not both")
     for name in ("max_source_length", "max_target_length", "max_train_samples", "max_eval_samples", "max_predict_samples"):
         _positive(name, getattr(d, name))
     _positive("learning_rate", t.learning_rate)
     _positive("weight_decay", t.weight_decay, allow_zero=True)
     _positive("num_workers", t.num_workers, allow_zero=True)
+    _positive("samples_per_eval", t.samples_per_eval, allow_zero=True)
     if not 0 <= t.warmup_ratio < 1:
         raise ConfigError(f"option 'warmup_ratio' must be in [0, 1), got {t.warmup_ratio!r}")
     if not 0 < d.validation_fraction < 1:

@@ -44,7 +44,8 @@ def add_section(parser: argparse.ArgumentParser, section: str, *, only: set[str]
             group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text + f" (default: {'on' if f.default else 'off'})")
         else:
-            group.add_argument(_flag(f.name), dest=f.name, default=argparse.SUPPRESS, metavar=base.__name__.upper(),
+            metavar = "|".join([base.__name__.upper(), *f.metadata.get("special", ())])
+            group.add_argument(_flag(f.name), dest=f.name, default=argparse.SUPPRESS, metavar=metavar,
                                choices=f.metadata.get("choices"), help=help_text)
 
 

@@ -20,7 +20,9 @@ from texttune.data import Table, holdout, take
 from texttune.errors import ConfigError, TexttuneError
 from texttune.runs import RunDir, save_model_dir
 from texttune.runs.environment import environment
-from texttune.runs.files import append_jsonl, write_json, write_jsonl
+from texttune.engine.auto_batch import resolve_batch_size
+from texttune.engine.recording import evaluation_recorder, record_data, record_model, record_plots, record_saved_model
+from texttune.runs.files import write_json, write_jsonl
 
 log = logging.getLogger("texttune")
 
@@ -84,9 +86,11 @@ def _baselines(task: Any, model: Any, val: Table, config: RunConfig, run: RunDir
 def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str) -> Any:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
-    from lightning.pytorch.loggers import CSVLogger
+    from texttune.engine.loggers import log_config, make_loggers
 
     t = config.train
+    loggers = make_loggers(config, run)
+    log_config(loggers, config.flat())
     # Two callbacks: "best" only ever holds the best weights by the monitored metric;
     # "last" follows training and is also written on Ctrl-C or a crash (save_on_exception),
     # which would otherwise overwrite "best" with whatever the weights were at that moment.
@@ -100,14 +104,15 @@ def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str) -> Any:
     # With --max-steps only, epochs are unbounded (-1): a run stopped by max_steps counts its
     # epoch as finished, so any derived epoch cap would end a resumed, longer run at once.
     max_epochs = t.max_epochs if t.max_epochs is not None else (3 if t.max_steps is None else -1)
+    # A short run still gets a loss curve: at least ~4 points when the step count is known.
+    log_every = t.log_every_steps if t.max_steps is None else max(1, min(t.log_every_steps, t.max_steps // 4))
     return pl.Trainer(
         accelerator=t.accelerator, devices=1, precision=t.precision, max_epochs=max_epochs,
         max_steps=t.max_steps if t.max_steps is not None else -1,
         accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val or None,
         val_check_interval=t.eval_every_steps * t.accumulate_grad_batches if t.eval_every_steps else None,
         check_val_every_n_epoch=None if t.eval_every_steps else 1,
-        num_sanity_val_steps=0, log_every_n_steps=5, callbacks=callbacks,
-        logger=CSVLogger(save_dir=run.root, name="", version="logs"),
+        num_sanity_val_steps=0, log_every_n_steps=log_every, callbacks=callbacks, logger=loggers,
         enable_progress_bar=t.progress_bar, enable_model_summary=False, default_root_dir=run.root,
     )
 
@@ -155,20 +160,15 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         learned = task.learn(train.rows)
         if backbone.model is None:  # the head may depend on what learn() found (e.g. labels)
             backbone.load_model(task.auto_class(backbone.family), model_kwargs=task.model_kwargs())
+        record_model(run, backbone.model, family=backbone.family)
         train_features, train_stats = task.encode(train.rows)
         val_features, val_stats = task.encode(val.rows)
-        write_json(run.data_stats, {"train": {"source": train.name, **train_stats}, "validation": {"source": val.name, **val_stats}, "learned": learned})
-        for split, stats in (("train", train_stats), ("validation", val_stats)):
-            cut = {k: v for k, v in stats.items() if k.endswith("_truncated") and v}
-            if cut:  # e.g. {"inputs_truncated": 9}: say so, since truncation silently changes the task
-                log.warning("%s: %s of %d rows were truncated (see data_stats.json; raise the max length options to keep more)",
-                            split, ", ".join(f"{k.replace('_truncated', '')}: {v}" for k, v in cut.items()), stats["rows"])
+        record_data(run, splits={"train": (train.name, train_features, train_stats),
+                                 "validation": (val.name, val_features, val_stats)}, learned=learned)
+        config = resolve_batch_size(config, task=task, model=backbone.model, features=train_features, run=run,
+                                    resuming=resume_path is not None)
         _baselines(task, backbone.model, val, config, run)
-
-        def record(step: int, metrics: dict[str, float], predictions: list[dict[str, Any]]) -> None:
-            append_jsonl(run.evals, {"step": step, **metrics})
-            write_jsonl(run.root / "predictions_last_eval.jsonl", predictions[:50])
-
+        record = evaluation_recorder(run, samples=config.train.samples_per_eval)
         module = TextModule(model=backbone.model, task=task, train_config=config.train,
                             generation=config.generation, eval_rows=val.rows, on_evaluation=record)
         train_dl, val_dl = _loaders(task, train_features, val_features, config)
@@ -193,6 +193,7 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
     except BaseException as exc:
         if not run.status.exists() or '"interrupted"' not in run.status.read_text():
             run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        record_plots(run)  # what was measured before the failure, as pictures
         raise
 
 
@@ -222,8 +223,10 @@ def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: B
         "trained_steps": int(trainer.global_step),
     }
     model_dir = save_model_dir(run.model, model=model, tokenizer=backbone.tokenizer, metadata=metadata)
+    record_saved_model(run, model_dir)
     all_metrics = run.update_metrics(fine_tuned=metrics, best_checkpoint=best or None, steps=int(trainer.global_step))
     run.set_status("completed", steps=int(trainer.global_step))
+    record_plots(run)
     return FitResult(run.root, model_dir, all_metrics)
 
 

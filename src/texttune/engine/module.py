@@ -7,6 +7,7 @@ an evaluation (``task.evaluate``) and which optimizer and schedule to use.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -45,6 +46,9 @@ class TextModule(pl.LightningModule):
         # mode as it finds it: without this, dropout would be off during fine-tuning.
         self.model.train()
 
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        self._batch_started = time.perf_counter()
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.task.loss(self.model, batch)
         # Logged values stay on the device; Lightning syncs them only when it writes a log line.
@@ -54,6 +58,13 @@ class TextModule(pl.LightningModule):
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.trainer.optimizers:
             self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], prog_bar=False)
+        # Throughput of this batch (forward, backward and, on a stepping batch, the optimizer), wall clock.
+        # The token count stays a device tensor: no host sync here.
+        seconds = max(time.perf_counter() - getattr(self, "_batch_started", time.perf_counter()), 1e-9)
+        ids = batch["input_ids"]  # (B, T)
+        tokens = batch["attention_mask"].sum() if "attention_mask" in batch else torch.tensor(ids.numel())
+        self.log("examples_per_s", ids.shape[0] / seconds, prog_bar=False)
+        self.log("tokens_per_s", tokens.float() / seconds, prog_bar=False)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss = self.task.loss(self.model, batch)

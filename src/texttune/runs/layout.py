@@ -6,12 +6,16 @@
       config.yaml          resolved options (feed back with --config to rerun)
       environment.json     versions, hardware, seed, git commit
       status.json          running / completed / failed, timings, the error if any
-      data_stats.json      rows, token lengths, truncation counts per split
-      metrics.json         baselines, zero-shot, each evaluation, final (fine-tuned)
+      data_stats.json      rows, token length distributions, truncation counts, labels per split
+      model_summary.json   architecture, parameters (total, trainable), size on disk
+      batch_size.json      the --batch-size auto search: trials and the choice
+      metrics.json         baselines, zero-shot, final (fine-tuned)
       evals.jsonl          one line per evaluation during training
+      samples/             step-NNNNNN.jsonl: predictions at each evaluation
       predictions.jsonl    input, reference and prediction for the evaluated set
       checkpoints/         Lightning checkpoints: best by the chosen metric, last
-      logs/                CSV metrics per logging step
+      logs/                metrics.csv per logging step (loss, lr, throughput); tensorboard/
+      plots/               loss, learning rate, metric and length histograms (PNG)
       model/               save_pretrained model + tokenizer + texttune.json
 """
 
@@ -37,6 +41,9 @@ class RunDir:
     metrics = property(lambda self: self.root / "metrics.json")
     evals = property(lambda self: self.root / "evals.jsonl")
     predictions = property(lambda self: self.root / "predictions.jsonl")
+    model_summary = property(lambda self: self.root / "model_summary.json")
+    batch_search = property(lambda self: self.root / "batch_size.json")
+    samples = property(lambda self: self.root / "samples")
     checkpoints = property(lambda self: self.root / "checkpoints")
     logs = property(lambda self: self.root / "logs")
     model = property(lambda self: self.root / "model")
@@ -64,8 +71,15 @@ class RunDir:
         write_text(self.config, "# texttune run configuration (reuse with --config)\n" + yaml.safe_dump(flat, sort_keys=False, allow_unicode=True))
 
     def set_status(self, state: str, **fields: Any) -> None:
+        """Update status.json; the first call stamps ``started``, a final state ``finished`` and ``duration_s``."""
         current = read_json(self.status) if self.status.exists() else {}
-        current.update(fields, state=state, updated=time.strftime("%Y-%m-%dT%H:%M:%S"))
+        now = time.time()
+        current.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)))
+        current.setdefault("started_unix", round(now, 3))
+        current.update(fields, state=state, updated=time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(now)))
+        if state in {"completed", "failed", "interrupted"}:
+            current["finished"] = current["updated"]
+            current["duration_s"] = round(now - current["started_unix"], 1)
         write_json(self.status, current)
 
     def read_metrics(self) -> dict[str, Any]:

@@ -187,7 +187,8 @@ class TokenClassificationTask:
             truncated += bool(enc.encodings[row].overflowing)
         lengths = [len(ids) for ids in enc["input_ids"]]
         stats = {"rows": len(words), "inputs_truncated": truncated,
-                 "input_tokens_mean": round(sum(lengths) / len(lengths), 1), "input_tokens_max": max(lengths)}
+                 "input_tokens_mean": round(sum(lengths) / len(lengths), 1), "input_tokens_max": max(lengths),
+                 "labels": dict(Counter(t for sentence in tags for t in sentence).most_common())}
         return Dataset.from_dict({"input_ids": enc["input_ids"], "labels": labels}), stats
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:

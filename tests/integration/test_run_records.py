@@ -1,0 +1,152 @@
+"""What a run directory records: every file present and well-formed, also after a crash."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+TINY_RUN = ["--max-steps", "4", "--batch-size", "4", "--max-eval-samples", "6", "--eval-every-steps", "2",
+            "--no-progress-bar", "--samples-per-eval", "3"]
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+
+
+@pytest.fixture(scope="module")
+def finished_run(tiny_model_dir: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from texttune.cli.main import main
+
+    run = tmp_path_factory.mktemp("records") / "run"
+    code = main(["-q", "train", "summarization", "--backbone", str(tiny_model_dir("t5")), "--train-file",
+                 str(DATA / "summarization.jsonl"), "--output-dir", str(run), *TINY_RUN])
+    assert code == 0
+    return run
+
+
+def test_config_environment_status(finished_run: Path) -> None:
+    config = yaml.safe_load((finished_run / "config.yaml").read_text())
+    assert config["task"] == "summarization" and config["max_steps"] == 4 and config["samples_per_eval"] == 3
+    env = _json(finished_run / "environment.json")
+    assert env["packages"]["torch"] and env["seed"] == 42 and env["cpu_count"] >= 1
+    status = _json(finished_run / "status.json")
+    assert status["state"] == "completed" and status["steps"] == 4
+    assert status["duration_s"] >= 0 and status["started"] <= status["finished"]
+
+
+def test_data_statistics_per_split(finished_run: Path) -> None:
+    stats = _json(finished_run / "data_stats.json")
+    for split in ("train", "validation"):
+        lengths = stats[split]["lengths"]
+        for side in ("input", "target"):
+            dist = lengths[side]
+            assert dist["count"] == stats[split]["rows"]
+            assert dist["min"] <= dist["p50"] <= dist["p90"] <= dist["max"]
+            assert sum(dist["histogram"]["counts"]) == dist["count"]
+            assert len(dist["histogram"]["edges"]) == len(dist["histogram"]["counts"]) + 1
+        assert "inputs_truncated" in stats[split] and "targets_truncated" in stats[split]
+
+
+def test_model_summary(finished_run: Path) -> None:
+    summary = _json(finished_run / "model_summary.json")
+    assert summary["architecture"] == "T5ForConditionalGeneration" and summary["family"] == "seq2seq"
+    assert 0 < summary["trainable_parameters"] <= summary["parameters"]
+    weights = (finished_run / "model" / "model.safetensors").stat().st_size
+    assert summary["size_on_disk_bytes"] > weights
+
+
+def test_metrics_per_step_and_per_evaluation(finished_run: Path) -> None:
+    with (finished_run / "logs" / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    columns = set(rows[0])
+    assert {"train_loss", "lr", "examples_per_s", "tokens_per_s", "val_loss", "val_rougeL"} <= columns
+    train_rows = [r for r in rows if r["train_loss"]]
+    assert train_rows and all(float(r["examples_per_s"]) > 0 and float(r["tokens_per_s"]) > 0 for r in train_rows)
+    evals = _jsonl(finished_run / "evals.jsonl")
+    assert [e["step"] for e in evals] == [2, 4] and all("rougeL" in e for e in evals)
+    for e in evals:  # sample predictions at each evaluation
+        samples = _jsonl(finished_run / "samples" / f"step-{e['step']:06d}.jsonl")
+        assert len(samples) == 3 and {"input", "reference", "prediction"} <= set(samples[0])
+    assert list((finished_run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_plots_are_written(finished_run: Path) -> None:
+    for name in ("loss.png", "lr.png", "lengths.png"):
+        png = finished_run / "plots" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+
+def test_a_crashed_run_still_describes_itself(tiny_model_dir: Callable[[str], Path], tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch, cli: Callable[..., Any]) -> None:
+    from texttune.tasks.text2text import SummarizationTask
+
+    original, calls = SummarizationTask.loss, []
+
+    def failing_loss(self: Any, model: Any, batch: Any) -> Any:
+        calls.append(1)
+        if len(calls) == 4:  # training steps 1 and 2, then the evaluation's loss, then step 3 fails
+            raise RuntimeError("simulated crash in step 3")
+        return original(self, model, batch)
+
+    monkeypatch.setattr(SummarizationTask, "loss", failing_loss)
+    run = tmp_path / "crashed"
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        cli("-q", "train", "summarization", "--backbone", tiny_model_dir("t5"), "--train-file",
+            DATA / "summarization.jsonl", "--output-dir", run, *TINY_RUN, "--max-eval-samples", "1")
+    status = _json(run / "status.json")
+    assert status["state"] == "failed" and "simulated crash" in status["error"] and "duration_s" in status
+    for name in ("config.yaml", "environment.json", "data_stats.json", "model_summary.json", "metrics.json"):
+        assert (run / name).stat().st_size > 0, name
+    assert "zero_shot" in _json(run / "metrics.json")
+    with (run / "logs" / "metrics.csv").open() as handle:
+        assert [r for r in csv.DictReader(handle) if r["train_loss"]], "the steps before the crash are logged"
+    assert not (run / "model").exists()
+
+
+def test_label_distribution_for_token_classification(tiny_model_dir: Callable[[str], Path], tmp_path: Path,
+                                                     cli: Callable[..., Any]) -> None:
+    run = tmp_path / "ner"
+    code, _, err = cli("-q", "train", "token-classification", "--backbone", tiny_model_dir("bert"), "--train-file",
+                       DATA / "ner.conll", "--output-dir", run, *TINY_RUN, "--no-tensorboard")
+    assert code == 0, err
+    stats = _json(run / "data_stats.json")
+    assert stats["train"]["labels"]["O"] > 0 and any(k.startswith("B-") for k in stats["train"]["labels"])
+    assert "target" in stats["train"]["lengths"]
+    assert not (run / "logs" / "tensorboard").exists()
+
+
+def test_mlflow_logger_when_asked(tiny_model_dir: Callable[[str], Path], tmp_path: Path, cli: Callable[..., Any],
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    mlflow = pytest.importorskip("mlflow")
+    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # mlflow-skinny has no SQL store
+    uri = (tmp_path / "mlruns").as_uri()
+    run = tmp_path / "run"
+    code, _, err = cli("-q", "train", "summarization", "--backbone", tiny_model_dir("t5"), "--train-file",
+                       DATA / "summarization.jsonl", "--output-dir", run, *TINY_RUN, "--mlflow", "--mlflow-tracking-uri", uri)
+    assert code == 0, err
+    client = mlflow.tracking.MlflowClient(tracking_uri=uri)
+    [experiment] = [e for e in client.search_experiments() if e.name == "texttune-summarization"]
+    [logged] = client.search_runs([experiment.experiment_id])
+    assert logged.data.params["max_steps"] == "4" and "train_loss" in logged.data.metrics
+    assert "val_rougeL" in logged.data.metrics
+
+
+def test_missing_tracking_packages_are_clear_errors(tiny_model_dir: Callable[[str], Path], tmp_path: Path,
+                                                    cli: Callable[..., Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    import texttune.engine.loggers as loggers
+
+    monkeypatch.setattr(loggers, "_installed", lambda module: False)
+    code, _, err = cli("-q", "train", "summarization", "--backbone", tiny_model_dir("t5"), "--train-file",
+                       DATA / "summarization.jsonl", "--output-dir", tmp_path / "run", *TINY_RUN)
+    assert code == 2 and "--no-tensorboard" in err and err.count("\n") == 1
