@@ -78,6 +78,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("tasks", help="List the tasks, their columns, metrics and default backbones.")
 
+    runs = sub.add_parser(
+        "runs", parents=[common], help="List the runs under a directory, or compare runs (texttune runs compare A B).",
+        usage="%(prog)s [DIR] [--depth N] [--json]\n       %(prog)s compare RUN RUN [RUN ...] [--json]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="texttune runs [DIR]\n  List the run directories under DIR (default: the current directory): task, backbone,\n"
+                    "  data, status, steps, main metric (zero-shot -> fine-tuned), duration, start time.\n"
+                    "texttune runs compare RUN RUN [RUN ...]\n  The config options that differ between the runs, their metrics side by side\n"
+                    "  (best marked) and each run's status, steps and duration.\n"
+                    "A first word 'compare' always means the comparison: list a directory named compare\n"
+                    "as ./compare.")
+    runs.add_argument("words", nargs="*", metavar="DIR | compare RUN RUN", help="A directory to search, or 'compare' and two or more run directories.")
+    runs.add_argument("--depth", type=int, default=3, help="How many directory levels below DIR to search (default: 3).")
+    runs.add_argument("--json", action="store_true", help="Print JSON instead of a table (for scripts).")
+
     demo = sub.add_parser("demo", parents=[common], help="Fine-tune the default offline backbone on bundled Debian summaries (~5 min on 2 CPU cores).")
     demo.add_argument("--output-dir", default="runs/demo", help="Run directory (default: runs/demo; replaced if it is a previous demo run).")
     demo.add_argument("--backbone", default=None, help="Backbone to use instead of the summarization default.")
@@ -189,6 +203,26 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_runs(args: argparse.Namespace) -> int:
+    from texttune.errors import ConfigError
+    from texttune.runs.catalog import find_runs, format_runs, runs_json
+    from texttune.runs.compare import compare_runs, format_comparison
+
+    if args.words[:1] == ["compare"]:
+        comparison = compare_runs([Path(w) for w in args.words[1:]])
+        print(json.dumps(comparison.to_dict(), indent=2, default=str) if args.json else format_comparison(comparison))
+        return 0
+    if len(args.words) > 1:
+        raise ConfigError(f"runs takes one directory, got {len(args.words)}: {' '.join(args.words)} "
+                          "(to compare runs: texttune runs compare RUN RUN ...)")
+    if args.depth < 0:
+        raise ConfigError(f"--depth must be 0 or more, got {args.depth}")
+    root = Path(args.words[0] if args.words else ".")
+    found = find_runs(root, depth=args.depth)
+    print(json.dumps(runs_json(found), indent=2, default=str) if args.json else format_runs(found, root=root))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from texttune.cli.demo import run_demo
 
@@ -204,6 +238,7 @@ def _limit(args: argparse.Namespace, name: str) -> int | None:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve, "tasks": cmd_tasks,
+            "runs": cmd_runs,
             "demo": cmd_demo}
 
 
