@@ -123,8 +123,8 @@ def test_column_option_of_another_task_is_unknown() -> None:
         ("warmup_ratio", "inf", "needs a finite number"),
         ("progress_bar", "maybe", "option 'progress_bar' needs true or false"),
         ("backbone", ["a", "b"], "option 'backbone' needs a text value"),
-        ("batch_size", None, "option 'batch_size' needs a value of type int, got none"),
-        ("batch_size", "null", "got none"),
+        ("batch_size", None, "option 'batch_size' needs an integer or 'auto', got None"),
+        ("batch_size", "null", "needs an integer or 'auto', got 'null'"),
     ],
 )
 def test_badly_typed_values_name_the_option_and_value(key: str, value: Any, needle: str) -> None:
