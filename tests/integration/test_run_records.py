@@ -150,3 +150,20 @@ def test_missing_tracking_packages_are_clear_errors(tiny_model_dir: Callable[[st
     code, _, err = cli("-q", "train", "summarization", "--backbone", tiny_model_dir("t5"), "--train-file",
                        DATA / "summarization.jsonl", "--output-dir", tmp_path / "run", *TINY_RUN)
     assert code == 2 and "--no-tensorboard" in err and err.count("\n") == 1
+
+
+def test_batch_size_auto_keeps_the_effective_batch_and_is_recorded(tiny_model_dir: Callable[[str], Path], tmp_path: Path,
+                                                                   cli: Callable[..., Any]) -> None:
+    run = tmp_path / "auto"
+    code, _, err = cli("-q", "train", "summarization", "--backbone", tiny_model_dir("t5"), "--train-file",
+                       DATA / "summarization.jsonl", "--output-dir", run, *TINY_RUN, "--batch-size", "auto",
+                       "--effective-batch-size", "12", "--no-tensorboard")
+    assert code == 0, err
+    chosen = _json(run / "batch_size.json")
+    found = chosen["chosen"]
+    assert found & (found - 1) == 0 and found >= 1, "a power of two"
+    assert [t["batch_size"] for t in chosen["trials"] if t["fits"]][-1] == found
+    assert chosen["batch_size"] * chosen["accumulate"] == 12 and chosen["batch_size"] <= found
+    assert chosen["longest_tokens"] >= _json(run / "data_stats.json")["train"]["lengths"]["input"]["max"]
+    assert _json(run / "status.json")["steps"] == 4
+    assert yaml.safe_load((run / "config.yaml").read_text())["batch_size"] == "auto"  # the request, as given
