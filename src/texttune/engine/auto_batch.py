@@ -39,7 +39,8 @@ def resolve_batch_size(config: RunConfig, *, task: Any, model: Any, features: An
     model.to(device)
     try:
         search = find_batch_size(model=model, loss=task.loss, features=features, collate=task.collate, device=device,
-                                 limit=min(len(features), AUTO_BATCH_CAP))
+                                 limit=min(len(features), AUTO_BATCH_CAP),
+                                 limit_reason="training rows" if len(features) <= AUTO_BATCH_CAP else "texttune's cap")
     finally:
         model.to(was_on)
     batch, accumulate = split_batch(search.chosen, effective=t.effective_batch_size, accumulate=t.accumulate_grad_batches)
