@@ -8,6 +8,7 @@ and a two-step training run takes 30 s instead of one.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 from pathlib import Path
@@ -78,3 +79,45 @@ def t5_summarizer(tiny_model_dir: Callable[[str], Path], tmp_path_factory: pytes
     from texttune.api import Summarization
 
     return Summarization(backbone=str(tiny_model_dir("t5"))).save(tmp_path_factory.mktemp("t5-summarizer") / "model")
+
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+
+
+def require_browser() -> None:
+    """Skip (fail in CI, which installs them) without Debian's chromium and chromedriver."""
+    missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
+    if missing:
+        reason = (f"browser tests need Debian's chromium and chromedriver; missing {', '.join(missing)} "
+                  "(apt-get install chromium chromium-driver)")
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One headless Chromium per test module (each test opens its own page).
+
+    Debian's chromium and chromedriver are used directly: Selenium Manager would
+    try to download a driver, and the machines are offline. The browser's
+    console is recorded (``driver.get_log("browser")``) so tests can check for errors.
+    """
+    require_browser()
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = str(CHROMIUM)
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--no-first-run", "--window-size=1100,1000",
+                 f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}"):
+        options.add_argument(flag)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()

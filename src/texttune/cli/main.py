@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("tasks", help="List the tasks, their columns, metrics and default backbones.")
 
+    rp = sub.add_parser("report", parents=[common], help="Write a run's HTML report (config, data, metrics, plots, predictions).",
+                        description="Write one self-contained HTML file describing a run: config, environment, data statistics, "
+                                    "metrics (baselines, zero-shot, fine-tuned), plots and sample predictions.")
+    rp.add_argument("run_dir", metavar="RUN_DIR", help="A texttune run directory (finished, failed or still running).")
+    rp.add_argument("--output", metavar="FILE", help="Where to write the HTML (default: RUN_DIR/report.html).")
+
     runs = sub.add_parser(
         "runs", parents=[common], help="List the runs under a directory, or compare runs (texttune runs compare A B).",
         usage="%(prog)s [DIR] [--depth N] [--json]\n       %(prog)s compare RUN RUN [RUN ...] [--json]",
@@ -203,6 +209,13 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from texttune.runs.report import write_report
+
+    print(write_report(Path(args.run_dir), output=Path(args.output) if args.output else None))
+    return 0
+
+
 def cmd_runs(args: argparse.Namespace) -> int:
     from texttune.errors import ConfigError
     from texttune.runs.catalog import find_runs, format_runs, runs_json
@@ -238,6 +251,7 @@ def _limit(args: argparse.Namespace, name: str) -> int | None:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve, "tasks": cmd_tasks,
+            "report": cmd_report,
             "runs": cmd_runs,
             "demo": cmd_demo}
 
