@@ -24,6 +24,7 @@ from typing import Any
 
 from texttune.errors import ConfigError
 from texttune.runs.layout import RunDir
+from texttune.runs.files import read_jsonl_records
 
 #: Directories inside a run that hold models, not runs: never searched.
 _RUN_INTERNALS = {"checkpoints", "model"}
@@ -150,19 +151,7 @@ def _yaml(text: str) -> Any:
 
 def _read_evals(path: Path) -> list[dict[str, Any]]:
     """evals.jsonl records; a half-written last line (a crash mid-write) is skipped."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-    except (OSError, UnicodeDecodeError):
-        return []
-    records = []
-    for line in lines:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
+    return read_jsonl_records(path) or []
 
 
 def _main_metric(task: Any) -> tuple[str | None, bool | None]:

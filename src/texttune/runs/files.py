@@ -53,6 +53,26 @@ def read_json(path: str | os.PathLike[str]) -> Any:
     return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
+def read_jsonl_records(path: str | os.PathLike[str]) -> list[dict[str, Any]] | None:
+    """The JSON objects in a JSONL file, skipping lines that do not parse (a crash can cut off the last one).
+
+    None when the file is missing or unreadable: run files are read by tools that must cope with any run.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, ValueError):
+        return None
+    records = []
+    for line in text.split("\n"):  # not splitlines(): U+0085 and friends may sit inside JSON strings
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
 @contextmanager
 def atomic_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temp directory that replaces ``path`` only if the block finishes.

@@ -21,6 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from texttune.runs.files import read_jsonl_records
+
 logger = logging.getLogger(__name__)
 
 #: Small figures keep the HTML report (which embeds them) light: ~20-40 kB each.
@@ -45,25 +47,10 @@ def read_json_file(path: Path) -> Any:
 
 
 def read_jsonl_file(path: Path) -> list[dict[str, Any]] | None:
-    """The JSON objects in ``path``, one per line; lines that do not parse (a cut-off last line) are skipped.
-
-    None when the file is missing or unreadable.
-    """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        logger.debug("cannot read %s: %s", path, exc)
-        return None
-    records = []
-    for line in text.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
+    """The JSON objects in ``path`` (cut-off lines skipped); None when missing or unreadable."""
+    records = read_jsonl_records(path)
+    if records is None and path.exists():
+        logger.debug("cannot read %s", path)
     return records
 
 
