@@ -21,6 +21,7 @@ import texttune
 from texttune import Summarization, Text2Text, Translation
 from texttune.errors import ConfigError, DataError
 from texttune.tasks.prompting import IGNORE, PLAIN_TEMPLATE, PromptFormat
+from run_files import read_json
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 FAST: dict[str, Any] = {"progress_bar": False, "max_eval_samples": 6}
@@ -34,10 +35,6 @@ TEXTS = [
     "x y",
     "Another fairly long input sentence about Debian packages and libraries for parsing data files.",
 ]
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def summarization_pairs() -> tuple[list[str], list[str]]:

@@ -21,12 +21,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 
 from texttune.cli.main import main
+from run_files import assert_user_error, read_json, read_jsonl
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 KINDS = ("t5", "bart", "llama", "llama-chat", "bert2bert")
@@ -53,24 +53,6 @@ def train_argv(backbone: Path, out: Path, *extra: str | Path, task: str = "summa
                train_file: Path = DATA / "summarization.jsonl") -> list[str]:
     return ["-q", "train", task, "--backbone", str(backbone), "--train-file", str(train_file),
             "--output-dir", str(out), *FAST, *map(str, extra)]
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def assert_user_error(code: int, err: str, needle: str) -> None:
-    """Exit status 2 and exactly one ``texttune: error:`` line containing ``needle``."""
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, lines
-    assert lines[0].startswith("texttune: error: "), lines[0]
-    assert needle in lines[0]
 
 
 @pytest.fixture(scope="module")

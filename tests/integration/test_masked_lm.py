@@ -13,11 +13,11 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from texttune.cli.main import main
+from run_files import assert_user_error, read_json, read_jsonl
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 FAST = ["--max-steps", "2", "--batch-size", "4", "--no-progress-bar", "--max-length", "32"]
@@ -27,24 +27,6 @@ Cli = Callable[..., tuple[int, str, str]]
 
 def documents() -> list[str]:
     return [json.loads(line)["document"] for line in (DATA / "summarization.jsonl").read_text(encoding="utf-8").splitlines()]
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def assert_user_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("texttune: error: "), lines
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
 
 
 @pytest.fixture(scope="module")

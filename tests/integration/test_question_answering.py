@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from texttune.cli.main import main
+from run_files import assert_user_error, read_json
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 SQUAD = DATA / "squad.jsonl"
@@ -61,19 +62,6 @@ def run_dir(tiny_model_dir: Callable[[str], Path], tmp_path_factory: pytest.Temp
                  "--output-dir", str(out), *WINDOWS, *FAST])
     assert code == 0
     return out
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def assert_user_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("texttune: error: "), lines
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 # --------------------------------------------------------------------------- train / evaluate / predict

@@ -3,25 +3,17 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from run_files import read_json, read_jsonl
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 TINY_RUN = ["--max-steps", "4", "--batch-size", "4", "--max-eval-samples", "6", "--eval-every-steps", "2",
             "--no-progress-bar", "--samples-per-eval", "3"]
-
-
-def _json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def _jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
 
 
 @pytest.fixture(scope="module")
@@ -38,15 +30,15 @@ def finished_run(tiny_model_dir: Callable[[str], Path], tmp_path_factory: pytest
 def test_config_environment_status(finished_run: Path) -> None:
     config = yaml.safe_load((finished_run / "config.yaml").read_text())
     assert config["task"] == "summarization" and config["max_steps"] == 4 and config["samples_per_eval"] == 3
-    env = _json(finished_run / "environment.json")
+    env = read_json(finished_run / "environment.json")
     assert env["packages"]["torch"] and env["seed"] == 42 and env["cpu_count"] >= 1
-    status = _json(finished_run / "status.json")
+    status = read_json(finished_run / "status.json")
     assert status["state"] == "completed" and status["steps"] == 4
     assert status["duration_s"] >= 0 and status["started"] <= status["finished"]
 
 
 def test_data_statistics_per_split(finished_run: Path) -> None:
-    stats = _json(finished_run / "data_stats.json")
+    stats = read_json(finished_run / "data_stats.json")
     for split in ("train", "validation"):
         lengths = stats[split]["lengths"]
         for side in ("input", "target"):
@@ -59,7 +51,7 @@ def test_data_statistics_per_split(finished_run: Path) -> None:
 
 
 def test_model_summary(finished_run: Path) -> None:
-    summary = _json(finished_run / "model_summary.json")
+    summary = read_json(finished_run / "model_summary.json")
     assert summary["architecture"] == "T5ForConditionalGeneration" and summary["family"] == "seq2seq"
     assert 0 < summary["trainable_parameters"] <= summary["parameters"]
     weights = (finished_run / "model" / "model.safetensors").stat().st_size
@@ -73,10 +65,10 @@ def test_metrics_per_step_and_per_evaluation(finished_run: Path) -> None:
     assert {"train_loss", "lr", "examples_per_s", "tokens_per_s", "val_loss", "val_rougeL"} <= columns
     train_rows = [r for r in rows if r["train_loss"]]
     assert train_rows and all(float(r["examples_per_s"]) > 0 and float(r["tokens_per_s"]) > 0 for r in train_rows)
-    evals = _jsonl(finished_run / "evals.jsonl")
+    evals = read_jsonl(finished_run / "evals.jsonl")
     assert [e["step"] for e in evals] == [2, 4] and all("rougeL" in e for e in evals)
     for e in evals:  # sample predictions at each evaluation
-        samples = _jsonl(finished_run / "samples" / f"step-{e['step']:06d}.jsonl")
+        samples = read_jsonl(finished_run / "samples" / f"step-{e['step']:06d}.jsonl")
         assert len(samples) == 3 and {"input", "reference", "prediction"} <= set(samples[0])
     assert list((finished_run / "logs" / "tensorboard").glob("events.out.tfevents.*"))
 
@@ -104,11 +96,11 @@ def test_a_crashed_run_still_describes_itself(tiny_model_dir: Callable[[str], Pa
     with pytest.raises(RuntimeError, match="simulated crash"):
         cli("-q", "train", "summarization", "--backbone", tiny_model_dir("t5"), "--train-file",
             DATA / "summarization.jsonl", "--output-dir", run, *TINY_RUN, "--max-eval-samples", "1")
-    status = _json(run / "status.json")
+    status = read_json(run / "status.json")
     assert status["state"] == "failed" and "simulated crash" in status["error"] and "duration_s" in status
     for name in ("config.yaml", "environment.json", "data_stats.json", "model_summary.json", "metrics.json"):
         assert (run / name).stat().st_size > 0, name
-    assert "zero_shot" in _json(run / "metrics.json")
+    assert "zero_shot" in read_json(run / "metrics.json")
     with (run / "logs" / "metrics.csv").open() as handle:
         assert [r for r in csv.DictReader(handle) if r["train_loss"]], "the steps before the crash are logged"
     assert not (run / "model").exists()
@@ -120,7 +112,7 @@ def test_label_distribution_for_token_classification(tiny_model_dir: Callable[[s
     code, _, err = cli("-q", "train", "token-classification", "--backbone", tiny_model_dir("bert"), "--train-file",
                        DATA / "ner.conll", "--output-dir", run, *TINY_RUN, "--no-tensorboard")
     assert code == 0, err
-    stats = _json(run / "data_stats.json")
+    stats = read_json(run / "data_stats.json")
     assert stats["train"]["labels"]["O"] > 0 and any(k.startswith("B-") for k in stats["train"]["labels"])
     assert "target" in stats["train"]["lengths"]
     assert not (run / "logs" / "tensorboard").exists()
@@ -159,11 +151,11 @@ def test_batch_size_auto_keeps_the_effective_batch_and_is_recorded(tiny_model_di
                        DATA / "summarization.jsonl", "--output-dir", run, *TINY_RUN, "--batch-size", "auto",
                        "--effective-batch-size", "12", "--no-tensorboard")
     assert code == 0, err
-    chosen = _json(run / "batch_size.json")
+    chosen = read_json(run / "batch_size.json")
     found = chosen["chosen"]
     assert found & (found - 1) == 0 and found >= 1, "a power of two"
     assert [t["batch_size"] for t in chosen["trials"] if t["fits"]][-1] == found
     assert chosen["batch_size"] * chosen["accumulate"] == 12 and chosen["batch_size"] <= found
-    assert chosen["longest_tokens"] >= _json(run / "data_stats.json")["train"]["lengths"]["input"]["max"]
-    assert _json(run / "status.json")["steps"] == 4
+    assert chosen["longest_tokens"] >= read_json(run / "data_stats.json")["train"]["lengths"]["input"]["max"]
+    assert read_json(run / "status.json")["steps"] == 4
     assert yaml.safe_load((run / "config.yaml").read_text())["batch_size"] == "auto"  # the request, as given

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from texttune.cli.main import main
+from run_files import assert_user_error, read_json, read_jsonl
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 NER = DATA / "ner.jsonl"
@@ -37,15 +38,6 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> Path:
     return path
 
 
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
-
-
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-
 @pytest.fixture(scope="module")
 def run_dir(tiny_model_dir: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("ner") / "run"
@@ -53,15 +45,6 @@ def run_dir(tiny_model_dir: Callable[[str], Path], tmp_path_factory: pytest.Temp
                  "--train-file", str(NER), "--output-dir", str(out), *FAST])
     assert code == 0
     return out
-
-
-def assert_user_error(code: int, err: str, *needles: str) -> None:
-    assert code == 2, err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("texttune: error: "), lines
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 # --------------------------------------------------------------------------- train / evaluate / predict
