@@ -223,6 +223,13 @@ def test_report_shows_task_specific_prediction_keys(run_dir: Path) -> None:
     assert "zero-shot" not in section
 
 
+def test_report_shows_token_level_predictions_as_words(run_dir: Path) -> None:
+    write(run_dir / "predictions.jsonl", [{"tokens": ["Ann", "<Mercken>"], "reference": ["B-PER", "I-PER"],
+                                           "prediction": ["B-PER", "O"]}])
+    page = report_text(run_dir)
+    assert ">Ann &lt;Mercken&gt;</div>" in page and ">B-PER I-PER</div>" in page and ">B-PER O</div>" in page
+
+
 def test_report_of_a_run_that_only_started(tmp_path: Path) -> None:
     run = tmp_path / "run"
     write(run / "status.json", {"task": "translation", "backbone": "t5-small", "state": "running"})

@@ -223,7 +223,10 @@ def _evals(run: Run) -> Html:
                       row_classes=classes) + note)
 
 
-def _text_cell(value: Any) -> Html:
+def _text_cell(value: Any, *, words: bool = False) -> Html:
+    """A scrollable text cell; with ``words`` (token-level records) a list of strings reads as space-separated words."""
+    if words and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = " ".join(value)
     return Html(f"<div class=cell>{esc(value if isinstance(value, str) else fmt(value))}</div>")
 
 
@@ -240,7 +243,9 @@ def _predictions(run: Run) -> Html:
     keys = list(dict.fromkeys(k for r in shown for k in r if k not in TEXT_KEYS))
     keys = (["input"] if any("input" in r for r in shown) else []) + keys + ["reference", "prediction"]
     with_zero = any(pairs)
-    rows = [[i + 1, *[_text_cell(r.get(k)) for k in keys], *([_text_cell(z.get("prediction")) if z else "–"] if with_zero else [])]
+    words = [isinstance(r.get("tokens"), list) for r in shown]  # token classification: tokens and tags per word
+    rows = [[i + 1, *[_text_cell(r.get(k), words=words[i]) for k in keys],
+             *([_text_cell(z.get("prediction"), words=words[i]) if z else "–"] if with_zero else [])]
             for i, (r, z) in enumerate(zip(shown, pairs))]
     note = f"<p class=sub>first {len(shown)} of {len(run.predictions)} rows of predictions.jsonl"
     note += ", with the zero-shot model's output for the same rows" if with_zero else ""
@@ -259,10 +264,11 @@ def _samples(run: Run) -> Html:
     rows = []
     for i in range(count):
         ref = first[i].get("reference") if i < len(first) else None
-        cells: list[Any] = [i + 1, _text_cell(ref)]
+        words = i < len(first) and isinstance(first[i].get("tokens"), list)
+        cells: list[Any] = [i + 1, _text_cell(ref, words=words)]
         for _, records in steps:
             record = records[i] if i < len(records) else {}
-            cells.append(_text_cell(record.get("prediction", record if record else None)))
+            cells.append(_text_cell(record.get("prediction", record if record else None), words=words))
         rows.append(cells)
     names = [f"step {int(stem[5:])}" if re.fullmatch(r"step-\d+", stem) else stem for stem, _ in steps]
     return table(["#", "reference", *names], rows, cls="preds")

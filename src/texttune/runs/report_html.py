@@ -29,8 +29,8 @@ tr.main td{background:#fff6d8;font-weight:600}tr.best td{background:#e9f7ec}
 .up{color:#1f8a4c}.down{color:#c0392b}
 .cell{max-height:9em;overflow:auto;white-space:pre-wrap;word-break:break-word;min-width:12em}
 table.preds td{max-width:360px}pre{background:#f6f7f9;padding:8px;overflow:auto;white-space:pre-wrap}
-.plots{display:flex;flex-wrap:wrap;gap:14px}figure{margin:0}figcaption{font-size:12px;color:#5b6475}
-img{max-width:100%;border:1px solid #e7e9ee}
+.plots{display:flex;flex-wrap:wrap;gap:14px}figure{margin:0;flex:1 1 460px;max-width:640px}figcaption{font-size:12px;color:#5b6475}
+img{width:100%;height:auto;border:1px solid #e7e9ee}
 """
 
 
