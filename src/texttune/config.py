@@ -111,6 +111,7 @@ class TrainConfig:
     log_every_steps: int = option(5, "Log loss, learning rate and throughput every N steps (fewer for runs with few steps, so each has a curve).")
     samples_per_eval: int = option(16, "Predictions saved at each evaluation in RUN_DIR/samples/ (0: none).")
     num_workers: int = option(0, "DataLoader worker processes.")
+    group_by_length: bool = option(True, "Batch training examples of similar length together (seeded, batches still in random order) so little compute goes to padding.")
 
 
 @dataclass

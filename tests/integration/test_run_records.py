@@ -159,3 +159,27 @@ def test_batch_size_auto_keeps_the_effective_batch_and_is_recorded(tiny_model_di
     assert chosen["longest_tokens"] >= read_json(run / "data_stats.json")["train"]["lengths"]["input"]["max"]
     assert read_json(run / "status.json")["steps"] == 4
     assert yaml.safe_load((run / "config.yaml").read_text())["batch_size"] == "auto"  # the request, as given
+
+
+def test_timing_and_feature_cache(finished_run: Path) -> None:
+    metrics = read_json(finished_run / "metrics.json")
+    timing = metrics["timing"]
+    assert timing["evaluations"] == 2  # steps 2 and 4
+    assert timing["train_examples"] == 4 * 4 and timing["train_tokens"] > timing["train_examples"]
+    assert 0 < timing["train_s"] <= timing["fit_s"] and 0 < timing["eval_s"] < timing["fit_s"]
+    assert timing["train_examples_per_s"] > 0 and timing["baselines_s"] > 0
+    cached = sorted(p.name.split("-")[0] for p in (finished_run / "features").iterdir())
+    assert cached == ["train", "validation"]
+
+
+def test_final_metrics_are_the_best_evaluation_and_reuse_it_when_it_was_the_last(finished_run: Path) -> None:
+    metrics = read_json(finished_run / "metrics.json")
+    evals = read_jsonl(finished_run / "evals.jsonl")
+    best = max(evals, key=lambda e: e["rougeL"])  # ModelCheckpoint keeps the first of equal scores, like max()
+    # Restoring the best checkpoint and generating again would give exactly that evaluation's scores.
+    assert metrics["fine_tuned"] == {k: v for k, v in best.items() if k != "step"}
+    reused = best["step"] == evals[-1]["step"]
+    assert (metrics["timing"]["final_eval_s"] < 0.05) == reused
+    if reused:
+        samples = read_jsonl(finished_run / "samples" / f"step-{best['step']:06d}.jsonl")
+        assert read_jsonl(finished_run / "predictions.jsonl")[: len(samples)] == samples

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from texttune.errors import ConfigError, TexttuneError
 from texttune.runs import RunDir, save_model_dir
 from texttune.runs.environment import environment
 from texttune.engine.auto_batch import resolve_batch_size
+from texttune.engine.features import encode_cached
 from texttune.engine.recording import evaluation_recorder, record_data, record_model, record_plots, record_saved_model
 from texttune.runs.files import write_json, write_jsonl
 
@@ -120,11 +122,12 @@ def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str) -> Any:
 def _loaders(task: Any, train_features: Any, val_features: Any, config: RunConfig) -> tuple[Any, Any]:
     from torch.utils.data import DataLoader
 
-    from texttune.engine.loader import ResumableLoader
+    from texttune.engine.loader import ResumableLoader, feature_lengths
 
     t = config.train
+    lengths = feature_lengths(train_features) if t.group_by_length else None
     train_dl = ResumableLoader(train_features, batch_size=t.batch_size, seed=t.seed, collate_fn=task.collate,
-                               num_workers=t.num_workers)
+                               num_workers=t.num_workers, lengths=lengths)
     val_dl = DataLoader(val_features, batch_size=config.generation.generation_batch_size, shuffle=False,
                         collate_fn=task.collate, num_workers=t.num_workers)
     return train_dl, val_dl
@@ -161,13 +164,16 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         if backbone.model is None:  # the head may depend on what learn() found (e.g. labels)
             backbone.load_model(task.auto_class(backbone.family), model_kwargs=task.model_kwargs())
         record_model(run, backbone.model, family=backbone.family)
-        train_features, train_stats = task.encode(train.rows)
-        val_features, val_stats = task.encode(val.rows)
+        cache = {"tokenizer": backbone.tokenizer, "cache_dir": run.features}
+        train_features, train_stats = encode_cached(task, train.rows, split="train", **cache)
+        val_features, val_stats = encode_cached(task, val.rows, split="validation", **cache)
         record_data(run, splits={"train": (train.name, train_features, train_stats),
                                  "validation": (val.name, val_features, val_stats)}, learned=learned)
         config = resolve_batch_size(config, task=task, model=backbone.model, features=train_features, run=run,
                                     resuming=resume_path is not None)
+        started = time.perf_counter()
         _baselines(task, backbone.model, val, config, run)
+        timing = {"baselines_s": round(time.perf_counter() - started, 3)}
         record = evaluation_recorder(run, samples=config.train.samples_per_eval)
         module = TextModule(model=backbone.model, task=task, train_config=config.train,
                             generation=config.generation, eval_rows=val.rows, on_evaluation=record)
@@ -179,7 +185,9 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
             warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")
             warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
             try:
+                started = time.perf_counter()
                 trainer.fit(module, train_dl, val_dl, ckpt_path=resume_path)
+                timing["fit_s"] = round(time.perf_counter() - started, 3)
             except SystemExit:
                 # Lightning answers Ctrl-C by saving (save_on_exception), ignoring further
                 # SIGINTs and calling sys.exit(1): turn that back into a normal error.
@@ -189,7 +197,7 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         if trainer.interrupted:
             run.set_status("interrupted", checkpoint=str(run.checkpoints / "last.ckpt"))
             raise TexttuneError(f"training interrupted; continue with --resume latest --output-dir {run.root}")
-        return _finish(task, module, trainer, config, backbone, val, run)
+        return _finish(task, module, trainer, config, backbone, val, run, timing)
     except BaseException as exc:
         if not run.status.exists() or '"interrupted"' not in run.status.read_text():
             run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
@@ -197,18 +205,43 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         raise
 
 
-def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: Backbone, val: Table, run: RunDir) -> FitResult:
-    """Restore the best weights, evaluate them, save model/ and the final metrics."""
+def _restore_best(trainer: Any, module: Any) -> tuple[str, int | None]:
+    """Load the best checkpoint's weights into ``module``; (its path, its step) or ("", None)."""
     import torch
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    if best and Path(best).is_file():
-        # weights_only: a checkpoint is data, never code (see RELIABILITY in the docs).
-        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
-        log.info("restored the best checkpoint %s", best)
+    if not (best and Path(best).is_file()):
+        return "", None
+    # weights_only: a checkpoint is data, never code (see RELIABILITY in the docs).
+    checkpoint = torch.load(best, map_location="cpu", weights_only=True)
+    module.load_state_dict(checkpoint["state_dict"])
+    log.info("restored the best checkpoint %s", best)
+    return best, int(checkpoint.get("global_step", -1))
+
+
+def _timing(module: Any, timing: dict[str, Any], final_eval_s: float) -> dict[str, Any]:
+    """metrics.json "timing": where this process spent its time (a resumed run counts its own part)."""
+    fit_s = timing.get("fit_s", 0.0)
+    train_s = max(fit_s - module.eval_seconds, 1e-9)
+    tokens = int(module.train_tokens)
+    return {**timing, "train_s": round(train_s, 3), "eval_s": round(module.eval_seconds, 3), "evaluations": module.evaluations,
+            "final_eval_s": round(final_eval_s, 3), "train_examples": module.train_examples, "train_tokens": tokens,
+            "train_examples_per_s": round(module.train_examples / train_s, 3), "train_tokens_per_s": round(tokens / train_s, 1)}
+
+
+def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: Backbone, val: Table, run: RunDir,
+            timing: dict[str, Any]) -> FitResult:
+    """Restore the best weights, evaluate them, save model/ and the final metrics."""
+    best, best_step = _restore_best(trainer, module)
     model = module.model
-    metrics, predictions = task.evaluate(model, val.rows, generation=config.generation)
+    started = time.perf_counter()
+    if best and module.last_evaluation is not None and module.last_evaluation[0] == best_step:
+        # The best weights are the ones evaluated last: their metrics and predictions are already known.
+        _, metrics, predictions = module.last_evaluation
+        log.info("the best checkpoint is the last evaluation (step %d): reusing its predictions", best_step)
+    else:
+        metrics, predictions = task.evaluate(model, val.rows, generation=config.generation)
+    final_eval_s = time.perf_counter() - started
     write_jsonl(run.predictions, predictions)
     log.info("fine-tuned: %s", metrics)
     task.finalize_model(model)
@@ -224,7 +257,8 @@ def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: B
     }
     model_dir = save_model_dir(run.model, model=model, tokenizer=backbone.tokenizer, metadata=metadata)
     record_saved_model(run, model_dir)
-    all_metrics = run.update_metrics(fine_tuned=metrics, best_checkpoint=best or None, steps=int(trainer.global_step))
+    all_metrics = run.update_metrics(fine_tuned=metrics, best_checkpoint=best or None, steps=int(trainer.global_step),
+                                     timing=_timing(module, timing, final_eval_s))
     run.set_status("completed", steps=int(trainer.global_step))
     record_plots(run)
     return FitResult(run.root, model_dir, all_metrics)

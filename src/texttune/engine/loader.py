@@ -1,28 +1,42 @@
-"""A training DataLoader that resumes mid-epoch with the same data order.
+"""A training DataLoader that groups examples by length and resumes mid-epoch with the same order.
 
-The shuffled order of epoch ``e`` is ``randperm(n, seed + e)``: a pure function of
-the seed and the epoch, not of how many times the process was restarted. The
-loader counts the batches it has handed out; Lightning stores that count in each
-checkpoint (through ``state_dict``) and gives it back on ``--resume``, and the
-next epoch iterator skips those batches' indices (indices only, no data is read),
-so a resumed run sees exactly the batches an uninterrupted run would.
+The order of epoch ``e`` is a pure function of ``(seed, e)``, not of how many
+times the process was restarted. The loader counts the batches it has handed
+out; Lightning stores that count in each checkpoint (through ``state_dict``) and
+gives it back on ``--resume``, and the next epoch iterator skips those batches'
+indices (indices only, no data is read), so a resumed run sees exactly the
+batches an uninterrupted run would.
+
+Length grouping ("sortish" sampling): a batch is padded to its longest example,
+so a random batch of summaries spends much of its compute on padding. The epoch's
+random permutation is cut into mega-batches of ``50 x batch_size`` examples, each
+mega-batch is sorted by length and cut into batches, and the batches are shuffled
+again. Every example is still seen once per epoch in a seeded random batch order;
+only the company it keeps is chosen by length. The batch holding the longest
+example goes first, so an out-of-memory shows at step 1, not hours in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Sampler
 
+MEGA_BATCHES = 50  # batches per sorted group: larger pads less, smaller keeps batches more random
+
 
 class EpochShuffleSampler(Sampler[int]):
-    """Seeded per-epoch permutation with an optional number of leading indices to skip."""
+    """Seeded per-epoch order (length-grouped when lengths are given) with a resumable skip."""
 
-    def __init__(self, size: int, *, seed: int) -> None:
+    def __init__(self, size: int, *, seed: int, batch_size: int = 1, lengths: Sequence[int] | None = None) -> None:
+        if lengths is not None and len(lengths) != size:
+            raise ValueError(f"{len(lengths)} lengths for {size} examples")
         self.size = size
         self.seed = seed
+        self.batch_size = batch_size
+        self.lengths = lengths
         self.epoch = 0
         self.skip = 0  # indices to skip at the start of the next iteration (resume)
 
@@ -32,9 +46,16 @@ class EpochShuffleSampler(Sampler[int]):
             self.skip = 0
         self.epoch = epoch
 
-    def __iter__(self) -> Iterator[int]:
+    def epoch_order(self) -> list[int]:
+        """Every index once, in this epoch's order."""
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(self.size, generator=generator).tolist()
+        if self.lengths is None or self.batch_size <= 1:
+            return order
+        return _group_by_length(order, self.lengths, self.batch_size, generator)
+
+    def __iter__(self) -> Iterator[int]:
+        order = self.epoch_order()
         start, self.skip = self.skip, 0
         return iter(order[start:])
 
@@ -42,11 +63,46 @@ class EpochShuffleSampler(Sampler[int]):
         return self.size
 
 
+def _group_by_length(order: list[int], lengths: Sequence[int], batch_size: int, generator: torch.Generator) -> list[int]:
+    """Re-arrange a random order so consecutive ``batch_size`` indices have similar lengths."""
+    mega = batch_size * MEGA_BATCHES
+    batches: list[list[int]] = []
+    for start in range(0, len(order), mega):
+        group = sorted(order[start : start + mega], key=lambda i: lengths[i], reverse=True)
+        batches.extend(group[b : b + batch_size] for b in range(0, len(group), batch_size))
+    # A short batch can only come last (the DataLoader cuts the flat order every batch_size).
+    tail = [batches.pop()] if len(batches[-1]) < batch_size else []
+    shuffled = [batches[i] for i in torch.randperm(len(batches), generator=generator).tolist()] + tail
+    longest = max(range(len(shuffled) - len(tail)), key=lambda b: lengths[shuffled[b][0]], default=None)
+    if longest is not None:
+        shuffled[0], shuffled[longest] = shuffled[longest], shuffled[0]
+    return [i for batch in shuffled for i in batch]
+
+
+def feature_lengths(features: Any) -> list[int]:
+    """Tokens per training example: input tokens plus target tokens (when targets are sequences).
+
+    Read from the Arrow columns without materialising the token lists in Python.
+    """
+    import pyarrow.compute as pc
+
+    table = features.data if hasattr(features, "data") else None
+    if table is None or "input_ids" not in features.column_names:
+        return [len(f["input_ids"]) for f in features]
+    lengths = pc.list_value_length(table.column("input_ids")).to_numpy(zero_copy_only=False)
+    if "labels" in features.column_names and hasattr(features.features["labels"], "feature"):  # a sequence of labels
+        lengths = lengths + pc.list_value_length(table.column("labels")).to_numpy(zero_copy_only=False)
+    if getattr(features, "_indices", None) is not None:  # a select()ed view: map back to its rows
+        lengths = lengths[features._indices.column(0).to_numpy()]
+    return [int(n) for n in lengths]
+
+
 class ResumableLoader(DataLoader):
     """DataLoader + the ``state_dict``/``load_state_dict`` pair Lightning looks for."""
 
-    def __init__(self, dataset: Any, *, batch_size: int, seed: int, collate_fn: Callable[[list[Any]], Any], num_workers: int = 0) -> None:
-        self.order = EpochShuffleSampler(len(dataset), seed=seed)
+    def __init__(self, dataset: Any, *, batch_size: int, seed: int, collate_fn: Callable[[list[Any]], Any],
+                 num_workers: int = 0, lengths: Sequence[int] | None = None) -> None:
+        self.order = EpochShuffleSampler(len(dataset), seed=seed, batch_size=batch_size, lengths=lengths)
         super().__init__(dataset, batch_size=batch_size, sampler=self.order, collate_fn=collate_fn, num_workers=num_workers)
         self.batches_done = 0
 

@@ -39,7 +39,15 @@ class TextModule(pl.LightningModule):
         self.generation = generation
         self.eval_rows = eval_rows  # raw validation rows, for generation-based metrics
         self.on_evaluation = on_evaluation
-        self._val_losses: list[torch.Tensor] = []
+        # Where the time went (metrics.json "timing"): evaluation wall time, and what training saw.
+        # The token count is a device tensor, read once at the end: no per-step host sync.
+        self.eval_seconds = 0.0
+        self.evaluations = 0
+        self.train_examples = 0
+        self.train_tokens = torch.zeros((), dtype=torch.long)
+        # (step, metrics, predictions) of the latest evaluation: the final evaluation reuses it
+        # when the best checkpoint is those very weights, instead of generating everything again.
+        self.last_evaluation: tuple[int, dict[str, float], list[dict[str, Any]]] | None = None
 
     def on_train_epoch_start(self) -> None:
         # from_pretrained returns models in eval mode and Lightning keeps each module's
@@ -63,8 +71,13 @@ class TextModule(pl.LightningModule):
         seconds = max(time.perf_counter() - getattr(self, "_batch_started", time.perf_counter()), 1e-9)
         ids = batch["input_ids"]  # (B, T)
         tokens = batch["attention_mask"].sum() if "attention_mask" in batch else torch.tensor(ids.numel())
+        self.train_examples += ids.shape[0]
+        self.train_tokens = self.train_tokens.to(tokens.device) + tokens
         self.log("examples_per_s", ids.shape[0] / seconds, prog_bar=False)
         self.log("tokens_per_s", tokens.float() / seconds, prog_bar=False)
+
+    def on_validation_epoch_start(self) -> None:
+        self._eval_started = time.perf_counter()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         loss = self.task.loss(self.model, batch)
@@ -76,6 +89,9 @@ class TextModule(pl.LightningModule):
         metrics, predictions = self.task.evaluate(self.model, self.eval_rows, generation=self.generation)
         for name, value in metrics.items():
             self.log(f"val_{name}", float(value), prog_bar=name == self.task.main_metric)
+        self.last_evaluation = (int(self.global_step), metrics, predictions)
+        self.evaluations += 1
+        self.eval_seconds += time.perf_counter() - getattr(self, "_eval_started", time.perf_counter())
         if self.on_evaluation is not None:
             self.on_evaluation(int(self.global_step), metrics, predictions)
 

@@ -45,6 +45,7 @@ class RunDir:
     batch_search = property(lambda self: self.root / "batch_size.json")
     samples = property(lambda self: self.root / "samples")
     checkpoints = property(lambda self: self.root / "checkpoints")
+    features = property(lambda self: self.root / "features")  # tokenized splits, memory-mapped Arrow
     logs = property(lambda self: self.root / "logs")
     model = property(lambda self: self.root / "model")
 
