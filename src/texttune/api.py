@@ -135,6 +135,7 @@ class TaskModel:
         from texttune.engine import fit as run_fit
         from texttune.runs import RunDir
 
+        self._refuse_on_ctranslate2("trained")
         named = {"max_epochs": max_epochs, "max_steps": max_steps, "batch_size": batch_size, "learning_rate": learning_rate}
         extra = {k: v for k, v in named.items() if v is not None} | (options or {})
         extra |= {f"{role}_column": col for role, col in (columns or {}).items()}
@@ -169,6 +170,8 @@ class TaskModel:
         from texttune.runs.files import write_jsonl
 
         check_limit("max_samples", max_samples)
+        if self.task_name == "causal-lm":  # perplexity needs the model's per-token losses
+            self._refuse_on_ctranslate2("evaluated (causal-lm evaluate measures perplexity)")
         backbone = self._ready()
         table = self._checked(take(self._table(data, split="validation", columns=columns), max_samples), training=False)
         metrics, records = self._task.evaluate(backbone.model, table.rows, generation=self._generation(generation or {}))
@@ -215,6 +218,18 @@ class TaskModel:
         """The backbone with its model and tokenizer loaded."""
         return self._ready()
 
+    @property
+    def inference_backend(self) -> str:
+        """Which engine generates: "transformers", or "ctranslate2" (see ``load(backend=...)``)."""
+        from texttune.inference.loading import backend_name
+
+        return backend_name(getattr(self._backbone, "model", None))
+
+    def _refuse_on_ctranslate2(self, verb: str) -> None:
+        from texttune.inference.loading import refuse_backend
+
+        refuse_backend(getattr(self._backbone, "model", None), verb)
+
     def check_input(self, value: Any, index: int = 0) -> dict[str, Any]:
         """One predict input as the task's row; DataError (naming ``index``) when it cannot be used."""
         return self._input_row(value, index)
@@ -239,6 +254,7 @@ class TaskModel:
         from texttune import __version__
         from texttune.runs import save_model_dir
 
+        self._refuse_on_ctranslate2("saved (it is saved already; 'texttune export' writes CTranslate2 copies)")
         backbone = self._ready()
         self._task.finalize_model(backbone.model)
         metadata = {
@@ -386,11 +402,21 @@ API_CLASSES: dict[str, type[TaskModel]] = {"summarization": Summarization, "tran
                                          "token-classification": TokenClassification}
 
 
-def load(directory: str | Path) -> TaskModel:
-    """Load a model saved by texttune (a run directory or its ``model/`` directory)."""
-    from texttune.backbones import load_backbone
+def load(directory: str | Path, *, backend: str | None = None, compute_type: str | None = None,
+         threads: int | None = None) -> TaskModel:
+    """Load a model saved by texttune (a run directory, its ``model/`` directory, or a ``texttune export``).
+
+    ``backend="ctranslate2"`` generates with CTranslate2 instead of transformers (several times
+    faster on CPU): the model is converted once, cached under ``$TEXTTUNE_HOME/ctranslate2``,
+    at ``compute_type`` (default int8 on CPU, float16 on GPU). An export always runs on
+    CTranslate2. ``threads``: CTranslate2's threads for this model, or torch's (process-wide)
+    for transformers. Only generation tasks run on CTranslate2; others get a clear error.
+    """
+    from texttune.inference.loading import saved_backbone
+    from texttune.inference.options import inference_config
     from texttune.runs import find_model_dir, read_metadata
 
+    inference = inference_config(backend=backend, compute_type=compute_type, threads=threads)
     model_dir = find_model_dir(directory)
     meta = read_metadata(model_dir)
     cls = API_CLASSES.get(meta["task"])
@@ -400,6 +426,6 @@ def load(directory: str | Path) -> TaskModel:
     state = meta.get("task_state", {})
     TaskModel.__init__(obj, backbone=str(model_dir))  # task options come back through restore() below
     obj.config = replace(obj.config, data=replace(obj.config.data, columns=dict(meta.get("columns") or {})))
-    obj._backbone = load_backbone(str(model_dir), auto_class=meta["auto_class"])
+    obj._backbone = saved_backbone(model_dir, meta, inference)
     obj._task.restore(state, tokenizer=obj._backbone.tokenizer, model=obj._backbone.model)
     return obj

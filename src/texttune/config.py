@@ -138,6 +138,15 @@ GENERATION_OPTIONS: tuple[str, ...] = (
 )
 
 
+#: Inference backends for evaluate, predict and serve (``texttune.inference``).
+BACKENDS: tuple[str, ...] = ("transformers", "ctranslate2")
+#: CTranslate2 compute types (weights and arithmetic); "default" keeps an export's own quantization.
+COMPUTE_TYPES: tuple[str, ...] = ("default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
+                                  "float32", "float16", "bfloat16")
+COMPUTE_TYPE_HELP = ("With --backend ctranslate2: weight and arithmetic types (default: int8 on CPU, float16 on GPU; "
+                     "an export keeps its own quantization).")
+
+
 @dataclass
 class ServeConfig:
     """``texttune serve``: where to listen, how to batch, and the limits that protect the server."""
@@ -154,8 +163,9 @@ class ServeConfig:
     max_inputs_per_request: int = option(64, "Most inputs in one request (422 beyond).")
     max_new_tokens_limit: int = option(512, "Largest max_new_tokens a request may ask for (422 beyond).")
     max_beams_limit: int = option(8, "Largest num_beams a request may ask for (422 beyond).")
-    threads: int | None = option(None, "Torch intra-op threads for the model (default: torch's choice, usually the core count).")
-    backend: str = option("transformers", "Inference backend for the model.", choices=("transformers",))
+    threads: int | None = option(None, "Threads for the model: torch intra-op threads, or CTranslate2's intra_threads (default: torch's choice; 1 for CTranslate2).")
+    backend: str | None = option(None, "Inference backend. Default: the model's own (ctranslate2 for a 'texttune export', else transformers).", choices=BACKENDS)
+    compute_type: str | None = option(None, COMPUTE_TYPE_HELP, choices=COMPUTE_TYPES)
     access_log: bool = option(False, "Log every request (uvicorn's access log).")
 
 

@@ -337,5 +337,5 @@ def test_serve_config_checks_names_types_and_ranges() -> None:
         serve_config({"max_wait_ms": -1})
     with pytest.raises(ConfigError, match=r"'port' must be in \[0, 65535\]"):
         serve_config({"port": 70000})
-    with pytest.raises(ConfigError, match="valid choices: 'transformers'"):
+    with pytest.raises(ConfigError, match="valid choices: 'ctranslate2', 'transformers'"):
         serve_config({"backend": "onnx"})

@@ -47,10 +47,10 @@ def read_inputs(model: Any, input_file: str | None, *, columns: dict[str, str], 
 
 def predict_options(gen: Any, given: dict[str, Any]) -> dict[str, Any]:
     """Keyword arguments for ``TaskModel.predict`` from the options the user passed."""
+    from texttune.config import GENERATION_OPTIONS
+
     values = asdict(gen)
-    names = {"max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "temperature", "top_k", "top_p",
-             "no_repeat_ngram_size", "length_penalty"}
-    out = {k: values[k] for k in names if k in given}
+    out = {k: values[k] for k in GENERATION_OPTIONS if k in given}
     if "generation_batch_size" in given:
         out["batch_size"] = values["generation_batch_size"]
     return out

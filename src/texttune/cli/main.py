@@ -17,6 +17,9 @@ from texttune.cli.options import add_columns, add_section, given
 from texttune.errors import TexttuneError
 
 GENERATION = "generation"
+INFERENCE = "inference"
+#: Options of evaluate/predict that choose the backend rather than how to generate.
+INFERENCE_OPTIONS = {"backend", "compute_type", "threads"}
 
 
 def _all_roles() -> list[tuple[str, str, tuple[str, ...]]]:
@@ -61,6 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_section(ev, "data", only={"data_file", "max_eval_samples"})
     add_columns(ev, _all_roles())
     add_section(ev, GENERATION)
+    add_section(ev, INFERENCE)
 
     pr = sub.add_parser("predict", parents=[common], help="Run a trained model on inputs (file or stdin).")
     pr.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR", help="A texttune run directory or its model/ directory.")
@@ -69,6 +73,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_section(pr, "data", only={"max_predict_samples"})
     add_columns(pr, _all_roles())
     add_section(pr, GENERATION)
+    add_section(pr, INFERENCE)
+
+    ex = sub.add_parser("export", parents=[common], help="Convert a trained model for a faster inference engine (CTranslate2).",
+                        description="Convert a texttune model to CTranslate2 (int8/float32 on CPU, float16 on GPU): the "
+                                    "converted model, its tokenizer and texttune.json, written atomically. evaluate, predict "
+                                    "and serve use an export directly.")
+    ex.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR", help="A texttune run directory or its model/ directory.")
+    ex.add_argument("--format", required=True, metavar="FORMAT", help="Target format: ctranslate2.")
+    ex.add_argument("--quantization", default="int8", metavar="TYPE",
+                    help="Weight type: int8 (default), int8_float32, int8_float16, int8_bfloat16, int16, float32, float16, bfloat16.")
+    ex.add_argument("--output", required=True, metavar="DIR", help="Directory to write (a new one, or an earlier export to replace).")
 
     sv = sub.add_parser("serve", parents=[common], help="Serve a trained model over HTTP (API, playground, metrics).",
                         description="Serve a model saved by texttune over HTTP: POST /v1/predict, GET /v1/model, /health, /ready, "
@@ -156,17 +171,24 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
+def _load(args: argparse.Namespace) -> object:
+    """The model of ``args.model_dir`` on the backend the flags ask for (checked before anything loads)."""
     from texttune.api import load
+
+    return load(args.model_dir, backend=getattr(args, "backend", None), compute_type=getattr(args, "compute_type", None),
+                threads=getattr(args, "threads", None))
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
     from texttune.errors import ConfigError
     from texttune.runs.files import write_json
 
     opts = given(args, exclude={"command", "quiet", "model_dir", "metrics_file", "predictions_file", "data_file", "max_eval_samples"})
     if not getattr(args, "data_file", None):
         raise ConfigError("pass --data-file with the data to evaluate on")
-    model = load(args.model_dir)
+    model = _load(args)
     columns = {k[: -len("_column")]: v for k, v in opts.items() if k.endswith("_column")}
-    generation = {k: v for k, v in opts.items() if not k.endswith("_column")}
+    generation = {k: v for k, v in opts.items() if not k.endswith("_column") and k not in INFERENCE_OPTIONS}
     metrics = model.evaluate(args.data_file, columns=columns or None, max_samples=_limit(args, "max_eval_samples"),
                              predictions_file=args.predictions_file, generation=generation)
     if args.metrics_file:
@@ -176,12 +198,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from texttune.api import load
-
     opts = given(args, exclude={"command", "quiet", "model_dir", "input_file", "output_file", "max_predict_samples"})
-    model = load(args.model_dir)
+    model = _load(args)
     columns = {k[: -len("_column")]: v for k, v in opts.items() if k.endswith("_column")}
-    generation = {k: v for k, v in opts.items() if not k.endswith("_column")}
+    generation = {k: v for k, v in opts.items() if not k.endswith("_column") and k not in INFERENCE_OPTIONS}
     records = cli_io.read_inputs(model, args.input_file, columns=columns, limit=_limit(args, "max_predict_samples"))
     from texttune.config import generation_from_mapping
 
@@ -197,6 +217,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     config = serve_config(given(args, exclude={"command", "quiet", "model_dir"}))
     return serve(args.model_dir, config=config)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from texttune.errors import ConfigError
+    from texttune.inference.ct2_export import export
+
+    if args.format != "ctranslate2":
+        raise ConfigError(f"--format {args.format!r} is not supported; valid choices: 'ctranslate2'")
+    print(export(args.model_dir, output=args.output, quantization=args.quantization))
+    return 0
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
@@ -250,7 +280,8 @@ def _limit(args: argparse.Namespace, name: str) -> int | None:
     return None if value is None else check_limit(name, coerce(name, value, int | None, None))
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve, "tasks": cmd_tasks,
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve, "export": cmd_export,
+            "tasks": cmd_tasks,
             "report": cmd_report,
             "runs": cmd_runs,
             "demo": cmd_demo}

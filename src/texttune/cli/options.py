@@ -12,6 +12,7 @@ from dataclasses import fields
 from typing import Any
 
 from texttune.config import SECTIONS, ServeConfig, _allowed
+from texttune.inference.options import InferenceConfig
 
 TITLES = {
     "data": "data",
@@ -20,10 +21,11 @@ TITLES = {
     "train": "training",
     "generation": "generation (evaluate / predict)",
     "serve": "server",
+    "inference": "inference backend",
 }
 
-#: Sections with flags: the run config's, plus the server's (not part of a run).
-FLAG_SECTIONS: dict[str, type] = {**SECTIONS, "serve": ServeConfig}
+#: Sections with flags: the run config's, plus the server's and the inference backend's (not part of a run).
+FLAG_SECTIONS: dict[str, type] = {**SECTIONS, "serve": ServeConfig, "inference": InferenceConfig}
 
 
 def _flag(name: str) -> str:

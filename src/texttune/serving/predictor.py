@@ -54,14 +54,16 @@ def input_size(row: Any) -> int:
 class ModelPredictor:
     """A model saved by texttune (any task), loaded with :func:`texttune.api.load`."""
 
-    def __init__(self, model_dir: str | Path) -> None:
+    def __init__(self, model_dir: str | Path, *, backend: str | None = None, compute_type: str | None = None,
+                 threads: int | None = None) -> None:
+        """``backend``, ``compute_type``, ``threads``: as :func:`texttune.api.load` (``--backend`` and friends)."""
         from texttune import __version__
         from texttune.api import load
         from texttune.runs import find_model_dir, read_metadata
 
         self.model_dir = find_model_dir(model_dir)
         self.metadata = read_metadata(self.model_dir)
-        self.model = load(self.model_dir)
+        self.model = load(self.model_dir, backend=backend, compute_type=compute_type, threads=threads)
         self.task = self.model.task_name
         self.options = tuple(self.model.task.predict_options)
         self._version = __version__
@@ -83,8 +85,16 @@ class ModelPredictor:
             "labels": list(labels) if labels else None,
             "mask_token": getattr(self.model.backbone.tokenizer, "mask_token", None) if self.task == "masked-lm" else None,
             "generation_defaults": gen,
+            "backend": self.backend_info(),
             "texttune_version": self._version,
         }
+
+    def backend_info(self) -> dict[str, Any]:
+        """Which engine runs the model (``name``), and for CTranslate2 its compute type, device and threads."""
+        from texttune.inference.backends import GenerationBackend
+
+        model = self.model.backbone.model
+        return model.info() if isinstance(model, GenerationBackend) else {"name": "transformers"}
 
     def generation_defaults(self) -> dict[str, Any]:
         """texttune's generation defaults with the saved model's own values (max_new_tokens...) on top."""

@@ -85,12 +85,16 @@ def serve(model_dir: str | Path, *, config: ServeConfig, announce: TextIO = sys.
     """
     import uvicorn
 
+    from texttune.inference.loading import check_backend
+    from texttune.inference.options import inference_config
     from texttune.runs import find_model_dir, read_metadata
     from texttune.serving.app import create_app
     from texttune.serving.predictor import ModelPredictor
 
     found = find_model_dir(model_dir)
-    task = read_metadata(found)["task"]  # a broken texttune.json fails here, before any socket
+    metadata = read_metadata(found)  # a broken texttune.json fails here, before any socket
+    task = metadata["task"]
+    check_backend(found, metadata, inference_config(backend=config.backend, compute_type=config.compute_type))
     api_key = api_key_from_env(config)
     if config.threads is not None:
         import torch
@@ -107,7 +111,10 @@ def serve(model_dir: str | Path, *, config: ServeConfig, announce: TextIO = sys.
         if server is not None:
             server.should_exit = True
 
-    app = create_app(config=config, load=lambda: ModelPredictor(found), api_key=api_key, on_load_failure=stop_on_failure)
+    def load() -> ModelPredictor:
+        return ModelPredictor(found, backend=config.backend, compute_type=config.compute_type, threads=config.threads)
+
+    app = create_app(config=config, load=load, api_key=api_key, on_load_failure=stop_on_failure)
     server = _graceful_server(uvicorn.Config(
         app, log_config=None, access_log=config.access_log, server_header=False, lifespan="on",
         timeout_graceful_shutdown=int(config.request_timeout) + 5, timeout_keep_alive=5,

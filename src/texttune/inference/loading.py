@@ -1,0 +1,109 @@
+"""The backbone of a saved model, on the backend it should run on (what ``texttune.load`` uses).
+
+A CTranslate2 backbone keeps the transformers config and tokenizer (tasks read
+special tokens and templates from them) and gets a
+:class:`~texttune.inference.ct2_backend.CTranslate2Model` where the transformers
+model would be; no torch weights are loaded. It comes from an export, or from a
+model directory through the conversion cache.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from texttune.errors import BackboneError, ConfigError
+from texttune.inference.ct2_backend import default_compute_type, default_device, open_model, require_ctranslate2
+from texttune.inference.ct2_export import (EXPORT_CONFIG_DIR, QUANTIZATIONS, cached_conversion, check_supported,
+                                           generation_config, is_export)
+from texttune.inference.options import CTRANSLATE2, TRANSFORMERS, InferenceConfig
+
+
+def saved_backbone(model_dir: Path, metadata: dict[str, Any], inference: InferenceConfig) -> Any:
+    """The backbone of a saved model with its model loaded, on the backend ``inference`` and the directory call for."""
+    if _wants_ctranslate2(metadata, inference):
+        return ct2_backbone(model_dir, metadata, inference)
+    from texttune.backbones import load_backbone
+
+    if inference.compute_type is not None:
+        raise ConfigError("compute_type applies to the ctranslate2 backend; add backend='ctranslate2' (--backend ctranslate2)")
+    if inference.threads is not None:
+        import torch
+
+        torch.set_num_threads(inference.threads)  # process-wide: torch has no per-model thread pool
+    return load_backbone(str(model_dir), auto_class=metadata["auto_class"])
+
+
+def check_backend(model_dir: Path, metadata: dict[str, Any], inference: InferenceConfig) -> None:
+    """The cheap checks of :func:`saved_backbone` (package, task, architecture), before anything is loaded or bound."""
+    if not _wants_ctranslate2(metadata, inference):
+        if inference.compute_type is not None:
+            raise ConfigError("compute_type applies to the ctranslate2 backend; add --backend ctranslate2")
+        return
+    require_ctranslate2()
+    if not is_export(metadata):
+        from transformers import AutoConfig
+
+        check_supported(metadata["task"], AutoConfig.from_pretrained(model_dir))
+
+
+def backend_name(model: Any) -> str:
+    """"transformers", or the name of the :class:`~texttune.inference.backends.GenerationBackend` ``model`` is."""
+    from texttune.inference.backends import GenerationBackend
+
+    return model.name if isinstance(model, GenerationBackend) else TRANSFORMERS
+
+
+def refuse_backend(model: Any, verb: str) -> None:
+    """ConfigError when ``model`` is not a transformers model: training, saving, perplexity need one."""
+    name = backend_name(model)
+    if name != TRANSFORMERS:
+        raise ConfigError(f"a model loaded with the {name} backend cannot be {verb}; load its model directory with the "
+                          "transformers backend (the default) for that")
+
+
+def _wants_ctranslate2(metadata: dict[str, Any], inference: InferenceConfig) -> bool:
+    """Whether a saved model runs on CTranslate2: an export always does, a model directory when asked."""
+    if is_export(metadata):
+        if inference.backend == TRANSFORMERS:
+            raise ConfigError("this directory is a CTranslate2 export and has no transformers weights; load the model "
+                              f"directory it came from ({metadata.get('ctranslate2', {}).get('source_model', '?')}) instead")
+        return True
+    return inference.backend == CTRANSLATE2
+
+
+def ct2_backbone(model_dir: Path, metadata: dict[str, Any], inference: InferenceConfig) -> Any:
+    """A :class:`~texttune.backbones.Backbone` for ``model_dir`` with a CTranslate2 model loaded."""
+    require_ctranslate2()
+    if is_export(metadata):
+        return _export_backbone(model_dir, metadata, inference)
+    from texttune.backbones import load_backbone
+
+    backbone = load_backbone(str(model_dir))  # config and tokenizer only; no weights
+    check_supported(metadata["task"], backbone.config)
+    device = default_device()
+    requested = inference.compute_type
+    quantization = requested if requested in QUANTIZATIONS else default_compute_type(device)
+    directory = cached_conversion(model_dir, quantization=quantization)
+    backbone.model = open_model(directory, config=backbone.config, generation_config=generation_config(model_dir, backbone.config),
+                                tokenizer=backbone.tokenizer, compute_type=requested or quantization, threads=inference.threads)
+    return backbone
+
+
+def _export_backbone(model_dir: Path, metadata: dict[str, Any], inference: InferenceConfig) -> Any:
+    from transformers import AutoConfig, AutoTokenizer
+
+    from texttune.backbones import Backbone
+    from texttune.backbones.loading import detect_family
+
+    config_dir = model_dir / EXPORT_CONFIG_DIR
+    try:
+        config = AutoConfig.from_pretrained(config_dir)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    except (OSError, ValueError) as exc:
+        raise BackboneError(f"{model_dir}: incomplete CTranslate2 export ({str(exc).splitlines()[0]}); export it again") from None
+    family = metadata.get("family") or detect_family(config)
+    backbone = Backbone(str(model_dir), str(model_dir), family, config.model_type, config, tokenizer)
+    backbone.model = open_model(model_dir, config=config, generation_config=generation_config(config_dir, config),
+                                tokenizer=tokenizer, compute_type=inference.compute_type or "default", threads=inference.threads)
+    return backbone
