@@ -15,9 +15,14 @@ Checked equivalences (tests/integration/test_ctranslate2.py, and by hand on tiny
   ``forced_eos_token_id`` (EOS forced at the last position) one token less to
   decode: the same tokens once special tokens are skipped.
 - T5/BART/Marian decoder start tokens are written by the converter from the model config.
-- Decoder-only ``repetition_penalty`` and ``no_repeat_ngram_size``: transformers
-  also counts the prompt's tokens, CTranslate2 only the completion's. Honoured
-  with that difference, and a warning says so (encoder-decoder models agree exactly).
+- Greedy decoding (with min/max lengths, forced tokens, encoder-decoder
+  repetition penalties and n-gram blocking) gives identical tokens.
+- Honoured with a different rule, and a warning says so once: decoder-only
+  ``repetition_penalty`` and ``no_repeat_ngram_size`` (transformers also counts the
+  prompt's tokens, CTranslate2 only the completion's); BART's repetition penalty
+  (transformers also penalizes the decoder start token, which is BART's EOS); beam
+  search (CTranslate2 stops like transformers' ``early_stopping=True``, whose
+  default is False).
 - Sampling with beam search crashes CTranslate2 4.x (segmentation fault): refused.
 """
 
@@ -127,7 +132,22 @@ def plan_decoding(config: Any, tokenizer: Any, *, decoder_only: bool, vocabulary
     plan = DecodingPlan(kwargs=kwargs, steps=max(steps, 0))
     if not decoder_only and config.forced_bos_token_id is not None:
         plan.prefix = tokenizer.convert_ids_to_tokens([config.forced_bos_token_id])
-    if decoder_only and (kwargs["repetition_penalty"] != 1.0 or kwargs["no_repeat_ngram_size"]):
-        plan.warnings.append("with the ctranslate2 backend, repetition_penalty and no_repeat_ngram_size look at the "
-                             "generated tokens only; transformers also counts the prompt's, so outputs may differ")
+    plan.warnings = _differences(config, kwargs, decoder_only=decoder_only)
     return plan
+
+
+def _differences(config: Any, kwargs: dict[str, Any], *, decoder_only: bool) -> list[str]:
+    """Settings CTranslate2 honours with a different rule than transformers: said once, not refused."""
+    out = []
+    if decoder_only and (kwargs["repetition_penalty"] != 1.0 or kwargs["no_repeat_ngram_size"]):
+        out.append("with the ctranslate2 backend, repetition_penalty and no_repeat_ngram_size look at the generated "
+                   "tokens only; transformers also counts the prompt's, so outputs may differ")
+    start = getattr(config, "decoder_start_token_id", None)
+    if not decoder_only and kwargs["repetition_penalty"] != 1.0 and start is not None and start in kwargs["end_token"]:
+        out.append("with the ctranslate2 backend, repetition_penalty does not count the decoder start token; this model "
+                   "starts with its end token (BART style), which transformers therefore penalizes, so outputs may differ")
+    if config.num_beams > 1 and config.early_stopping is not True:
+        shown = False if config.early_stopping is None else config.early_stopping  # None is transformers' default, False
+        out.append(f"ctranslate2 beam search stops once num_beams hypotheses are finished (transformers' early_stopping=True); "
+                   f"this model generates with early_stopping={shown!r}, so beam outputs may differ")
+    return out
