@@ -9,6 +9,7 @@ models (``ct2_models.py``) so outputs differ per input and end at different leng
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from collections.abc import Callable
@@ -74,10 +75,26 @@ def test_int8_generates_text_and_conversions_are_cached(model_dir: Callable[[str
     outputs = model.predict(TEXTS, max_new_tokens=8)
     assert len(outputs) == len(TEXTS) and all(isinstance(o, str) for o in outputs) and any(outputs)
     converted = {p.name: p.stat().st_mtime_ns for p in cache.iterdir() if p.is_dir()}
-    assert any("-int8-ct2v" in name for name in converted)
+    assert any("-int8-" in name for name in converted)
+    source = next(cache / name / "texttune-source.json" for name in converted if "-int8-" in name)
+    assert json.loads(source.read_text())["smoothquant"] is True  # a Llama at int8 is smoothed (ct2_smooth.py)
     again = load(model_dir("llama-chat"), backend="ctranslate2", compute_type="int8")
     assert again.predict(TEXTS, max_new_tokens=8) == outputs
     assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir() if p.is_dir()} == converted  # reused, not redone
+
+
+@pytest.mark.parametrize("kind", ["llama", "llama-chat"])
+def test_smoothquant_keeps_the_function(kind: str, model_dir: Callable[[str], Path], tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Smoothing rescales weights without changing what the model computes: at float32, same greedy outputs."""
+    from texttune.inference import ct2_smooth
+
+    monkeypatch.setenv("TEXTTUNE_HOME", str(tmp_path))  # its own conversion cache
+    monkeypatch.setattr(ct2_smooth, "applies", lambda model_type, quantization: model_type == "llama")
+    smoothed = load(model_dir(kind), backend="ctranslate2", compute_type="float32")
+    assert json.loads((smoothed.backbone.model.directory / "texttune-source.json").read_text())["smoothquant"] is True
+    options = {"max_new_tokens": 12, "batch_size": 4}
+    assert smoothed.predict(TEXTS, **options) == load(model_dir(kind)).predict(TEXTS, **options)
 
 
 def test_sampling_runs_and_beam_sampling_is_refused(model_dir: Callable[[str], Path]) -> None:

@@ -96,7 +96,7 @@ def test_export_errors_are_one_line_and_leave_nothing(cli: Cli, t5_dir: Path, ti
     from texttune.errors import BackboneError
     from texttune.inference import ct2_export
 
-    def half_written(model_dir: Path, output: Path, *, quantization: str) -> None:
+    def half_written(model_dir: Path, output: Path, *, quantization: str, calibration: Any = None) -> bool:
         (output / "model.bin").write_bytes(b"partial")
         raise BackboneError("converter crashed half-way")
 

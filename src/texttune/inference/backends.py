@@ -18,8 +18,11 @@ from typing import Any, ClassVar
 
 from texttune.config import GenerationConfig
 
-#: Runs one batch of inputs (token ids) and returns each completion's token ids, in batch order.
-BatchGenerate = Callable[[Sequence[list[int]]], list[list[int]]]
+#: Waits for one submitted batch and returns each completion's token ids, in batch order.
+BatchResult = Callable[[], list[list[int]]]
+#: Starts one batch of inputs (token ids). A backend with several workers (CTranslate2) runs batches
+#: side by side until their results are asked for; transformers runs each batch when it is submitted.
+BatchGenerate = Callable[[Sequence[list[int]]], BatchResult]
 
 
 class GenerationBackend(abc.ABC):
@@ -115,13 +118,14 @@ class TransformersBackend(GenerationBackend):
         kwargs = generation_kwargs(options, pad_token_id=pad_id, eos_token_id=eos)
         device = next(model.parameters()).device
 
-        def generate(batch: Sequence[list[int]]) -> list[list[int]]:
+        def generate(batch: Sequence[list[int]]) -> BatchResult:
             ids, mask = pad_ids(batch, pad_id, left=decoder_only)
             with torch.inference_mode():
                 generated = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device), **kwargs)
             if decoder_only:
                 generated = generated[:, ids.shape[1]:]  # (B, new tokens): drop the prompt
-            return generated.tolist()
+            completions = generated.tolist()
+            return lambda: completions
 
         was_training = model.training
         model.eval()

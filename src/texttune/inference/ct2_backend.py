@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
@@ -27,14 +28,12 @@ from typing import Any, ClassVar
 
 from texttune.config import GenerationConfig
 from texttune.errors import BackboneError
-from texttune.inference.backends import BatchGenerate, GenerationBackend, special_ids
+from texttune.inference.backends import BatchGenerate, BatchResult, GenerationBackend, special_ids
 from texttune.inference.ct2_options import DecodingPlan, effective_config, plan_decoding
 
 log = logging.getLogger("texttune.inference")
 
 INSTALL_HINT = "pip install 'texttune[ctranslate2]'"
-#: intra_threads on CPU. Decoding small models is memory-bound: on 2 cores, 2 threads were slower than 1.
-DEFAULT_CPU_THREADS = 1
 #: Cost of one more example in a decoding step, relative to the step's fixed cost (weights read from
 #: memory). Measured for SmolLM2-135M int8 on 2 AMD EPYC cores: 35 ms per step at batch 1, 67 at batch 8.
 EXAMPLE_STEP_COST = {"cpu": 0.15, "cuda": 0.02}
@@ -58,6 +57,27 @@ def default_device() -> str:
 def default_compute_type(device: str) -> str:
     """int8 on CPU (~4x less memory traffic than float32, the bottleneck), float16 on GPU."""
     return "float16" if device == "cuda" else "int8"
+
+
+def cpu_count() -> int:
+    """Cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def worker_threads(device: str, threads: int | None) -> tuple[int, int]:
+    """(inter_threads, intra_threads): on CPU, ``threads`` workers of one thread each (default: one per core).
+
+    Why workers and not intra-op threads: decoding a small model is a chain of small
+    matrix products, and on 2 cores one worker with 2 OpenMP threads was slower than one
+    thread (SmolLM2-135M int8, batch 16: 108 s vs 74 s for 64 summaries), while two
+    one-thread workers, each decoding its own batch, took 40 s.
+    """
+    if device != "cpu":
+        return 1, 0  # one GPU: CTranslate2's default threading
+    return (threads if threads is not None else cpu_count()), 1
 
 
 def length_groups(lengths: Sequence[int], steps: int, *, example_cost: float) -> list[list[int]]:
@@ -108,15 +128,14 @@ class CTranslate2Model(GenerationBackend):
         self.device = device or default_device()
         self.encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
         engine = ct2.Translator if self.encoder_decoder else ct2.Generator
-        threads = threads if threads is not None else (DEFAULT_CPU_THREADS if self.device == "cpu" else 0)
+        self.workers, intra = worker_threads(self.device, threads)
         try:
             self.engine = engine(str(self.directory), device=self.device, compute_type=compute_type,
-                                 intra_threads=threads, inter_threads=1)
+                                 intra_threads=intra, inter_threads=self.workers)
         except (RuntimeError, ValueError) as exc:
             raise BackboneError(f"{self.directory}: CTranslate2 cannot load this model with compute type "
                                 f"{compute_type!r} on {self.device} ({str(exc).splitlines()[0]})") from None
         self.compute_type: str = self.engine.compute_type
-        self.threads = threads
         self.vocabulary = read_vocabulary(self.directory)
         self._warned: set[str] = set()
 
@@ -133,7 +152,7 @@ class CTranslate2Model(GenerationBackend):
 
     def info(self) -> dict[str, Any]:
         """What the server reports about the backend."""
-        return {"name": self.name, "compute_type": self.compute_type, "device": self.device, "threads": self.threads,
+        return {"name": self.name, "compute_type": self.compute_type, "device": self.device, "threads": self.workers,
                 "model": str(self.directory)}
 
     @contextmanager
@@ -145,31 +164,34 @@ class CTranslate2Model(GenerationBackend):
             if warning not in self._warned:
                 self._warned.add(warning)
                 log.warning(warning)
-        run = self._translate if self.encoder_decoder else self._generate
+        submit = self._translate if self.encoder_decoder else self._generate
 
-        def generate(batch: Sequence[list[int]]) -> list[list[int]]:
+        def generate(batch: Sequence[list[int]]) -> BatchResult:
             if plan.steps == 0:
-                return [[] for _ in batch]
-            tokens = [tokenizer.convert_ids_to_tokens(list(ids)) for ids in batch]
-            return [tokenizer.convert_tokens_to_ids(out) for out in run(tokens, plan)]
+                return lambda: [[] for _ in batch]
+            collect = submit([tokenizer.convert_ids_to_tokens(list(ids)) for ids in batch], plan)
+            return lambda: [tokenizer.convert_tokens_to_ids(out) for out in collect()]
 
         yield generate
 
-    def _translate(self, tokens: list[list[str]], plan: DecodingPlan) -> list[list[str]]:
+    def _translate(self, tokens: list[list[str]], plan: DecodingPlan) -> Callable[[], list[list[str]]]:
         prefix = [list(plan.prefix) for _ in tokens] if plan.prefix else None
-        results = self.engine.translate_batch(tokens, target_prefix=prefix, **plan.kwargs)
-        return [r.hypotheses[0] for r in results]  # the forced prefix stays, as transformers returns it
+        results = self.engine.translate_batch(tokens, target_prefix=prefix, asynchronous=True, **plan.kwargs)
+        return lambda: [r.result().hypotheses[0] for r in results]  # a forced prefix stays, as transformers returns it
 
-    def _generate(self, tokens: list[list[str]], plan: DecodingPlan) -> list[list[str]]:
-        outputs: list[list[str]] = [[] for _ in tokens]
+    def _generate(self, tokens: list[list[str]], plan: DecodingPlan) -> Callable[[], list[list[str]]]:
         groups = length_groups([len(t) for t in tokens], plan.steps, example_cost=EXAMPLE_STEP_COST.get(self.device, 0.15))
-        pending: list[tuple[list[int], Any]] = []
-        for group in groups:
-            pending.append((group, self.engine.generate_batch([tokens[i] for i in group], asynchronous=True, **plan.kwargs)))
-        for group, results in pending:
-            for i, result in zip(group, results):
-                outputs[i] = result.result().sequences[0]
-        return outputs
+        pending = [(group, self.engine.generate_batch([tokens[i] for i in group], asynchronous=True, **plan.kwargs))
+                   for group in groups]
+
+        def collect() -> list[list[str]]:
+            outputs: list[list[str]] = [[] for _ in tokens]
+            for group, results in pending:
+                for i, result in zip(group, results):
+                    outputs[i] = result.result().sequences[0]
+            return outputs
+
+        return collect
 
 
 def open_model(directory: Path, *, config: Any, generation_config: Any, tokenizer: Any, compute_type: str,

@@ -60,10 +60,18 @@ def check_supported(task: str, config: Any) -> None:
         raise BackboneError(f"CTranslate2 cannot convert {what}; supported families: {', '.join(supported_families())}")
 
 
-def convert(model_dir: Path, output: Path, *, quantization: str) -> None:
-    """Run CTranslate2's transformers converter on ``model_dir`` into ``output`` (which it replaces)."""
+def convert(model_dir: Path, output: Path, *, quantization: str, calibration: list[list[int]] | None = None) -> bool:
+    """Run CTranslate2's transformers converter on ``model_dir`` into ``output`` (which it replaces).
+
+    With ``calibration`` (token ids), a Llama-style model is smoothed for int8 first
+    (``ct2_smooth.py``). Returns whether it was.
+    """
     require_ctranslate2()
     from ctranslate2.converters import TransformersConverter
+
+    from texttune.inference import ct2_smooth
+
+    maxima: dict[str, Any] = {}
 
     class Converter(TransformersConverter):  # type: ignore[misc]
         def load_model(self, model_class: Any, model_name_or_path: str, **kwargs: Any) -> Any:
@@ -72,7 +80,15 @@ def convert(model_dir: Path, output: Path, *, quantization: str) -> None:
             for key, value in zip(("normalize_before", "normalize_embedding"), norms):
                 if not hasattr(model.config, key):
                     setattr(model.config, key, value)
+            if calibration and model.config.model_type in ct2_smooth.SMOOTHED_MODEL_TYPES:
+                maxima.update(ct2_smooth.activation_maxima(model, calibration))
             return model
+
+        def _load(self) -> Any:
+            spec = super()._load()
+            if maxima:
+                ct2_smooth.smooth_spec(spec, maxima)
+            return spec
 
     if quantization not in QUANTIZATIONS:
         raise ConfigError(f"quantization {quantization!r} is not valid; valid choices: {choices(QUANTIZATIONS)}")
@@ -81,6 +97,18 @@ def convert(model_dir: Path, output: Path, *, quantization: str) -> None:
     except (ValueError, NotImplementedError, KeyError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BackboneError(f"{model_dir}: CTranslate2 could not convert this model ({first})") from None
+    return bool(maxima)
+
+
+def _calibration(model_dir: Path, metadata: dict[str, Any], quantization: str) -> list[list[int]] | None:
+    """Calibration token ids when an int8 conversion of this model is smoothed, else None."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from texttune.inference import ct2_smooth
+
+    if not ct2_smooth.applies(AutoConfig.from_pretrained(model_dir).model_type, quantization):
+        return None
+    return ct2_smooth.calibration_ids(AutoTokenizer.from_pretrained(model_dir), metadata)
 
 
 def _file_digest(path: Path, memo: dict[str, Any]) -> str:
@@ -109,19 +137,22 @@ def model_digest(model_dir: Path) -> str:
     return combined.hexdigest()
 
 
-def cached_conversion(model_dir: Path, *, quantization: str) -> Path:
+def cached_conversion(model_dir: Path, metadata: dict[str, Any], *, quantization: str) -> Path:
     """The CTranslate2 conversion of ``model_dir`` at ``quantization``, converting it on first use."""
+    from texttune.inference.ct2_smooth import RECIPE
+
     ct2 = require_ctranslate2()
     version = ".".join(ct2.__version__.split(".")[:2])
-    target = cache_home() / "ctranslate2" / f"{model_digest(model_dir)[:24]}-{quantization}-ct2v{version}"
+    name = f"{model_digest(model_dir)[:24]}-{quantization}-{RECIPE}-ct2v{version}"
+    target = cache_home() / "ctranslate2" / name
     if (target / "model.bin").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
     try:
-        convert(model_dir, tmp, quantization=quantization)
+        smoothed = convert(model_dir, tmp, quantization=quantization, calibration=_calibration(model_dir, metadata, quantization))
         write_json(tmp / "texttune-source.json", {"source_model": str(model_dir.resolve()), "quantization": quantization,
-                                                  "ctranslate2_version": ct2.__version__})
+                                                  "smoothquant": smoothed, "ctranslate2_version": ct2.__version__})
         if not (target / "model.bin").is_file():  # another process may have finished the same conversion first
             shutil.rmtree(target, ignore_errors=True)
             os.replace(tmp, target)
@@ -165,12 +196,13 @@ def export(source: str | Path, *, output: str | Path, quantization: str = "int8"
     check_supported(metadata["task"], config)
     _check_output(output, model_dir)
     with atomic_directory(output) as tmp:
-        convert(model_dir, tmp, quantization=quantization)
+        smoothed = convert(model_dir, tmp, quantization=quantization, calibration=_calibration(model_dir, metadata, quantization))
         AutoTokenizer.from_pretrained(model_dir).save_pretrained(tmp)
         config.save_pretrained(tmp / EXPORT_CONFIG_DIR)
         generation_config(model_dir, config).save_pretrained(tmp / EXPORT_CONFIG_DIR)
         write_json(tmp / METADATA_FILE, {**metadata, "backend": "ctranslate2", "ctranslate2": {
-            "quantization": quantization, "source_model": str(model_dir.resolve()), "source_sha256": model_digest(model_dir),
+            "quantization": quantization, "smoothquant": smoothed, "source_model": str(model_dir.resolve()),
+            "source_sha256": model_digest(model_dir),
             "ctranslate2_version": require_ctranslate2().__version__, "exported_by": f"texttune {__version__}"}})
     return output
 

@@ -34,11 +34,11 @@ def generate_texts(
     # Longest first: the first batch shows any out-of-memory at once, and similar lengths pad little.
     order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]), reverse=True)
     outputs: list[str] = [""] * len(inputs)
+    chunks = [order[start : start + options.generation_batch_size] for start in range(0, len(order), options.generation_batch_size)]
     with backend_for(model).generation(tokenizer, decoder_only=decoder_only, options=options) as generate:
-        for start in range(0, len(order), options.generation_batch_size):
-            chunk = order[start : start + options.generation_batch_size]
-            completions = generate([inputs[i] for i in chunk])
-            texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
+        pending = [(chunk, generate([inputs[i] for i in chunk])) for chunk in chunks]  # all submitted: workers never idle
+        for chunk, result in pending:
+            texts = tokenizer.batch_decode(result(), skip_special_tokens=True)
             for i, text in zip(chunk, texts):
                 outputs[i] = text.strip()
     return outputs

@@ -84,7 +84,7 @@ def ct2_backbone(model_dir: Path, metadata: dict[str, Any], inference: Inference
     device = default_device()
     requested = inference.compute_type
     quantization = requested if requested in QUANTIZATIONS else default_compute_type(device)
-    directory = cached_conversion(model_dir, quantization=quantization)
+    directory = cached_conversion(model_dir, metadata, quantization=quantization)
     backbone.model = open_model(directory, config=backbone.config, generation_config=generation_config(model_dir, backbone.config),
                                 tokenizer=backbone.tokenizer, compute_type=requested or quantization, threads=inference.threads)
     return backbone
