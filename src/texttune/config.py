@@ -163,7 +163,7 @@ class ServeConfig:
     max_inputs_per_request: int = option(64, "Most inputs in one request (422 beyond).")
     max_new_tokens_limit: int = option(512, "Largest max_new_tokens a request may ask for (422 beyond).")
     max_beams_limit: int = option(8, "Largest num_beams a request may ask for (422 beyond).")
-    threads: int | None = option(None, "Threads for the model: torch intra-op threads, or CTranslate2's intra_threads (default: torch's choice; 1 for CTranslate2).")
+    threads: int | None = option(None, "Threads for the model: torch intra-op threads, or CTranslate2 workers of one thread each (default: torch's choice; one worker per core).")
     backend: str | None = option(None, "Inference backend. Default: the model's own (ctranslate2 for a 'texttune export', else transformers).", choices=BACKENDS)
     compute_type: str | None = option(None, COMPUTE_TYPE_HELP, choices=COMPUTE_TYPES)
     access_log: bool = option(False, "Log every request (uvicorn's access log).")

@@ -39,7 +39,7 @@ KINDS: dict[str, tuple[str, bool]] = {
 def require_ctranslate2() -> None:
     """Skip without the package (fail in CI, whose test extra installs it)."""
     try:
-        import ctranslate2  # noqa: F401
+        import ctranslate2  # noqa: F401 - only whether it imports
     except ImportError:
         if os.environ.get("CI"):
             pytest.fail("ctranslate2 is not installed: pip install -e '.[test]'")

@@ -75,15 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_section(pr, GENERATION)
     add_section(pr, INFERENCE)
 
-    ex = sub.add_parser("export", parents=[common], help="Convert a trained model for a faster inference engine (CTranslate2).",
-                        description="Convert a texttune model to CTranslate2 (int8/float32 on CPU, float16 on GPU): the "
-                                    "converted model, its tokenizer and texttune.json, written atomically. evaluate, predict "
-                                    "and serve use an export directly.")
-    ex.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR", help="A texttune run directory or its model/ directory.")
-    ex.add_argument("--format", required=True, metavar="FORMAT", help="Target format: ctranslate2.")
-    ex.add_argument("--quantization", default="int8", metavar="TYPE",
-                    help="Weight type: int8 (default), int8_float32, int8_float16, int8_bfloat16, int16, float32, float16, bfloat16.")
-    ex.add_argument("--output", required=True, metavar="DIR", help="Directory to write (a new one, or an earlier export to replace).")
+    _add_export(sub, common)
 
     sv = sub.add_parser("serve", parents=[common], help="Serve a trained model over HTTP (API, playground, metrics).",
                         description="Serve a model saved by texttune over HTTP: POST /v1/predict, GET /v1/model, /health, /ready, "
@@ -118,6 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--backbone", default=None, help="Backbone to use instead of the summarization default.")
     demo.add_argument("--max-steps", type=int, default=None, help="Training steps (default: 40).")
     return parser
+
+
+def _add_export(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    """``texttune export``: format and quantization are checked by the library (one-line errors, exit 2)."""
+    ex = sub.add_parser("export", parents=[common], help="Convert a trained model for a faster inference engine (CTranslate2).",
+                        description="Convert a texttune model to CTranslate2 (int8/float32 on CPU, float16 on GPU): the "
+                                    "converted model, its tokenizer and texttune.json, written atomically. evaluate, predict "
+                                    "and serve use an export directly. See docs/inference.md.")
+    ex.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR", help="A texttune run directory or its model/ directory.")
+    ex.add_argument("--format", required=True, metavar="FORMAT", help="Target format: ctranslate2.")
+    ex.add_argument("--quantization", default="int8", metavar="TYPE",
+                    help="Weight type: int8 (default), int8_float32, int8_float16, int8_bfloat16, int16, float32, float16, bfloat16.")
+    ex.add_argument("--output", required=True, metavar="DIR", help="Directory to write (a new one, or an earlier export to replace).")
 
 
 def _configure_logging(quiet: bool, *, training: bool) -> None:

@@ -4,7 +4,9 @@
 ``generate_texts`` with it), keeping the transformers config and generation
 config so tasks, the server and the option mapping (``ct2_options.py``) see the
 same special tokens. Encoder-decoder models run on ``ctranslate2.Translator``,
-decoder-only ones on ``ctranslate2.Generator``.
+decoder-only ones on ``ctranslate2.Generator``, with one worker per core (see
+:func:`worker_threads`); every batch is submitted before any is waited for, so
+both workers stay busy.
 
 Why decoder-only batches are split by prompt length: CTranslate2 feeds a batch's
 prompts at once only up to the *shortest* prompt, and the rest of each longer

@@ -25,8 +25,8 @@ class InferenceConfig:
     backend: str | None = option(None, "Inference backend. Default: the model's own (ctranslate2 for a 'texttune export', "
                                        "else transformers).", choices=BACKENDS)
     compute_type: str | None = option(None, COMPUTE_TYPE_HELP, choices=COMPUTE_TYPES)
-    threads: int | None = option(None, "Threads for the model: torch intra-op threads (transformers), or CTranslate2's "
-                                       "intra_threads (default 1: decoding is memory-bound on small CPUs).")
+    threads: int | None = option(None, "Threads for the model: torch intra-op threads (transformers), or CTranslate2 "
+                                       "workers of one thread each (default: one per core; faster than threads per batch).")
 
 
 def inference_config(*, backend: str | None = None, compute_type: str | None = None,
