@@ -10,8 +10,8 @@ one-off conversion are reported separately and not counted in examples/s.
 
 Usage (from the repository root, machine otherwise idle)::
 
-    .venv/bin/python scripts/bench_ctranslate2.py                        # transformers, ct2-int8, ct2-float32
-    .venv/bin/python scripts/bench_ctranslate2.py --sides ct2-int8 --threads 2 --batch-size 32
+    .venv/bin/python benchmarks/ctranslate2_speed.py                        # transformers, ct2-int8, ct2-float32
+    .venv/bin/python benchmarks/ctranslate2_speed.py --sides ct2-int8 --threads 2 --batch-size 32
 
 Prints one JSON line per side and a Markdown table; ``--out FILE`` also writes the JSON.
 """
