@@ -1,0 +1,105 @@
+"""Two-process DDP on CPU (gloo) trains like one process with the same global batch, and resumes exactly.
+
+Lightning launches the second process itself (``--devices 2 --strategy ddp``
+re-runs the command line with ``LOCAL_RANK=1``), so the CLI runs in a
+subprocess here. The tiny Llama has no dropout, and every summary is cut to the
+same 16 target tokens, so each process's mean loss has the same weight: the
+averaged DDP gradient equals the one-process gradient up to float rounding, and
+the weights must agree to ~1e-5, not merely "look similar".
+
+Tolerances: weights atol 1e-4 (float32 sums in a different order); metrics 1e-6
+apart or identical predictions (greedy decoding of the same weights).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+DATA = Path(__file__).resolve().parents[1] / "data"
+#: 40 training rows; global batch 4 = 10 optimizer steps an epoch. 5 validation rows: 2 processes get 3 + 2.
+COMMON = ["--validation-file", str(DATA / "summarization-val.jsonl"), "--max-eval-samples", "5",
+          "--eval-every-steps", "3", "--no-baselines", "--no-progress-bar", "--no-tensorboard",
+          "--max-source-length", "64", "--max-target-length", "16", "--accelerator", "cpu", "--samples-per-eval", "5"]
+
+
+def _train(tiny: Path, out: Path, *, steps: int, batch: int, devices: int, extra: tuple[str, ...] = ()) -> None:
+    argv = [str(Path(sys.executable).parent / "texttune"), "-q", "train", "summarization", "--train-file",
+            str(DATA / "summarization.jsonl"), "--backbone", str(tiny), "--output-dir", str(out),
+            "--max-steps", str(steps), "--batch-size", str(batch), "--devices", str(devices), *COMMON, *extra]
+    if devices > 1:
+        argv += ["--strategy", "ddp"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PL_DISABLE_FORK": "1"}
+    done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+
+
+def _weights(run: Path) -> dict[str, torch.Tensor]:
+    return load_file(run / "model" / "model.safetensors")
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _assert_same_weights(a: Path, b: Path, atol: float = 1e-4) -> None:
+    wa, wb = _weights(a), _weights(b)
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.allclose(wa[name], wb[name], atol=atol), (name, (wa[name] - wb[name]).abs().max())
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_model_dir, tmp_path_factory) -> dict[str, Path]:
+    """One process with batch 4, and two DDP processes with batch 2 each (global batch 4), 6 steps."""
+    tiny = tiny_model_dir("llama")
+    root = tmp_path_factory.mktemp("ddp")
+    _train(tiny, root / "single", steps=6, batch=4, devices=1)
+    _train(tiny, root / "ddp", steps=6, batch=2, devices=2)
+    return {"single": root / "single", "ddp": root / "ddp", "root": root, "tiny": tiny}
+
+
+def test_two_processes_match_one_process_with_the_same_global_batch(runs) -> None:
+    single, ddp = runs["single"], runs["ddp"]
+    m1, m2 = (json.loads((r / "metrics.json").read_text()) for r in (single, ddp))
+    assert m1["steps"] == m2["steps"] == 6
+    _assert_same_weights(single, ddp)
+    # Evaluations during training: rows split over 2 processes (3 + 2, one padded), gathered in order,
+    # scored once. Rank 0 alone wrote evals.jsonl: one line per evaluation, not one per process.
+    e1, e2 = _lines(single / "evals.jsonl"), _lines(ddp / "evals.jsonl")
+    assert [e["step"] for e in e1] == [e["step"] for e in e2] == [3, 6]
+    for a, b in zip(e1, e2):
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], abs=1e-6), key
+    # The gathered predictions are the 5 validation rows in file order, none twice.
+    for step in (3, 6):
+        s1, s2 = (_lines(r / "samples" / f"step-{step:06d}.jsonl") for r in (single, ddp))
+        assert [r["input"] for r in s2] == [r["input"] for r in s1] and len(s2) == 5
+        assert [r["prediction"] for r in s2] == [r["prediction"] for r in s1]
+    assert m1["fine_tuned"] == pytest.approx(m2["fine_tuned"], abs=1e-6)
+    # val_loss: summed over disjoint rows and reduced, so it is the one-process value.
+    v1, v2 = (_val_losses(r) for r in (single, ddp))
+    assert v1 == pytest.approx(v2, abs=1e-5) and len(v1) == 2
+
+
+def _val_losses(run: Path) -> list[float]:
+    import csv
+
+    with (run / "logs" / "metrics.csv").open() as f:
+        return [float(row["val_loss"]) for row in csv.DictReader(f) if row.get("val_loss")]
+
+
+def test_resume_under_ddp_matches_a_straight_ddp_run(runs) -> None:
+    split = runs["root"] / "split"
+    _train(runs["tiny"], split, steps=3, batch=2, devices=2)
+    _train(runs["tiny"], split, steps=6, batch=2, devices=2, extra=("--resume", "latest"))
+    assert json.loads((split / "metrics.json").read_text())["steps"] == 6
+    _assert_same_weights(runs["ddp"], split, atol=1e-6)
