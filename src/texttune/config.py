@@ -24,11 +24,19 @@ from pathlib import Path
 from typing import Any
 
 from texttune.errors import ConfigError, choices
+from texttune.peft_config import PeftOptions, validate_peft
 
 
 def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:  # noqa: A002
     """A dataclass field carrying its ``--help`` text and allowed values."""
     return field(default=default, metadata={"help": help, "choices": choices})
+
+
+#: Lightning strategies texttune accepts (``--strategy``). ddp_spawn is left out: it pickles the
+#: module, and the run's evaluation recorder is a closure.
+STRATEGIES: tuple[str, ...] = ("auto", "ddp", "ddp_find_unused_parameters_true", "fsdp", "fsdp_cpu_offload",
+                               "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_2_offload",
+                               "deepspeed_stage_3", "deepspeed_stage_3_offload")
 
 
 @dataclass
@@ -45,6 +53,9 @@ class DataConfig:
     max_predict_samples: int | None = option(None, "Predict at most this many rows (the first ones).")
     max_source_length: int = option(512, "Inputs longer than this many tokens are truncated (the count is reported).")
     max_target_length: int = option(128, "Targets longer than this many tokens are truncated for training (the count is reported).")
+    streaming: bool = option(False, "Read the training data as a stream (JSONL/Parquet files or glob patterns such as 'shards/*.jsonl') "
+                             "instead of loading it; needs --max-steps and --validation-file.")
+    shuffle_buffer: int = option(10_000, "With --streaming: rows held in the shuffle buffer (larger mixes better, costs memory).")
 
 
 @dataclass
@@ -99,10 +110,19 @@ class TrainConfig:
     seed: int = option(42, "Seed for data order, held-out split, dropout and sampling.")
     precision: str = option("32", "Numeric precision. fp16 is refused for T5-family backbones (it overflows); use bf16-mixed.", choices=("32", "bf16-mixed", "16-mixed"))
     accelerator: str = option("auto", "Lightning accelerator.", choices=("auto", "cpu", "gpu", "mps"))
+    devices: int | str = field(default=1, metadata={
+        "help": "Devices (GPUs, or CPU processes) per node, or 'auto' for all visible ones. Global batch per optimizer "
+                "step = batch_size x devices x num_nodes x accumulate_grad_batches (docs/scaling.md).",
+        "choices": None, "special": ("auto",)})
+    num_nodes: int = option(1, "Machines taking part in training (launch with torchrun or SLURM; see docs/scaling.md).")
+    strategy: str = option("auto", "Lightning's distributed strategy: ddp replicates the model; fsdp and deepspeed_stage_3 "
+                           "shard it (deepspeed needs the deepspeed package).", choices=STRATEGIES)
     eval_every_steps: int | None = option(None, "Validate (and checkpoint) every N optimizer steps instead of once per epoch.")
     checkpoint_metric: str | None = option(None, "Metric that picks the best checkpoint, e.g. rougeL, bleu or loss. Default: the task's main metric.")
     early_stopping_patience: int | None = option(None, "Stop when the checkpoint metric has not improved for this many evaluations.")
     resume: str | None = option(None, "Continue an interrupted run: 'latest' (the run directory's last checkpoint) or a checkpoint path.")
+    checkpoint_every_steps: int | None = option(None, "Also write checkpoints/last.ckpt every N optimizer steps between evaluations, so a crash loses at most N steps.")
+    checkpoint_every_minutes: float | None = option(10.0, "Also write checkpoints/last.ckpt after this many minutes of training since the last one, so a crash loses minutes, not the run (0 or none: off).")
     baselines: bool = option(True, "Before training, evaluate the untrained model (zero-shot) and the task's simple baseline.")
     progress_bar: bool = option(True, "Show progress bars.")
     tensorboard: bool = option(True, "Also log to TensorBoard (RUN_DIR/logs/tensorboard; CSV is always written).")
@@ -175,6 +195,7 @@ SECTIONS: dict[str, type] = {
     "model": ModelConfig,
     "train": TrainConfig,
     "generation": GenerationConfig,
+    "peft": PeftOptions,
 }
 
 
@@ -188,11 +209,12 @@ class RunConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
+    peft: PeftOptions = field(default_factory=PeftOptions)
 
     def flat(self) -> dict[str, Any]:
         """The flat option mapping (the YAML layout ``--config`` reads back)."""
         out: dict[str, Any] = {"task": self.task}
-        for section in (self.data, self.task_options, self.model, self.train, self.generation):
+        for section in (self.data, self.task_options, self.model, self.train, self.generation, self.peft):
             for key, value in asdict(section).items():
                 if key == "columns":
                     out.update({f"{role}_column": name for role, name in value.items()})
@@ -309,6 +331,7 @@ def build_config(task: str, options: dict[str, Any], *, column_roles: tuple[str,
         model=ModelConfig(**sections["model"]),
         train=TrainConfig(**sections["train"]),
         generation=GenerationConfig(**sections["generation"]),
+        peft=PeftOptions(**sections["peft"]),
     )
     validate(config)
     return config
@@ -341,14 +364,41 @@ def validate(config: RunConfig) -> None:
     for name in ("max_source_length", "max_target_length", "max_train_samples", "max_eval_samples", "max_predict_samples"):
         _positive(name, getattr(d, name))
     _positive("learning_rate", t.learning_rate)
+    _positive("gradient_clip_val", t.gradient_clip_val, allow_zero=True)
     _positive("weight_decay", t.weight_decay, allow_zero=True)
     _positive("num_workers", t.num_workers, allow_zero=True)
     _positive("samples_per_eval", t.samples_per_eval, allow_zero=True)
+    _positive("checkpoint_every_steps", t.checkpoint_every_steps)
+    _positive("checkpoint_every_minutes", t.checkpoint_every_minutes, allow_zero=True)
+    validate_scale(config)
     if not 0 <= t.warmup_ratio < 1:
         raise ConfigError(f"option 'warmup_ratio' must be in [0, 1), got {t.warmup_ratio!r}")
     if not 0 < d.validation_fraction < 1:
         raise ConfigError(f"option 'validation_fraction' must be in (0, 1), got {d.validation_fraction!r}")
     validate_generation(g)
+    validate_peft(config.peft)
+
+
+def validate_scale(config: RunConfig) -> None:
+    """Devices, nodes, strategy and streaming: the options of docs/scaling.md."""
+    import importlib.util
+
+    t, d = config.train, config.data
+    if t.devices != "auto":
+        _positive("devices", t.devices)
+    _positive("num_nodes", t.num_nodes)
+    _positive("shuffle_buffer", d.shuffle_buffer)
+    if t.strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
+        raise ConfigError(f"--strategy {t.strategy} needs DeepSpeed: pip install deepspeed (on a machine with CUDA), "
+                          f"or use --strategy fsdp, which ships with torch")
+    if d.streaming:
+        if t.max_steps is None:
+            raise ConfigError("--streaming needs --max-steps: a stream has no known length, so epochs and the "
+                              "learning-rate schedule cannot be derived from it")
+        if t.max_epochs is not None:
+            raise ConfigError("--streaming counts optimizer steps (--max-steps), not epochs; drop --max-epochs")
+        if t.batch_size == "auto":
+            raise ConfigError("--streaming needs a fixed --batch-size (the auto search reads the whole training set)")
 
 
 def validate_generation(g: GenerationConfig) -> None:
@@ -374,9 +424,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: not valid YAML: {exc}") from None
+        loaded = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-save the file as UTF-8") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}{where}: not valid YAML ({exc.problem or exc.context})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: not valid YAML ({' '.join(str(exc).split())})") from None
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -385,6 +441,24 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
         if isinstance(value, (dict, list)):
             raise ConfigError(f"{p}: option {key!r} must be a single value, got a {type(value).__name__}")
     return {str(k): v for k, v in loaded.items()}
+
+
+def _unique_key_loader() -> type:
+    """A ``yaml.SafeLoader`` that refuses a key given twice (PyYAML silently keeps the last one)."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            seen: set[str] = set()
+            for key_node, _ in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
+                    if key_node.value in seen:
+                        raise yaml.constructor.ConstructorError(
+                            None, None, f"option {key_node.value!r} is given twice", key_node.start_mark)
+                    seen.add(key_node.value)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def generation_from_mapping(values: dict[str, Any]) -> GenerationConfig:

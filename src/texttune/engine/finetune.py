@@ -16,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from texttune.backbones import Backbone
+from texttune.backbones.adapters import finish_training, parameter_counts, prepare_model
 from texttune.config import RunConfig
 from texttune.data import Table, holdout, take
 from texttune.errors import ConfigError, TexttuneError
 from texttune.runs import RunDir, save_model_dir
 from texttune.runs.environment import environment
 from texttune.engine.auto_batch import resolve_batch_size
+from texttune.engine.preflight import check_free_space, check_writable
 from texttune.engine.features import encode_cached
 from texttune.engine.recording import evaluation_recorder, record_data, record_model, record_plots, record_saved_model
 from texttune.runs.files import write_json, write_jsonl
@@ -85,10 +87,13 @@ def _baselines(task: Any, model: Any, val: Table, config: RunConfig, run: RunDir
     return run.update_metrics(baselines=baselines, zero_shot=zero_shot)
 
 
-def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str) -> Any:
+def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, model: Any = None) -> Any:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from texttune.engine.checkpoint_io import AtomicCheckpointIO
+    from texttune.engine.distributed import lightning_strategy
     from texttune.engine.loggers import log_config, make_loggers
+    from texttune.engine.resumable import resume_callbacks
 
     t = config.train
     loggers = make_loggers(config, run)
@@ -100,7 +105,7 @@ def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str) -> Any:
                            save_top_k=1, enable_version_counter=False)
     last = ModelCheckpoint(dirpath=run.checkpoints, filename="last", save_top_k=1, save_on_exception=True,
                            enable_version_counter=False)
-    callbacks: list[Any] = [best, last]
+    callbacks: list[Any] = [best, last, *resume_callbacks(t, last=run.checkpoints / "last.ckpt")]
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience))
     # With --max-steps only, epochs are unbounded (-1): a run stopped by max_steps counts its
@@ -109,26 +114,63 @@ def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str) -> Any:
     # A short run still gets a loss curve: at least ~4 points when the step count is known.
     log_every = t.log_every_steps if t.max_steps is None else max(1, min(t.log_every_steps, t.max_steps // 4))
     return pl.Trainer(
-        accelerator=t.accelerator, devices=1, precision=t.precision, max_epochs=max_epochs,
+        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
+        strategy=lightning_strategy(t.strategy, model),
+        # The loaders shard themselves (ResumableLoader, ShardSampler): Lightning must not swap in its
+        # DistributedSampler, whose padding would repeat validation rows.
+        use_distributed_sampler=False, precision=t.precision, max_epochs=max_epochs,
         max_steps=t.max_steps if t.max_steps is not None else -1,
         accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val or None,
-        val_check_interval=t.eval_every_steps * t.accumulate_grad_batches if t.eval_every_steps else None,
-        check_val_every_n_epoch=None if t.eval_every_steps else 1,
+        val_check_interval=_eval_interval(config),
+        check_val_every_n_epoch=None if t.eval_every_steps or config.data.streaming else 1,
         num_sanity_val_steps=0, log_every_n_steps=log_every, callbacks=callbacks, logger=loggers,
         enable_progress_bar=t.progress_bar, enable_model_summary=False, default_root_dir=run.root,
+        plugins=[AtomicCheckpointIO()],  # temp file + fsync + rename: a kill never leaves half a checkpoint
     )
 
 
-def _loaders(task: Any, train_features: Any, val_features: Any, config: RunConfig) -> tuple[Any, Any]:
+def _stream_of(train: Any, validation: Table | None) -> Any:
+    """The training stream when ``train`` is one (``--streaming``), else None."""
+    from texttune.data.streaming import Stream
+
+    if not isinstance(train, Stream):
+        return None
+    if validation is None:
+        raise ConfigError("--streaming needs a --validation-file: a stream has no rows to hold out")
+    return train
+
+
+def _eval_interval(config: RunConfig) -> int | None:
+    """Batches between evaluations: --eval-every-steps, else per epoch; a stream (no epochs) once, at its last step."""
+    t = config.train
+    if t.eval_every_steps:
+        return t.eval_every_steps * t.accumulate_grad_batches
+    if config.data.streaming and t.max_steps:
+        return t.max_steps * t.accumulate_grad_batches
+    return None
+
+
+def _loaders(task: Any, train_features: Any, val_features: Any, config: RunConfig, *, rank: int = 0,
+             world_size: int = 1, stream: Any = None) -> tuple[Any, Any]:
+    """Training batches (this process's slice of each global batch) and this process's validation rows."""
     from torch.utils.data import DataLoader
 
+    from texttune.engine.distributed import ShardSampler, is_sharded
     from texttune.engine.loader import ResumableLoader, feature_lengths
 
     t = config.train
-    lengths = feature_lengths(train_features) if t.group_by_length else None
-    train_dl = ResumableLoader(train_features, batch_size=t.batch_size, seed=t.seed, collate_fn=task.collate,
-                               num_workers=t.num_workers, lengths=lengths)
-    val_dl = DataLoader(val_features, batch_size=config.generation.generation_batch_size, shuffle=False,
+    lengths = feature_lengths(train_features) if t.group_by_length and stream is None else None
+    if stream is not None:
+        from texttune.engine.streaming import StreamLoader
+
+        train_dl: Any = StreamLoader(stream.rows, encode=task.encode, collate=task.collate, batch_size=t.batch_size,
+                                     seed=t.seed, buffer=config.data.shuffle_buffer, group_by_length=t.group_by_length,
+                                     rank=rank, world_size=world_size)
+    else:
+        train_dl = ResumableLoader(train_features, batch_size=t.batch_size, seed=t.seed, collate_fn=task.collate,
+                                   num_workers=t.num_workers, lengths=lengths, rank=rank, world_size=world_size)
+    rows = ShardSampler(len(val_features), rank=rank, world_size=world_size, pad=is_sharded(t.strategy))
+    val_dl = DataLoader(val_features, batch_size=config.generation.generation_batch_size, sampler=rows,
                         collate_fn=task.collate, num_workers=t.num_workers)
     return train_dl, val_dl
 
@@ -138,6 +180,10 @@ def _resume_path(config: RunConfig, run: RunDir) -> str | None:
     if resume is None:
         return None
     path = run.checkpoints / "last.ckpt" if resume == "latest" else Path(resume)
+    if resume == "latest" and not path.is_file() and (run.root / "config.yaml").is_file():
+        # Killed before its first checkpoint: nothing to continue, so the run starts over in place.
+        log.warning("no checkpoint in %s yet: starting the run from the beginning", run.checkpoints)
+        return None
     if not path.is_file():
         raise ConfigError(f"cannot resume: no checkpoint at {path}")
     return str(path)
@@ -147,38 +193,55 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
     """Fine-tune ``backbone`` for ``task`` and write everything to ``run``."""
     import lightning.pytorch as pl
 
+    from texttune.engine.checkpoint_io import remove_stale_temp_files
+    from texttune.engine.distributed import launch_rank
     from texttune.engine.module import TextModule
 
     resume_path = _resume_path(config, run) if config.train.resume else None
-    run.create(resume=resume_path is not None)
-    run.write_config(config.flat())
-    write_json(run.environment, environment(seed=config.train.seed))
-    run.set_status("running", task=task.name, backbone=backbone.name)
+    # Every process of a distributed run executes this recipe; only rank 0 writes the run directory.
+    primary = launch_rank() == 0
+    if primary:
+        check_writable(run.root)
+        run.create(resume=config.train.resume is not None)
+        check_writable(run.checkpoints)
+        remove_stale_temp_files(run.checkpoints)  # left by a write the last process was killed in
+        run.write_config(config.flat())
+        write_json(run.environment, environment(seed=config.train.seed))
+        run.set_status("running", task=task.name, backbone=backbone.name)
     try:
         check_precision(config, backbone)
         monitor, mode = monitor_of(task, config)
         pl.seed_everything(config.train.seed, verbose=False)
-        train, val = split_data(config, train, validation)
+        stream = _stream_of(train, validation)  # --streaming: the stream trains, its first rows stand for it here
+        train, val = split_data(config, stream.sample if stream else train, validation)
         task.bind(backbone, config)
         learned = task.learn(train.rows)
         if backbone.model is None:  # the head may depend on what learn() found (e.g. labels)
             backbone.load_model(task.auto_class(backbone.family), model_kwargs=task.model_kwargs())
-        record_model(run, backbone.model, family=backbone.family)
-        cache = {"tokenizer": backbone.tokenizer, "cache_dir": run.features}
+        adapted = prepare_model(backbone, task_name=task.name, options=config.peft,
+                                from_scratch=config.task_options.from_scratch is not None)  # LoRA, checkpointing
+        if primary:
+            record_model(run, backbone.model, family=backbone.family, extra=adapted)
+            run.update_metrics(parameters=parameter_counts(backbone.model))  # what the optimizer updates, of how many
+            check_free_space(run.checkpoints, model=backbone.model)
+        cache = {"tokenizer": backbone.tokenizer, "cache_dir": run.features, "primary": primary}
         train_features, train_stats = encode_cached(task, train.rows, split="train", **cache)
         val_features, val_stats = encode_cached(task, val.rows, split="validation", **cache)
-        record_data(run, splits={"train": (train.name, train_features, train_stats),
-                                 "validation": (val.name, val_features, val_stats)}, learned=learned)
-        config = resolve_batch_size(config, task=task, model=backbone.model, features=train_features, run=run,
-                                    resuming=resume_path is not None)
+        if primary:
+            record_data(run, splits={"train": (train.name, train_features, train_stats),
+                                     "validation": (val.name, val_features, val_stats)}, learned=learned)
+        config = _batch_size(config, task=task, model=backbone.model, features=train_features, run=run,
+                             resuming=resume_path is not None, primary=primary)
         started = time.perf_counter()
-        _baselines(task, backbone.model, val, config, run)
+        if primary:
+            _baselines(task, backbone.model, val, config, run)
         timing = {"baselines_s": round(time.perf_counter() - started, 3)}
         record = evaluation_recorder(run, samples=config.train.samples_per_eval)
         module = TextModule(model=backbone.model, task=task, train_config=config.train,
                             generation=config.generation, eval_rows=val.rows, on_evaluation=record)
-        train_dl, val_dl = _loaders(task, train_features, val_features, config)
-        trainer = _trainer(config, run, monitor, mode)
+        trainer = _trainer(config, run, monitor, mode, model=backbone.model)
+        train_dl, val_dl = _loaders(task, train_features, val_features, config, rank=trainer.global_rank,
+                                    world_size=trainer.world_size, stream=stream)
         with warnings.catch_warnings():
             # A run shorter than one evaluation period has nothing to monitor yet; the final
             # evaluation below covers it, so Lightning's warning about it is noise.
@@ -195,14 +258,28 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
                     raise
                 signal.signal(signal.SIGINT, signal.default_int_handler)
         if trainer.interrupted:
-            run.set_status("interrupted", checkpoint=str(run.checkpoints / "last.ckpt"))
+            if primary:
+                run.set_status("interrupted", checkpoint=str(run.checkpoints / "last.ckpt"))
             raise TexttuneError(f"training interrupted; continue with --resume latest --output-dir {run.root}")
+        if not primary:  # rank 0 evaluates the best weights and saves the model
+            return FitResult(run.root, run.model, {})
         return _finish(task, module, trainer, config, backbone, val, run, timing)
     except BaseException as exc:
-        if not run.status.exists() or '"interrupted"' not in run.status.read_text():
-            run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-        record_plots(run)  # what was measured before the failure, as pictures
+        if primary:
+            if not run.status.exists() or '"interrupted"' not in run.status.read_text():
+                run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+            record_plots(run)  # what was measured before the failure, as pictures
         raise
+
+
+def _batch_size(config: RunConfig, *, primary: bool, run: RunDir, resuming: bool, **search: Any) -> RunConfig:
+    """``--batch-size auto``: rank 0 searches and records the choice; the other processes read it."""
+    from texttune.engine.distributed import wait_for_file
+
+    if not primary and config.train.batch_size == "auto":
+        wait_for_file(run.batch_search, what="the --batch-size auto choice")
+        resuming = True  # take the recorded choice
+    return resolve_batch_size(config, run=run, resuming=resuming, **search)
 
 
 def _restore_best(trainer: Any, module: Any) -> tuple[str, int | None]:
@@ -250,6 +327,8 @@ def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: B
     final_eval_s = time.perf_counter() - started
     write_jsonl(run.predictions, predictions)
     log.info("fine-tuned: %s", metrics)
+    peft = finish_training(backbone, options=config.peft)  # merges the adapters unless --no-merge-adapters
+    model = backbone.model
     task.finalize_model(model)
     metadata = {
         "task": task.name,
@@ -260,8 +339,9 @@ def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: B
         "task_state": task.metadata(),
         "columns": config.data.columns,
         "trained_steps": int(trainer.global_step),
+        **({"peft": peft} if peft else {}),
     }
-    model_dir = save_model_dir(run.model, model=model, tokenizer=backbone.tokenizer, metadata=metadata)
+    model_dir = save_model_dir(run.model, model=model, tokenizer=backbone.tokenizer, metadata=metadata, adapter=backbone.peft)
     record_saved_model(run, model_dir)
     all_metrics = run.update_metrics(fine_tuned=metrics, best_checkpoint=best or None, steps=int(trainer.global_step),
                                      timing=_timing(module, timing, final_eval_s))

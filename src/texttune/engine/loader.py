@@ -14,6 +14,16 @@ mega-batch is sorted by length and cut into batches, and the batches are shuffle
 again. Every example is still seen once per epoch in a seeded random batch order;
 only the company it keeps is chosen by length. The batch holding the longest
 example goes first, so an out-of-memory shows at step 1, not hours in.
+
+Several processes (DDP, FSDP, DeepSpeed): every process computes the same global
+order (same seed), cut into global batches of ``batch_size x world_size``
+examples, and process ``r`` takes the ``r``-th slice of each. One step of N
+processes with per-device batch b therefore sees exactly the examples one process
+with batch N x b sees; global batch per optimizer step = per-device batch x
+devices x nodes x accumulation. A last global batch too small to give every
+process at least one example is dropped, so all processes take the same number
+of steps (a process with no batch would leave the others waiting in the
+gradient all-reduce).
 """
 
 from __future__ import annotations
@@ -28,17 +38,24 @@ MEGA_BATCHES = 50  # batches per sorted group: larger pads less, smaller keeps b
 
 
 class EpochShuffleSampler(Sampler[int]):
-    """Seeded per-epoch order (length-grouped when lengths are given) with a resumable skip."""
+    """Seeded per-epoch order (length-grouped when lengths are given) with a resumable skip.
 
-    def __init__(self, size: int, *, seed: int, batch_size: int = 1, lengths: Sequence[int] | None = None) -> None:
+    ``batch_size`` is per process; with ``world_size`` > 1 the order is built for
+    global batches and this process yields its slice of each.
+    """
+
+    def __init__(self, size: int, *, seed: int, batch_size: int = 1, lengths: Sequence[int] | None = None,
+                 rank: int = 0, world_size: int = 1) -> None:
         if lengths is not None and len(lengths) != size:
             raise ValueError(f"{len(lengths)} lengths for {size} examples")
         self.size = size
         self.seed = seed
         self.batch_size = batch_size
         self.lengths = lengths
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
-        self.skip = 0  # indices to skip at the start of the next iteration (resume)
+        self.skip = 0  # global batches to skip at the start of the next iteration (resume)
 
     def set_epoch(self, epoch: int) -> None:
         """Called by Lightning before each epoch."""
@@ -47,20 +64,41 @@ class EpochShuffleSampler(Sampler[int]):
         self.epoch = epoch
 
     def epoch_order(self) -> list[int]:
-        """Every index once, in this epoch's order."""
+        """Every index once, in this epoch's global order."""
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(self.size, generator=generator).tolist()
-        if self.lengths is None or self.batch_size <= 1:
+        global_batch = self.batch_size * self.world_size
+        if self.lengths is None or global_batch <= 1:
             return order
-        return _group_by_length(order, self.lengths, self.batch_size, generator)
+        return _group_by_length(order, self.lengths, global_batch, generator)
+
+    def global_batches(self) -> list[list[int]]:
+        """This epoch's global batches; the short last one only when every process gets an example of it."""
+        order = self.epoch_order()
+        step = self.batch_size * self.world_size
+        batches = [order[start : start + step] for start in range(0, len(order), step)]
+        if batches and len(batches[-1]) < self.world_size:
+            batches.pop()
+        return batches
 
     def __iter__(self) -> Iterator[int]:
-        order = self.epoch_order()
         start, self.skip = self.skip, 0
-        return iter(order[start:])
+        for batch in self.global_batches()[start:]:
+            yield from _slice(batch, self.rank, self.world_size)
 
     def __len__(self) -> int:
-        return self.size
+        if self.world_size == 1:
+            return self.size
+        return sum(len(_slice(b, self.rank, self.world_size)) for b in self.global_batches())
+
+
+def _slice(batch: list[int], rank: int, world_size: int) -> list[int]:
+    """Process ``rank``'s share of a global batch: equal parts, a short batch split as evenly as it goes."""
+    if world_size == 1:
+        return batch
+    size, extra = divmod(len(batch), world_size)
+    start = rank * size + min(rank, extra)
+    return batch[start : start + size + (rank < extra)]
 
 
 def _group_by_length(order: list[int], lengths: Sequence[int], batch_size: int, generator: torch.Generator) -> list[int]:
@@ -98,16 +136,24 @@ def feature_lengths(features: Any) -> list[int]:
 
 
 class ResumableLoader(DataLoader):
-    """DataLoader + the ``state_dict``/``load_state_dict`` pair Lightning looks for."""
+    """DataLoader + the ``state_dict``/``load_state_dict`` pair Lightning looks for.
+
+    The state counts global batches, so every process of a distributed run resumes
+    at the same place from the one checkpoint rank 0 wrote.
+    """
 
     def __init__(self, dataset: Any, *, batch_size: int, seed: int, collate_fn: Callable[[list[Any]], Any],
-                 num_workers: int = 0, lengths: Sequence[int] | None = None) -> None:
-        self.order = EpochShuffleSampler(len(dataset), seed=seed, batch_size=batch_size, lengths=lengths)
+                 num_workers: int = 0, lengths: Sequence[int] | None = None, rank: int = 0, world_size: int = 1) -> None:
+        self.order = EpochShuffleSampler(len(dataset), seed=seed, batch_size=batch_size, lengths=lengths,
+                                         rank=rank, world_size=world_size)
         super().__init__(dataset, batch_size=batch_size, sampler=self.order, collate_fn=collate_fn, num_workers=num_workers)
         self.batches_done = 0
 
     def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        self.batches_done = self.order.skip // self.batch_size if self.order.skip else 0
+        self.batches_done = self.order.skip
+        # Worker seeds come from this generator, not the global one: starting an epoch's iterator (again,
+        # after a resume) must not shift the global random stream that dropout and sampling draw from.
+        self.generator = torch.Generator().manual_seed(self.order.seed + self.order.epoch)
         for batch in super().__iter__():
             self.batches_done += 1
             yield batch
@@ -121,4 +167,4 @@ class ResumableLoader(DataLoader):
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.order.epoch = int(state["epoch"])
         self.batches_done = int(state["batches_done"])
-        self.order.skip = self.batches_done * int(self.batch_size or 1)
+        self.order.skip = self.batches_done
