@@ -25,6 +25,22 @@ from texttune.tasks import task_class
 DataArg = str | Path | Table | dict[str, Sequence[Any]] | None
 
 
+def _run_stamp() -> str:
+    """The default run directory's time stamp, the same in every process of a distributed run.
+
+    Rank 0 chooses it; Lightning's launcher starts the other processes with rank 0's
+    environment, so they read it back. (torchrun and SLURM start processes
+    independently: give them --output-dir.)
+    """
+    import os
+
+    from texttune.engine.distributed import launch_rank
+
+    if launch_rank() == 0 or "TEXTTUNE_RUN_STAMP" not in os.environ:
+        os.environ["TEXTTUNE_RUN_STAMP"] = time.strftime("%Y%m%d-%H%M%S")
+    return os.environ["TEXTTUNE_RUN_STAMP"]
+
+
 class TaskModel:
     """A task bound to a backbone: fit, evaluate, predict, save. Subclasses fix the task."""
 
@@ -140,11 +156,18 @@ class TaskModel:
         extra = {k: v for k, v in named.items() if v is not None} | (options or {})
         extra |= {f"{role}_column": col for role, col in (columns or {}).items()}
         if output_dir is None:
-            output_dir = Path("texttune-runs") / f"{self.task_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+            output_dir = Path("texttune-runs") / f"{self.task_name}-{_run_stamp()}"
         extra["output_dir"] = str(output_dir)
         self.config = config = self._config(extra)
-        raw = self._pairs(inputs, targets) or self._raw_table(train, split="train")
-        train_table = self._checked(select_columns(raw, self._task.roles, config.data.columns), training=True)
+        if config.data.streaming:  # read as training goes (docs/scaling.md, "Data larger than memory")
+            from texttune.data.streaming import open_stream
+
+            if not isinstance(train, (str, Path)) or validation is None:
+                raise ConfigError("--streaming needs --train-file (JSONL/Parquet paths or glob patterns) and a --validation-file")
+            train_table: Any = open_stream(str(train), roles=self._task.roles, overrides=config.data.columns)
+        else:
+            raw = self._pairs(inputs, targets) or self._raw_table(train, split="train")
+            train_table = self._checked(select_columns(raw, self._task.roles, config.data.columns), training=True)
         val_table = None if validation is None else self._checked(
             self._table(validation, split="validation", columns=config.data.columns), training=False)
         backbone = self._load_backbone()
@@ -236,33 +259,39 @@ class TaskModel:
 
     def _input_row(self, value: Any, index: int) -> dict[str, Any]:
         keys = self._task.input_keys
+        by_role = {r.role: r.column_key for r in self._task.roles}
+        names = {key: role for role, key in by_role.items()}  # messages name what users type: the role
         if isinstance(value, str):
             if len(keys) != 1:
-                raise DataError(f"input {index}: task {self.task_name!r} needs a dict with {', '.join(keys)}")
+                raise DataError(f"input {index}: task {self.task_name!r} needs a dict with {', '.join(names.get(k, k) for k in keys)}")
             value = {keys[0]: value}
         if not isinstance(value, dict):
             raise DataError(f"input {index}: expected a string or a dict, got {type(value).__name__}")
-        by_role = {r.role: r.column_key for r in self._task.roles}
         row = {by_role.get(k, k): v for k, v in value.items()}
         for key in keys:
             if not isinstance(row.get(key), str) or not row[key].strip():
-                raise DataError(f"input {index}: {key!r} must be non-empty text")
+                got = "" if key in row else f" (got keys {', '.join(map(repr, value))})"
+                raise DataError(f"input {index}: {names.get(key, key)!r} must be non-empty text{got}")
         return row
 
     def save(self, directory: str | Path) -> Path:
         """Save model, tokenizer and task metadata (loads with transformers and texttune.load)."""
         from texttune import __version__
+        from texttune.backbones.adapters import finish_training
         from texttune.runs import save_model_dir
 
         self._refuse_on_ctranslate2("saved (it is saved already; 'texttune export' writes CTranslate2 copies)")
         backbone = self._ready()
+        # Adapters still separate (fit with merge_adapters=False) are saved as adapters again.
+        peft = finish_training(backbone, options=self.config.peft) if backbone.peft is not None else None
         self._task.finalize_model(backbone.model)
         metadata = {
             "task": self.task_name, "texttune_version": __version__, "backbone": backbone.name,
             "family": backbone.family, "auto_class": self._task.auto_class(backbone.family),
-            "task_state": self._task.metadata(), "columns": self.config.data.columns,
+            "task_state": self._task.metadata(), "columns": self.config.data.columns, **({"peft": peft} if peft else {}),
         }
-        return save_model_dir(directory, model=backbone.model, tokenizer=backbone.tokenizer, metadata=metadata)
+        return save_model_dir(directory, model=backbone.model, tokenizer=backbone.tokenizer, metadata=metadata,
+                              adapter=backbone.peft)
 
 
 class Summarization(TaskModel):

@@ -92,9 +92,11 @@ def test_lora_trains_only_adapters_and_checkpoints_only_them(task: str, trained:
             assert torch.equal(param, fresh[_base_name(name)]), name
     # ...and the adapters did train: LoRA's B matrices start at zero.
     assert any(p.abs().sum() > 0 for n, p in network.named_parameters() if "lora_B" in n)
-    # The checkpoint holds the trainable weights and nothing else of the model.
+    # The checkpoint holds the trainable weights and nothing else of the model but its buffers (e.g. BART's
+    # final_logits_bias, a constant).
+    buffers = set(network.state_dict()) - {n for n, _ in network.named_parameters(remove_duplicate=False)}
     checkpoint = torch.load(result.run_dir / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    assert {k.removeprefix("model.") for k in checkpoint["state_dict"]} == trainable
+    assert {k.removeprefix("model.") for k in checkpoint["state_dict"]} == trainable | buffers
     summary = read_json(result.run_dir / "model_summary.json")
     metrics = read_json(result.run_dir / "metrics.json")
     assert summary["trainable_parameters"] == metrics["parameters"]["trainable"] == sum(
@@ -112,7 +114,9 @@ def test_separate_adapters_save_small_and_load_back(task: str, trained: Callable
     meta = read_json(result.model_dir / "texttune.json")
     assert meta["peft"]["merged"] is False and meta["peft"]["base_model"] == str(base_dir.resolve())
     adapters = load_file(result.model_dir / "adapter_model.safetensors")
-    assert adapters and all("lora_" in k or "modules_to_save" in k for k in adapters)
+    heads = tuple(f".{name}." for name in meta["peft"]["modules_to_save"])
+    assert adapters and all("lora_" in k or any(h in k for h in heads) for k in adapters)
+    assert any(h in k for k in adapters for h in heads) == bool(heads)  # the trained head is saved with the adapters
     again = texttune.load(result.run_dir)
     assert type(again) is type(model) and again.backbone.peft is None  # merged at load: plain inference
     inputs = CASES[task][3]
@@ -146,17 +150,19 @@ def test_api_save_keeps_adapters_separate_and_serve_reads_them(trained: Callable
     model, _, _ = trained("token-classification")
     saved = model.save(tmp_path / "tagger")
     assert (saved / "adapter_model.safetensors").is_file() and not (saved / "model.safetensors").exists()
-    words = ["John", "lives", "in", "Paris"]
-    expected = texttune.load(saved).predict([words])
+    text = "John lives in Paris"
+    expected = texttune.load(saved).predict([text])
     app = create_app(config=serve_config({}), load=lambda: ModelPredictor(saved))
     with ready_client(app) as client:
-        response = client.post("/v1/predict", json={"inputs": [words]})
+        response = client.post("/v1/predict", json={"inputs": [text]})
         assert response.status_code == 200, response.text
         assert response.json()["outputs"] == expected
 
 
-def test_adapters_of_a_missing_backbone_fail_clearly(trained: Callable[[str], Any], tmp_path: Path) -> None:
+def test_adapter_dirs_refuse_what_needs_full_weights(trained: Callable[[str], Any], tmp_path: Path) -> None:
     import shutil
+
+    from texttune.inference.ct2_export import export
 
     _, result, _ = trained("causal-lm")
     copy = shutil.copytree(result.model_dir, tmp_path / "model")
@@ -167,6 +173,10 @@ def test_adapters_of_a_missing_backbone_fail_clearly(trained: Callable[[str], An
         texttune.load(copy)
     with pytest.raises(ConfigError, match="LoRA adapters"):
         texttune.load(result.model_dir, backend="ctranslate2")
+    with pytest.raises(ConfigError, match="holds LoRA adapters, not a full model"):
+        export(result.model_dir, output=tmp_path / "ct2")
+    full = texttune.load(result.model_dir).save(tmp_path / "full")  # the way out the message names
+    assert (full / "model.safetensors").is_file() and "peft" not in read_json(full / "texttune.json")
 
 
 # --------------------------------------------------------------------------- resume and gradient checkpointing
@@ -177,17 +187,60 @@ def _train_llama(tiny: Path, out: Path, steps: int, *extra: str) -> dict[str, to
                  "--validation-file", str(DATA / "summarization-val.jsonl"), "--backbone", str(tiny),
                  "--max-steps", str(steps), "--batch-size", "4", "--max-eval-samples", "2", "--no-baselines",
                  "--no-progress-bar", "--no-tensorboard", "--max-source-length", "48", "--max-target-length", "8",
-                 "--peft", "lora", "--lora-dropout", "0", "--no-merge-adapters", "--output-dir", str(out), *extra])
+                 "--peft", "lora", "--lora-dropout", "0", "--no-merge-adapters",
+                 "--output-dir", str(out), *extra])
     assert code == 0
     return load_file(out / "model" / "adapter_model.safetensors")
 
 
-def test_resume_and_gradient_checkpointing_reach_the_same_adapters(tiny_model_dir: Callable[[str], Path], tmp_path: Path) -> None:
-    # Llama has no dropout and LoRA dropout is 0: a correct resume, and checkpointing (same maths,
-    # recomputed), must end at the same adapter weights as one straight run.
+def test_trimmed_checkpoints_load_back_and_wrong_ones_fail(trained: Callable[[str], Any]) -> None:
+    # What the best-checkpoint restore and --resume do with a LoRA checkpoint (TextModule.load_state_dict).
+    from texttune.config import GenerationConfig, TrainConfig
+    from texttune.engine.module import TextModule
+
+    model, _, _ = trained("causal-lm")
+    module = TextModule(model=model.backbone.model, task=model.task, train_config=TrainConfig(),
+                        generation=GenerationConfig(), eval_rows=None)
+    checkpoint = {"state_dict": {k: v.clone() for k, v in module.state_dict().items()}}
+    module.on_save_checkpoint(checkpoint)
+    saved = checkpoint["state_dict"]
+    assert saved and all("lora_" in k for k in saved)
+    adapter = next(p for n, p in module.named_parameters() if "lora_B" in n)
+    with torch.no_grad():
+        adapter.add_(1.0)
+    module.load_state_dict(saved)
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in saved.items())  # the adapters are back
+    with pytest.raises(RuntimeError, match="missing"):
+        module.load_state_dict({k: v for k, v in saved.items() if k != next(iter(saved))})
+    with pytest.raises(RuntimeError, match="unexpected"):
+        module.load_state_dict({**saved, "model.not_a_weight": torch.zeros(1)})
+
+
+def _with_callback(trainer: Any, callback: Any) -> Any:
+    trainer.callbacks.append(callback)
+    return trainer
+
+
+def test_resume_and_gradient_checkpointing_reach_the_same_adapters(tiny_model_dir: Callable[[str], Path], tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    # Llama has no dropout and LoRA dropout is 0: a correct resume, and checkpointing (same maths, recomputed),
+    # must end at the same adapter weights as one straight run.
+    from lightning.pytorch.callbacks import Callback
+
+    from texttune.engine import finetune
+
+    class InterruptAt2(Callback):  # Ctrl-C after 2 of the 4 steps
+        def on_train_batch_end(self, trainer: Any, *args: Any) -> None:
+            if trainer.global_step == 2:
+                raise KeyboardInterrupt
+
     tiny = tiny_model_dir("llama")
     straight = _train_llama(tiny, tmp_path / "straight", 4)
-    _train_llama(tiny, tmp_path / "split", 2)
+    real_trainer = finetune._trainer
+    monkeypatch.setattr(finetune, "_trainer", lambda *a, **k: _with_callback(real_trainer(*a, **k), InterruptAt2()))
+    with pytest.raises(AssertionError):  # the CLI exits 2: interrupted, continue with --resume
+        _train_llama(tiny, tmp_path / "split", 4)
+    monkeypatch.setattr(finetune, "_trainer", real_trainer)
     first_half = torch.load(tmp_path / "split" / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
     assert first_half["global_step"] == 2 and all("lora_" in k for k in first_half["state_dict"])
     resumed = _train_llama(tiny, tmp_path / "split", 4, "--resume", "latest")
@@ -221,15 +274,17 @@ def test_gradient_checkpointing_without_lora_trains_everything(tiny_model_dir: C
 
 def test_lora_options_are_checked(cli: Callable[..., tuple[int, str, str]], tiny_model_dir: Callable[[str], Path],
                                   tmp_path: Path) -> None:
-    base = ["-q", "train", "summarization", "--train-file", DATA / "summarization.jsonl", "--backbone", tiny_model_dir("t5"),
-            "--output-dir", tmp_path / "r", "--max-steps", "1"]
-    code, _, err = cli(*base, "--lora-rank", "4")
+    def base(name: str) -> list[Any]:
+        return ["-q", "train", "summarization", "--train-file", DATA / "summarization.jsonl", "--backbone",
+                tiny_model_dir("t5"), "--output-dir", tmp_path / name, "--max-steps", "1"]
+
+    code, _, err = cli(*base("a"), "--lora-rank", "4")
     assert code != 0 and "'lora_rank' applies to LoRA fine-tuning; add --peft lora" in err
-    code, _, err = cli(*base, "--peft", "lora", "--lora-rank", "0")
+    code, _, err = cli(*base("b"), "--peft", "lora", "--lora-rank", "0")
     assert code != 0 and "'lora_rank' must be > 0" in err
-    code, _, err = cli(*base, "--peft", "lora", "--lora-target-modules", "nope", "--no-baselines")
+    code, _, err = cli(*base("c"), "--peft", "lora", "--lora-target-modules", "nope", "--no-baselines")
     assert code != 0 and "LoRA cannot adapt this backbone" in err and "its linear layers are named" in err
-    code, _, err = cli(*base, "--peft", "lora", "--lora-modules-to-save", "nope", "--no-baselines")
+    code, _, err = cli(*base("d"), "--peft", "lora", "--lora-modules-to-save", "nope", "--no-baselines")
     assert code != 0 and "no layer named 'nope'" in err
     assert "Traceback" not in err
 

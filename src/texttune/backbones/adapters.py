@@ -17,8 +17,10 @@ at load time so inference costs the same as a plain model).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -86,14 +88,21 @@ def lora_config(model: Any, *, task_name: str, options: PeftOptions) -> Any:
     )
 
 
+@contextlib.contextmanager
+def _quiet_peft() -> Iterator[None]:
+    """PEFT asks transformers for ``is_gradient_checkpointing``, deprecated in 5.24: same answer, a warning per call."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+        yield
+
+
 def add_lora(backbone: Any, *, task_name: str, options: PeftOptions) -> Any:
     """Inject LoRA adapters into ``backbone.model`` in place; keep and return the PeftModel around it."""
     from peft import get_peft_model
 
     config = lora_config(backbone.model, task_name=task_name, options=options)
     try:
-        with warnings.catch_warnings():  # PEFT asks transformers' old name; the answer is the same
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
+        with _quiet_peft():
             wrapped = get_peft_model(backbone.model, config)
     except ValueError as exc:  # target modules not found, unsupported layer types
         linear = sorted({name.rsplit(".", 1)[-1] for name, module in backbone.model.named_modules()
@@ -120,11 +129,12 @@ def enable_gradient_checkpointing(model: Any) -> None:
 
 def is_checkpointing(model: Any) -> bool:
     """Whether gradient (activation) checkpointing is on, under either transformers name."""
-    return bool(getattr(model, "is_activation_checkpointing", None) if hasattr(type(model), "is_activation_checkpointing")
-                else getattr(model, "is_gradient_checkpointing", False))
+    name = "is_activation_checkpointing" if hasattr(type(model), "is_activation_checkpointing") else "is_gradient_checkpointing"
+    return bool(getattr(model, name, False))
 
 
 def disable_checkpointing(model: Any) -> None:
+    """Back to storing activations (a saved model should not carry the training-time setting)."""
     if hasattr(model, "activation_checkpointing_disable"):
         model.activation_checkpointing_disable()
     else:
@@ -219,7 +229,8 @@ def _merged(backbone: Any, model_dir: Path) -> Any:
     from peft import PeftModel
 
     try:
-        wrapped = PeftModel.from_pretrained(backbone.model, str(model_dir))
+        with _quiet_peft():
+            wrapped = PeftModel.from_pretrained(backbone.model, str(model_dir))
     except (OSError, ValueError, RuntimeError) as exc:
         raise BackboneError(f"{model_dir}: cannot load its LoRA adapters ({str(exc).splitlines()[0]})") from None
     backbone.model = wrapped.merge_and_unload().eval()

@@ -9,6 +9,7 @@ The family decides how a text-to-text task talks to the model:
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ class Backbone:
     tokenizer: Any  # transformers.PreTrainedTokenizerBase
     trust_remote_code: bool = False
     model: Any = None  # transformers.PreTrainedModel, after load_model()
+    peft: Any = None  # the peft.PeftModel around model while it carries unmerged LoRA adapters (backbones.adapters)
 
     @property
     def t5_style(self) -> bool:
@@ -56,6 +58,11 @@ class Backbone:
         except (OSError, ValueError, KeyError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BackboneError(f"backbone {self.name!r} cannot be loaded as {auto_class} ({first})") from None
+        except pickle.UnpicklingError:  # transformers reads .bin weights with torch.load(weights_only=True)
+            raise BackboneError(
+                f"backbone {self.name!r}: its pickled weights (pytorch_model.bin) hold Python objects, not only tensors; "
+                "texttune does not unpickle those (unpickling can run any code the file names) and ran nothing from it. "
+                "Use a copy with model.safetensors weights") from None
         except Exception as exc:
             if type(exc).__name__ != "SafetensorError":  # safetensors' Rust error type has no stable import path
                 raise
@@ -118,6 +125,14 @@ def load_config(source: str, *, trust_remote_code: bool) -> Any:
         raise BackboneError(f"backbone {source!r}: not found on the hub or not a model ({str(exc).splitlines()[0]})") from None
 
 
+_TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "merges.txt", "spiece.model",
+                    "tokenizer.model", "sentencepiece.bpe.model", "source.spm"}
+
+
+def _has_tokenizer_files(directory: Path) -> bool:
+    return any((directory / name).is_file() for name in _TOKENIZER_FILES) or any(directory.glob("*.tiktoken"))
+
+
 def load_backbone(name: str, *, trust_remote_code: bool = False, auto_class: str | None = None) -> Backbone:
     """Resolve ``name``, read its config and tokenizer; with ``auto_class``, load the model too."""
     import transformers
@@ -125,6 +140,10 @@ def load_backbone(name: str, *, trust_remote_code: bool = False, auto_class: str
     source = resolve_source(name)
     config = load_config(source, trust_remote_code=trust_remote_code)
     offline = not hub_reachable() or Path(source).is_dir()
+    if Path(source).is_dir() and not _has_tokenizer_files(Path(source)):
+        # transformers would build an empty tokenizer from the config alone: every word <unk>, outputs silently empty.
+        raise BackboneError(f"backbone {name!r}: {source} has no tokenizer files (tokenizer.json, tokenizer_config.json, "
+                            "vocab files...); copy them next to config.json")
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=offline, trust_remote_code=trust_remote_code)
     except (OSError, ValueError, KeyError) as exc:

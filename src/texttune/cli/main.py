@@ -52,10 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = tasks.add_parser(name, parents=[common], help=cls.description, description=f"Fine-tune for {name}: {cls.description}.")
         p.add_argument("--config", dest="_config", metavar="YAML", help="Read options from a YAML file (keys are option names); flags override it.")
         add_columns(p, [(r.role, r.help, r.defaults) for r in task.roles])
-        for section in ("data", "task", "model", "train", "generation"):
+        for section in ("data", "task", "model", "train", "peft", "generation"):
             add_section(p, section, only=None if section != "data" else {
                 "train_file", "validation_file", "validation_fraction", "max_train_samples", "max_eval_samples",
-                "max_source_length", "max_target_length"})
+                "max_source_length", "max_target_length", "streaming", "shuffle_buffer"})
 
     ev = sub.add_parser("evaluate", parents=[common], help="Score a trained model on a labelled data file.")
     ev.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR", help="A texttune run directory or its model/ directory.")
@@ -188,13 +188,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from texttune.errors import ConfigError
     from texttune.runs.files import write_json
 
+    from texttune.config import generation_from_mapping
+    from texttune.data import load_table
+
     opts = given(args, exclude={"command", "quiet", "model_dir", "metrics_file", "predictions_file", "data_file", "max_eval_samples"})
     if not getattr(args, "data_file", None):
         raise ConfigError("pass --data-file with the data to evaluate on")
-    model = _load(args)
     columns = {k[: -len("_column")]: v for k, v in opts.items() if k.endswith("_column")}
     generation = {k: v for k, v in opts.items() if not k.endswith("_column") and k not in INFERENCE_OPTIONS}
-    metrics = model.evaluate(args.data_file, columns=columns or None, max_samples=_limit(args, "max_eval_samples"),
+    # Options and the data file are checked before the model loads: a typo costs no loading time.
+    generation_from_mapping(generation)
+    limit = _limit(args, "max_eval_samples")
+    data = load_table(args.data_file, split="validation")
+    model = _load(args)
+    metrics = model.evaluate(data, columns=columns or None, max_samples=limit,
                              predictions_file=args.predictions_file, generation=generation)
     if args.metrics_file:
         write_json(args.metrics_file, metrics)
@@ -203,14 +210,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    opts = given(args, exclude={"command", "quiet", "model_dir", "input_file", "output_file", "max_predict_samples"})
-    model = _load(args)
-    columns = {k[: -len("_column")]: v for k, v in opts.items() if k.endswith("_column")}
-    generation = {k: v for k, v in opts.items() if not k.endswith("_column") and k not in INFERENCE_OPTIONS}
-    records = cli_io.read_inputs(model, args.input_file, columns=columns, limit=_limit(args, "max_predict_samples"))
     from texttune.config import generation_from_mapping
 
-    gen = generation_from_mapping(generation)  # validates before the model runs
+    opts = given(args, exclude={"command", "quiet", "model_dir", "input_file", "output_file", "max_predict_samples"})
+    columns = {k[: -len("_column")]: v for k, v in opts.items() if k.endswith("_column")}
+    generation = {k: v for k, v in opts.items() if not k.endswith("_column") and k not in INFERENCE_OPTIONS}
+    gen = generation_from_mapping(generation)  # options and inputs are checked before the model loads
+    raw = cli_io.read_raw_inputs(args.input_file, limit=_limit(args, "max_predict_samples"))
+    model = _load(args)
+    records = cli_io.read_inputs(model, raw, from_stdin=not args.input_file, columns=columns)
     outputs = model.predict([r["row"] for r in records], **cli_io.predict_options(gen, generation))
     cli_io.write_outputs(args.output_file, records, outputs)
     return 0

@@ -20,6 +20,7 @@ TITLES = {
     "model": "backbone",
     "train": "training",
     "generation": "generation (evaluate / predict)",
+    "peft": "LoRA and memory",
     "serve": "server",
     "inference": "inference backend",
 }

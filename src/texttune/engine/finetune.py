@@ -198,6 +198,7 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
     from texttune.engine.module import TextModule
 
     resume_path = _resume_path(config, run) if config.train.resume else None
+    monitor, mode = monitor_of(task, config)  # an unknown --checkpoint-metric is refused before the run directory exists
     # Every process of a distributed run executes this recipe; only rank 0 writes the run directory.
     primary = launch_rank() == 0
     if primary:
@@ -210,7 +211,6 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         run.set_status("running", task=task.name, backbone=backbone.name)
     try:
         check_precision(config, backbone)
-        monitor, mode = monitor_of(task, config)
         pl.seed_everything(config.train.seed, verbose=False)
         stream = _stream_of(train, validation)  # --streaming: the stream trains, its first rows stand for it here
         train, val = split_data(config, stream.sample if stream else train, validation)

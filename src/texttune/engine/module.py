@@ -48,6 +48,8 @@ class TextModule(pl.LightningModule):
         # (step, metrics, predictions) of the latest evaluation: the final evaluation reuses it
         # when the best checkpoint is those very weights, instead of generating everything again.
         self.last_evaluation: tuple[int, dict[str, float], list[dict[str, Any]]] | None = None
+        self._val_sum = torch.zeros(())  # validation loss x rows, this process's share of this evaluation
+        self._val_count = 0
 
     def on_train_epoch_start(self) -> None:
         # from_pretrained returns models in eval mode and Lightning keeps each module's
@@ -80,20 +82,62 @@ class TextModule(pl.LightningModule):
         self._eval_started = time.perf_counter()
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        # Summed and counted here, reduced once at the end: the mean loss per target token over the
+        # whole validation set, the same whatever the batch size and however the rows are shared
+        # between processes (a mean of batch or process means would weight them by accident).
         loss = self.task.loss(self.model, batch)
-        self.log("val_loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0], sync_dist=True)
+        labels = batch.get("labels")
+        weight = (labels != -100).sum() if labels is not None and labels.dim() == 2 else batch["input_ids"].shape[0]
+        self._val_sum = self._val_sum.to(loss.device) + loss.detach().float() * weight
+        self._val_count += int(weight)
 
     def on_validation_epoch_end(self) -> None:
+        from texttune.engine.distributed import evaluate_everywhere, is_sharded
+
+        totals = torch.stack([self._val_sum, torch.tensor(float(self._val_count), device=self._val_sum.device)])
+        totals = self.trainer.strategy.reduce(totals, reduce_op="sum") if self.trainer.world_size > 1 else totals
+        self._val_sum, self._val_count = torch.zeros(()), 0
+        if totals[1] > 0:
+            self.log("val_loss", totals[0] / totals[1], prog_bar=True, sync_dist=False)
         if self.trainer.sanity_checking or self.eval_rows is None:
             return
-        metrics, predictions = self.task.evaluate(self.model, self.eval_rows, generation=self.generation)
+        # Every process generates for its share of the rows; the same metrics come back on every rank.
+        metrics, predictions = evaluate_everywhere(self.task, self.model, self.eval_rows, generation=self.generation,
+                                                   sharded=is_sharded(self.train_config.strategy))
         for name, value in metrics.items():
             self.log(f"val_{name}", float(value), prog_bar=name == self.task.main_metric)
         self.last_evaluation = (int(self.global_step), metrics, predictions)
         self.evaluations += 1
         self.eval_seconds += time.perf_counter() - getattr(self, "_eval_started", time.perf_counter())
-        if self.on_evaluation is not None:
+        if self.on_evaluation is not None and self.trainer.is_global_zero:  # only rank 0 writes the run directory
             self.on_evaluation(int(self.global_step), metrics, predictions)
+
+    # -- checkpoints: with frozen weights (LoRA), only what training changes ----------------------
+    def frozen_keys(self) -> set[str]:
+        """State-dict names of parameters that do not train (the backbone under LoRA); empty for full fine-tuning."""
+        return {name for name, param in self.named_parameters(remove_duplicate=False) if not param.requires_grad}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Frozen weights equal the backbone's, which the run reloads anyway: leaving them out makes a
+        # LoRA checkpoint megabytes instead of the whole model. Buffers stay (they are small).
+        frozen = self.frozen_keys()
+        if frozen:
+            checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k not in frozen}
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """As torch's, except that a checkpoint may leave out the frozen weights (see :meth:`on_save_checkpoint`).
+
+        Anything else missing or unexpected still fails under ``strict`` (a checkpoint of another model).
+        """
+        frozen = self.frozen_keys()
+        if not frozen:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        missing = [k for k in result.missing_keys if k not in frozen]
+        if strict and (missing or result.unexpected_keys):
+            raise RuntimeError(f"checkpoint does not match the model: missing {missing[:5]}, "
+                               f"unexpected {list(result.unexpected_keys)[:5]}")
+        return result
 
     def configure_optimizers(self) -> Any:
         from transformers import get_scheduler

@@ -31,8 +31,9 @@ def record_data(run: RunDir, *, splits: dict[str, tuple[str, Any, dict[str, Any]
     write_json(run.data_stats, {**stats, "learned": learned})
 
 
-def record_model(run: RunDir, model: Any, *, family: str) -> None:
-    write_json(run.model_summary, model_summary(model, family=family))
+def record_model(run: RunDir, model: Any, *, family: str, extra: dict[str, Any] | None = None) -> None:
+    """model_summary.json: architecture, parameters (trainable ones too), and ``extra`` (e.g. the LoRA settings)."""
+    write_json(run.model_summary, {**model_summary(model, family=family), **(extra or {})})
 
 
 def evaluation_recorder(run: RunDir, *, samples: int) -> Callable[[int, dict[str, float], list[dict[str, Any]]], None]:

@@ -190,6 +190,9 @@ def export(source: str | Path, *, output: str | Path, quantization: str = "int8"
     metadata = read_metadata(model_dir)
     if is_export(metadata):
         raise ConfigError(f"{model_dir} is already a CTranslate2 export; export from the model directory it came from")
+    if isinstance(metadata.get("peft"), dict) and metadata["peft"].get("merged") is False:
+        raise ConfigError(f"{model_dir} holds LoRA adapters, not a full model: save it merged first "
+                          "(texttune.load(dir).save(new_dir), or train with --merge-adapters, the default)")
     if quantization not in QUANTIZATIONS:
         raise ConfigError(f"quantization {quantization!r} is not valid; valid choices: {choices(QUANTIZATIONS)}")
     config = AutoConfig.from_pretrained(model_dir)

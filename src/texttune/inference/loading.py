@@ -24,6 +24,7 @@ def saved_backbone(model_dir: Path, metadata: dict[str, Any], inference: Inferen
     if _wants_ctranslate2(metadata, inference):
         return ct2_backbone(model_dir, metadata, inference)
     from texttune.backbones import load_backbone
+    from texttune.backbones.adapters import adapter_backbone, is_adapter_dir
 
     if inference.compute_type is not None:
         raise ConfigError("compute_type applies to the ctranslate2 backend; add backend='ctranslate2' (--backend ctranslate2)")
@@ -31,6 +32,8 @@ def saved_backbone(model_dir: Path, metadata: dict[str, Any], inference: Inferen
         import torch
 
         torch.set_num_threads(inference.threads)  # process-wide: torch has no per-model thread pool
+    if is_adapter_dir(metadata):  # LoRA adapters saved apart: the backbone's weights with the adapters merged in
+        return adapter_backbone(model_dir, metadata)
     return load_backbone(str(model_dir), auto_class=metadata["auto_class"])
 
 
@@ -44,7 +47,7 @@ def check_backend(model_dir: Path, metadata: dict[str, Any], inference: Inferenc
     if not is_export(metadata):
         from transformers import AutoConfig
 
-        check_supported(metadata["task"], AutoConfig.from_pretrained(model_dir))
+        check_supported(metadata["task"], AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
 
 
 def backend_name(model: Any) -> str:
@@ -69,6 +72,12 @@ def _wants_ctranslate2(metadata: dict[str, Any], inference: InferenceConfig) -> 
             raise ConfigError("this directory is a CTranslate2 export and has no transformers weights; load the model "
                               f"directory it came from ({metadata.get('ctranslate2', {}).get('source_model', '?')}) instead")
         return True
+    if inference.backend == CTRANSLATE2:
+        from texttune.backbones.adapters import is_adapter_dir
+
+        if is_adapter_dir(metadata):
+            raise ConfigError("this directory holds LoRA adapters without their backbone's weights and CTranslate2 needs a "
+                              "full model: use the transformers backend, or train with --merge-adapters (the default)")
     return inference.backend == CTRANSLATE2
 
 
@@ -98,8 +107,8 @@ def _export_backbone(model_dir: Path, metadata: dict[str, Any], inference: Infer
 
     config_dir = model_dir / EXPORT_CONFIG_DIR
     try:
-        config = AutoConfig.from_pretrained(config_dir)
-        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        config = AutoConfig.from_pretrained(config_dir, trust_remote_code=False)  # a saved model never runs code
+        tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=False)
     except (OSError, ValueError) as exc:
         raise BackboneError(f"{model_dir}: incomplete CTranslate2 export ({str(exc).splitlines()[0]}); export it again") from None
     family = metadata.get("family") or detect_family(config)

@@ -2,7 +2,10 @@
 
 The directory loads with ``transformers`` alone (Auto classes or ``pipeline``);
 ``texttune.json`` adds what transformers does not know: the task, its prompt or
-prefix, learned lengths and label lists, and the backbone it came from.
+prefix, learned lengths and label lists, and the backbone it came from. A model
+trained with ``--peft lora --no-merge-adapters`` holds LoRA adapters
+(``adapter_config.json``, ``adapter_model.safetensors``) and its config instead of
+full weights; ``texttune.json``'s ``peft`` entry names the backbone they apply to.
 """
 
 from __future__ import annotations
@@ -12,14 +15,24 @@ from typing import Any
 
 from texttune.errors import BackboneError
 from texttune.runs.files import atomic_directory, read_json, write_json
+from texttune.runs.untrusted import check_model_files
 
 METADATA_FILE = "texttune.json"
 
 
-def save_model_dir(path: str | Path, *, model: Any, tokenizer: Any, metadata: dict[str, Any]) -> Path:
-    """Write model, tokenizer and metadata to ``path`` atomically (temp dir + rename)."""
+def save_model_dir(path: str | Path, *, model: Any, tokenizer: Any, metadata: dict[str, Any], adapter: Any = None) -> Path:
+    """Write model, tokenizer and metadata to ``path`` atomically (temp dir + rename).
+
+    ``adapter``: the PeftModel of a model with unmerged LoRA adapters; then only the adapters and the
+    model config are written (``metadata["peft"]`` names the backbone they apply to).
+    """
     with atomic_directory(path) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
+        if adapter is not None:
+            from texttune.backbones.adapters import save_adapters
+
+            save_adapters(tmp, wrapped=adapter, model=model)
+        else:
+            model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         write_json(tmp / METADATA_FILE, metadata)
     return Path(path)
@@ -41,10 +54,12 @@ def find_model_dir(path: str | Path) -> Path:
 
 
 def read_metadata(model_dir: Path) -> dict[str, Any]:
+    """``texttune.json`` of a model directory, after checking that loading it cannot run code (``untrusted.py``)."""
     try:
         meta = read_json(model_dir / METADATA_FILE)
     except ValueError as exc:
         raise BackboneError(f"{model_dir / METADATA_FILE}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or "task" not in meta:
         raise BackboneError(f"{model_dir / METADATA_FILE}: missing the 'task' entry")
+    check_model_files(model_dir, meta)
     return meta
