@@ -101,7 +101,7 @@ def test_predict_accepts_dicts_by_column_role_and_checks_inputs(fitted: Callable
     task = fitted("t5")
     assert task.predict([{"text": TEXTS[0]}], max_new_tokens=3) == task.predict([TEXTS[0]], max_new_tokens=3)
     assert task.predict([]) == []
-    with pytest.raises(DataError, match="input 1: 'input' must be non-empty text"):
+    with pytest.raises(DataError, match="input 1: 'text' must be non-empty text"):
         task.predict(["fine", "   "])
     with pytest.raises(DataError, match="input 0: expected a string or a dict, got int"):
         task.predict([3])  # type: ignore[list-item]

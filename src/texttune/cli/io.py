@@ -32,11 +32,14 @@ def _stdin_table() -> Table:
     return from_lists({"text": [line for _, line in lines]}, name="stdin")
 
 
-def read_inputs(model: Any, input_file: str | None, *, columns: dict[str, str], limit: int | None) -> list[dict[str, Any]]:
+def read_raw_inputs(input_file: str | None, *, limit: int | None) -> Table:
+    """The input rows as written (file or stdin), read before any model loads so a bad file fails fast."""
+    return take(load_table(input_file, split="test") if input_file else _stdin_table(), limit)
+
+
+def read_inputs(model: Any, raw: Table, *, from_stdin: bool, columns: dict[str, str]) -> list[dict[str, Any]]:
     """Rows to predict: each with the original record (echoed in the output) and the mapped input."""
-    raw = load_table(input_file, split="test") if input_file else _stdin_table()
-    raw = take(raw, limit)
-    if not input_file and raw.rows.column_names == ["text"]:
+    if from_stdin and raw.rows.column_names == ["text"]:
         roles = model.input_roles()
         if len(roles) == 1:  # plain lines: each line is the one input the task needs
             columns = {roles[0].role: "text"}

@@ -58,6 +58,14 @@ def _flatten_structs(table: Table, keep: frozenset[str] = frozenset()) -> Table:
     return Table(flat.rename_columns(renames), table.name, table.locate)
 
 
+def _separator_hint(available: Sequence[str]) -> str:
+    """A hint when a whole header landed in one column: a TSV named .csv, a semicolon CSV..."""
+    if len(available) == 1 and any(sep in available[0] for sep in (",", "\t", ";", "|")):
+        return (". The header was read as one column: is the separator right? "
+                ".csv files are read as comma-separated, .tsv as tab-separated")
+    return ""
+
+
 def resolve_columns(table: Table, roles: Sequence[ColumnRole], overrides: dict[str, str]) -> dict[str, str]:
     """Pick the column name for each role: the user's choice, else the first default present."""
     available = table.rows.column_names
@@ -72,7 +80,7 @@ def resolve_columns(table: Table, roles: Sequence[ColumnRole], overrides: dict[s
             if name not in available:
                 raise DataError(
                     f"{table.name}: no column {name!r} (from --{role.role}-column); "
-                    f"available columns: {', '.join(map(repr, available))}"
+                    f"available columns: {', '.join(map(repr, available))}{_separator_hint(available)}"
                 )
             chosen[role.role] = name
             continue
@@ -83,6 +91,7 @@ def resolve_columns(table: Table, roles: Sequence[ColumnRole], overrides: dict[s
             raise DataError(
                 f"{table.name}: no {role.role} column (looked for {', '.join(map(repr, role.defaults))}); "
                 f"available columns: {', '.join(map(repr, available))}. Choose one with --{role.role}-column"
+                f"{_separator_hint(available)}"
             )
         chosen[role.role] = found
     return chosen

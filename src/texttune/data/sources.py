@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from texttune.data.conll import parse_conll
+from texttune.data.large import is_large, load_memory_mapped
 from texttune.data.squad import flatten_squad, is_squad_layout
 from texttune.errors import DataError, choices
 
@@ -59,6 +60,13 @@ def _row_locator(name: str, lines: list[int] | None = None, *, header: bool = Fa
     return locate
 
 
+def _check_column_names(names: Sequence[Any], where: str) -> None:
+    """Arrow cuts column names at a NUL character (and then fails on the mismatch): refuse them by name."""
+    bad = next((n for n in names if "\x00" in str(n)), None)
+    if bad is not None:
+        raise DataError(f"{where}: column name {str(bad)!r} contains a NUL character; rename that column")
+
+
 def from_lists(columns: dict[str, Sequence[Any]], *, name: str = "<python lists>") -> Table:
     """A table from equal-length Python lists, e.g. ``{"text": [...], "summary": [...]}``."""
     from datasets import Dataset
@@ -68,6 +76,7 @@ def from_lists(columns: dict[str, Sequence[Any]], *, name: str = "<python lists>
         raise DataError(f"{name}: lists have different lengths: {lengths}")
     if not lengths or not next(iter(lengths.values())):
         raise DataError(f"{name}: no rows")
+    _check_column_names(list(columns), name)
     return Table(Dataset.from_dict({k: list(v) for k, v in columns.items()}), name, _row_locator(name))
 
 
@@ -89,6 +98,8 @@ def load_table(source: str | os.PathLike[str], *, split: str = "train") -> Table
             raise DataError(f"{name}: unknown file type {path.suffix!r}; supported: {choices(FORMATS)}")
         if path.stat().st_size == 0:
             raise DataError(f"{name}: the file is empty")
+        if is_large(path, fmt):  # Arrow on disk, memory-mapped: the rows never all sit in memory (data/large.py)
+            return Table(load_memory_mapped(path, fmt), name, _row_locator(name, header=fmt in {"csv", "tsv"}))
         reader = {"csv": _read_csv, "tsv": _read_csv, "json": _read_json, "jsonl": _read_jsonl, "parquet": _read_parquet,
                   "conll": _read_conll, "text": _read_lines}[fmt]
         table = reader(path)
@@ -100,13 +111,61 @@ def load_table(source: str | os.PathLike[str], *, split: str = "train") -> Table
     raise DataError(f"data file not found: {name}")
 
 
+#: Byte-order marks of encodings that are not UTF-8 (UTF-32 first: its little-endian mark starts like UTF-16's).
+_OTHER_BOMS = {b"\xff\xfe\x00\x00": "UTF-32", b"\x00\x00\xfe\xff": "UTF-32", b"\xff\xfe": "UTF-16", b"\xfe\xff": "UTF-16"}
+
+
 def _read_text(path: Path) -> str:
     try:
         # utf-8-sig: files saved by Excel and Notepad start with a byte-order mark.
         return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
-        line = path.read_bytes()[: exc.start].count(b"\n") + 1
-        raise DataError(f"{path} line {line}: not UTF-8 text ({exc.reason}); re-save the file as UTF-8") from None
+        raise _not_utf8(path, exc) from None
+
+
+def _not_utf8(path: Path, exc: UnicodeDecodeError) -> DataError:
+    """The error for a file that is not UTF-8: its encoding when a byte-order mark tells, else the first bad line."""
+    data = path.read_bytes()
+    encoding = next((name for bom, name in _OTHER_BOMS.items() if data.startswith(bom)), None)
+    if encoding is not None:
+        return DataError(f"{path}: the file is {encoding} text (it starts with a {encoding} byte-order mark); re-save it as UTF-8")
+    line = data[: exc.start].count(b"\n") + 1
+    return DataError(f"{path} line {line}: not UTF-8 text ({exc.reason}); re-save the file as UTF-8")
+
+
+class _DuplicateKey(ValueError):
+    """A JSON object names one key twice (``json`` would silently keep the last value)."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    record = dict(pairs)
+    if len(record) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return record
+
+
+def _parse_json(text: str, where: Callable[[int | None], str]) -> Any:
+    """``json.loads`` that refuses duplicate keys and absurd nesting with a DataError.
+
+    ``where(line)`` names the place (line None: unknown). A ``JSONDecodeError`` saying
+    "Extra data" is re-raised as it is: a ``.json`` file may hold one object per line.
+    """
+    try:
+        # NaN (Python's and pandas' JSON extension) is a missing value, like null: the cell check reports it.
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=lambda c: None if c == "NaN" else float(c))
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data":
+            raise
+        raise DataError(f"{where(exc.lineno)}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+    except _DuplicateKey as exc:
+        raise DataError(f"{where(None)}: an object names the key {exc.args[0]!r} twice; "
+                        "give each column once per record") from None
+    except RecursionError:
+        raise DataError(f"{where(None)}: JSON nested too deeply to be a table of records") from None
 
 
 def _lines(text: str) -> list[str]:
@@ -124,8 +183,8 @@ def _read_jsonl(path: Path) -> Table:
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
+            record = _parse_json(line, lambda _: f"{path} line {number}")  # noqa: B023 - called right here
+        except json.JSONDecodeError as exc:  # "Extra data": two objects on one line
             raise DataError(f"{path} line {number}: invalid JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(record, dict):
             raise DataError(f"{path} line {number}: expected a JSON object, got {type(record).__name__}")
@@ -137,11 +196,9 @@ def _read_jsonl(path: Path) -> Table:
 def _read_json(path: Path) -> Table:
     text = _read_text(path)
     try:
-        loaded = json.loads(text)
-    except json.JSONDecodeError as exc:
-        if exc.msg == "Extra data":  # one object per line in a .json file
-            return _read_jsonl(path)
-        raise DataError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+        loaded = _parse_json(text, lambda line: f"{path}" + ("" if line is None else f" line {line}"))
+    except json.JSONDecodeError:  # "Extra data": one object per line in a .json file
+        return _read_jsonl(path)
     if isinstance(loaded, dict) and isinstance(loaded.get("data"), list):
         loaded = loaded["data"]
     if not isinstance(loaded, list):
@@ -161,6 +218,7 @@ def _dataset_from_records(records: list[dict[str, Any]], path: Path, lines: list
 
     if not records:
         raise DataError(f"{path}: no data rows")
+    _check_column_names(list(dict.fromkeys(k for r in records for k in r)), str(path))
     try:
         return Dataset.from_list(records)
     except Exception as exc:  # pyarrow type clashes between rows
@@ -183,7 +241,7 @@ def _dataset_from_records(records: list[dict[str, Any]], path: Path, lines: list
                         f"{path} {where(i)}: column {key!r} holds {kind} ({str(value)[:40]!r}) but "
                         f"{where(first[1])} holds {first[0]}; a column must hold one type of value"
                     ) from None
-        raise DataError(f"{path}: rows cannot form a table ({exc})") from None
+        raise DataError(f"{path}: rows cannot form a table ({' '.join(str(exc).split())[:300]})") from None
 
 
 def _value_kind(value: Any) -> str:
@@ -214,10 +272,16 @@ def _read_csv(path: Path) -> Table:
         _read_text(path)  # raises a message with the line number
         raise
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataError(f"{path}: not a valid {'TSV' if sep == chr(9) else 'CSV'} file ({exc})") from None
-    duplicated = [c for c in frame.columns if "." in str(c) and str(c).rsplit(".", 1)[0] in frame.columns]
+        reason = " ".join(str(exc).split())  # pandas' messages end in a newline; errors are one line
+        raise DataError(f"{path}: not a valid {'TSV' if sep == chr(9) else 'CSV'} file ({reason})") from None
+    # pandas renames a repeated "summary" to "summary.1"; the header as written tells a real "summary.1" apart.
+    header = [str(c) for c in pd.read_csv(path, sep=sep, dtype=str, header=None, nrows=1, keep_default_na=False,
+                                          encoding="utf-8-sig").iloc[0]]
+    duplicated = sorted({c for c in header if header.count(c) > 1})
     if duplicated:
-        raise DataError(f"{path}: duplicate column names in the header ({', '.join(map(str, duplicated))})")
+        raise DataError(f"{path}: duplicate column names in the header ({', '.join(map(repr, duplicated))}); "
+                        "each column needs its own name")
+    _check_column_names(header, str(path))
     if frame.empty:
         raise DataError(f"{path}: no data rows")
     frame = frame.astype(object).where(frame.notna(), None)

@@ -144,6 +144,8 @@ def create_app(*, config: ServeConfig, load: Callable[[], Predictor], api_key: s
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400:  # FastAPI could not decode the body at all (not UTF-8, nested too deeply)
+            return error_response(400, "invalid_json", f"the body is not valid JSON ({exc.detail})")
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return error_response(exc.status_code, code, str(exc.detail), headers=getattr(exc, "headers", None))
 
