@@ -1,6 +1,8 @@
 """``texttune train`` in a child process, with test-only fault injection (used by test_crash_resume.py).
 
-Usage: ``python crash_child.py <texttune arguments...>``. Nothing here is part of
+Usage: ``python crash_child.py <texttune arguments...>``, or ``python crash_child.py --serve``
+for a fork server that runs many such processes without importing torch each time
+(see ``serve``). Nothing here is part of
 texttune: the script adds one Lightning callback to the trainer the recipe builds
 and then runs the real CLI, so the process dies exactly where a real one would.
 
@@ -109,8 +111,62 @@ def _install(injector: FaultInjector) -> None:
     checkpoint_io.AtomicCheckpointIO.save_checkpoint = dying_save  # type: ignore[method-assign]
 
 
-if __name__ == "__main__":
+def run(argv: list[str]) -> int:
+    """``texttune`` with the injector the environment asks for."""
     torch.set_num_threads(1)  # tiny model: threads only add hand-off cost (see tests/integration/conftest.py)
     log = os.environ.get("CRASH_LOG")
     _install(FaultInjector(Path(log) if log else None, os.environ.get("CRASH_KILL"), os.environ.get("CRASH_SIGINT")))
-    sys.exit(main(sys.argv[1:]))
+    return main(argv)
+
+
+#: What a training run imports; the fork server imports it once, so each run starts in well under a second.
+WARM = ("lightning.pytorch", "transformers", "transformers.models.llama.modeling_llama", "datasets", "pyarrow",
+        "safetensors.torch", "matplotlib.pyplot", "texttune.api", "texttune.engine.module", "texttune.engine.loggers",
+        "texttune.tasks.registry", "texttune.runs.plots")
+
+
+def serve() -> None:
+    """Fork server: for each JSON request on stdin (argv, env, stdout, stderr), fork a child that runs ``run``.
+
+    Each run is still its own process, killed for real; only the imports (~70% of
+    a tiny run's time) are shared. The server itself never runs a torch operation,
+    so forking it is safe (no thread pools yet). Replies ``RESULT <exit status>``,
+    negative for a signal as in ``subprocess``.
+    """
+    import importlib
+    import traceback
+
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    for name in WARM:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    print("READY", flush=True)
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # the run
+            code = 1
+            try:
+                os.environ.update(request["env"])
+                for fd, path in ((1, request["stdout"]), (2, request["stderr"])):
+                    os.dup2(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+                code = run(request["argv"])
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+            except BaseException:  # noqa: BLE001 - reported like an uncaught exception in a process
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        print(f"RESULT {os.waitstatus_to_exitcode(status)}", flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--serve"]:
+        serve()
+    else:
+        sys.exit(run(sys.argv[1:]))
