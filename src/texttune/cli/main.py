@@ -190,13 +190,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from texttune.config import generation_from_mapping
     from texttune.data import load_table
+    from texttune.runs import find_model_dir
 
     opts = given(args, exclude={"command", "quiet", "model_dir", "metrics_file", "predictions_file", "data_file", "max_eval_samples"})
     if not getattr(args, "data_file", None):
         raise ConfigError("pass --data-file with the data to evaluate on")
     columns = {k[: -len("_column")]: v for k, v in opts.items() if k.endswith("_column")}
     generation = {k: v for k, v in opts.items() if not k.endswith("_column") and k not in INFERENCE_OPTIONS}
-    # Options and the data file are checked before the model loads: a typo costs no loading time.
+    # The model directory, options and data file are checked before the model loads: a typo costs no loading time.
+    find_model_dir(args.model_dir)
     generation_from_mapping(generation)
     limit = _limit(args, "max_eval_samples")
     data = load_table(args.data_file, split="validation")
@@ -211,11 +213,13 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from texttune.config import generation_from_mapping
+    from texttune.runs import find_model_dir
 
     opts = given(args, exclude={"command", "quiet", "model_dir", "input_file", "output_file", "max_predict_samples"})
     columns = {k[: -len("_column")]: v for k, v in opts.items() if k.endswith("_column")}
     generation = {k: v for k, v in opts.items() if not k.endswith("_column") and k not in INFERENCE_OPTIONS}
-    gen = generation_from_mapping(generation)  # options and inputs are checked before the model loads
+    find_model_dir(args.model_dir)  # the model directory, options and inputs are checked before the model loads
+    gen = generation_from_mapping(generation)
     raw = cli_io.read_raw_inputs(args.input_file, limit=_limit(args, "max_predict_samples"))
     model = _load(args)
     records = cli_io.read_inputs(model, raw, from_stdin=not args.input_file, columns=columns)
