@@ -143,6 +143,27 @@ def test_a_bad_input_fails_alone_not_its_batch() -> None:
     assert isinstance(bad, DataError) and "bad" in str(bad)
 
 
+def test_an_input_that_breaks_the_model_fails_alone_not_its_batch() -> None:
+    """Not a refusal but a crash (e.g. NaN probabilities): the culprit's caller gets the error, the others their outputs."""
+
+    def predict(rows: list[Any], options: dict[str, Any]) -> list[Any]:
+        if "poison" in rows:
+            raise RuntimeError("probability tensor contains either inf, nan or element < 0")
+        return [row.upper() for row in rows]
+
+    async def main() -> list[Any]:
+        batcher = MicroBatcher(predict, max_batch_size=8, max_wait_ms=50, max_queue=100)
+        batcher.start()
+        results = await asyncio.gather(_request(batcher, ["a"], {}), _request(batcher, ["poison"], {}),
+                                       _request(batcher, ["b", "c"], {}), return_exceptions=True)
+        await batcher.stop()
+        return results
+
+    first, poisoned, rest = run(main())
+    assert first == ["A"] and rest == ["B", "C"]
+    assert isinstance(poisoned, RuntimeError) and "nan" in str(poisoned)
+
+
 def test_stop_finishes_queued_work_first() -> None:
     predict = Recorder(delay=0.05)
 

@@ -31,7 +31,7 @@ from texttune.errors import TexttuneError
 from texttune.serving.batcher import MicroBatcher, QueueFull
 from texttune.serving.guards import ApiKey, body_limit, error_response
 from texttune.serving.metrics import ServerMetrics
-from texttune.serving.predictor import Predictor, input_size
+from texttune.serving.predictor import Predictor, input_size, unencodable
 from texttune.serving.schema import ERROR_RESPONSES, Health, PredictResponse, Timing, request_model
 
 log = logging.getLogger("texttune.serving")
@@ -132,6 +132,11 @@ def create_app(*, config: ServeConfig, load: Callable[[], Predictor], api_key: s
         if not keys.allows(request.headers):
             raise _Unauthorized()
 
+    def open_access() -> None:
+        """Without an API key nothing is checked, and the schema declares no security scheme (it would lie)."""
+
+    guard = authorized if keys.enabled else open_access
+
     @app.exception_handler(_Unauthorized)
     async def unauthorized(request: Request, exc: _Unauthorized) -> JSONResponse:
         return error_response(401, "unauthorized", "missing or wrong API key (send 'Authorization: Bearer KEY' or 'X-API-Key: KEY')",
@@ -174,19 +179,19 @@ def create_app(*, config: ServeConfig, load: Callable[[], Predictor], api_key: s
         return JSONResponse(Health(status=state.status, detail=state.detail).model_dump(), status_code=503,
                             headers={"Retry-After": "5"})
 
-    @app.get("/metrics", dependencies=[Depends(authorized)], response_class=Response,
+    @app.get("/metrics", dependencies=[Depends(guard)], response_class=Response,
              responses={401: ERROR_RESPONSES[401]}, summary="Prometheus metrics (text format).")
     async def metrics() -> Response:
         return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
-    @app.get("/v1/model", dependencies=[Depends(authorized)], responses={c: ERROR_RESPONSES[c] for c in (401, 503)},
+    @app.get("/v1/model", dependencies=[Depends(guard)], responses={c: ERROR_RESPONSES[c] for c in (401, 503)},
              summary="The served model: task, backbone, inputs, options, labels, generation defaults.")
     async def model_info() -> Any:
         if state.predictor is None:
             return not_ready()
         return {**state.predictor.info(), "limits": _limits(config)}
 
-    @app.post("/v1/predict", dependencies=[Depends(authorized)], response_model=PredictResponse,
+    @app.post("/v1/predict", dependencies=[Depends(guard)], response_model=PredictResponse,
               responses={c: ERROR_RESPONSES[c] for c in (400, 401, 413, 415, 422, 503, 504)},
               summary="Predict for one input or a list; outputs come back in input order.")
     async def predict(body: PredictRequest) -> Any:  # type: ignore[valid-type]
@@ -226,6 +231,9 @@ async def _predict(state: ServerState, body: Any, arrived: float) -> Any:
     for index, size in enumerate(sizes):
         if size > config.max_input_chars:
             return error_response(413, "input_too_long", f"input {index} has {size} characters; the limit is {config.max_input_chars}")
+    for index, value in enumerate(inputs):
+        if (problem := unencodable(value)) is not None:
+            return error_response(422, "invalid_input", f"input {index}: {problem}")
     options = body.model_dump(exclude={"inputs"}, exclude_none=True)
     try:
         options = predictor.check_options(options)

@@ -170,8 +170,9 @@ class MicroBatcher:
                     item.future.set_result(outcome)
 
     def _run(self, batch: list[Item]) -> list[Any]:
-        """Model thread: one call for the batch. When the task refuses the batch, run the inputs
-        one by one so only the input at fault fails; any other exception fails the whole batch."""
+        """Model thread: one call for the batch. When it fails, the inputs run one by one so only
+        the input at fault fails (a TexttuneError: 422; anything else: 500, its traceback logged),
+        and other callers who shared the batch still get their outputs."""
         rows, options = [i.row for i in batch], batch[0].options
         try:
             outputs = self._predict(rows, options)
@@ -179,9 +180,13 @@ class MicroBatcher:
             if len(batch) == 1:
                 return [exc]
             return [self._run([item])[0] for item in batch]
-        except Exception as exc:  # a bug or a broken model: the callers get 500, the log the traceback
-            log.exception("prediction failed for a batch of %d", len(batch))
-            return [exc] * len(batch)
+        except Exception as exc:  # a bug, a broken model or an input that breaks it
+            if len(batch) == 1:
+                log.exception("prediction failed for one input")
+                return [exc]
+            log.warning("prediction failed for a batch of %d (%s: %s); running its inputs one by one",
+                        len(batch), type(exc).__name__, exc)
+            return [self._run([item])[0] for item in batch]
         if len(outputs) != len(rows):
             error = RuntimeError(f"the model returned {len(outputs)} outputs for {len(rows)} inputs")
             return [error] * len(batch)

@@ -51,6 +51,23 @@ def input_size(row: Any) -> int:
     return 0
 
 
+def unencodable(row: Any) -> str | None:
+    """Why an input's text cannot reach a tokenizer, or None.
+
+    JSON may spell an unpaired UTF-16 surrogate (``"\\ud800"``); Python keeps it in the
+    string, but it is not Unicode text and the tokenizers (Rust) reject it with a TypeError.
+    """
+    if isinstance(row, str):
+        try:
+            row.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (f"the text holds an unpaired UTF-16 surrogate ({row[exc.start]!r} at character {exc.start}), "
+                    "which is not Unicode text; send valid UTF-8")
+        return None
+    values = row.values() if isinstance(row, dict) else row if isinstance(row, (list, tuple)) else ()
+    return next((problem for value in values if (problem := unencodable(value)) is not None), None)
+
+
 class ModelPredictor:
     """A model saved by texttune (any task), loaded with :func:`texttune.api.load`."""
 

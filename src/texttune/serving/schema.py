@@ -19,6 +19,8 @@ from texttune.config import ServeConfig
 Input = str | dict[str, str | list[str]]
 
 AGGREGATIONS = Literal["none", "simple", "first", "max", "average"]
+#: Smallest temperature and repetition penalty a request may ask for (logits are divided by them).
+MIN_DIVISOR = 0.01
 
 
 def request_model(config: ServeConfig) -> type[BaseModel]:
@@ -32,12 +34,13 @@ def request_model(config: ServeConfig) -> type[BaseModel]:
         "min_new_tokens": (int | None, Field(None, ge=0, le=config.max_new_tokens_limit, description="Fewest tokens to generate.")),
         "num_beams": (int | None, Field(None, ge=1, le=config.max_beams_limit, description="Beam search width.")),
         "do_sample": (bool | None, Field(None, description="Sample instead of greedy or beam decoding.")),
-        "temperature": (float | None, Field(None, gt=0, le=100, description="Sampling temperature.")),
+        # Lower bounds keep sampling finite: logits divided by 1e-300 overflow to inf and sampling fails.
+        "temperature": (float | None, Field(None, ge=MIN_DIVISOR, le=100, description="Sampling temperature.")),
         "top_k": (int | None, Field(None, ge=1, le=1000, description="Generation: sample from the k most likely tokens. Fill-mask: candidates per mask.")),
         "top_p": (float | None, Field(None, gt=0, le=1, description="Nucleus sampling probability mass.")),
         "no_repeat_ngram_size": (int | None, Field(None, ge=1, le=100, description="Never repeat an n-gram of this size.")),
         "length_penalty": (float | None, Field(None, ge=-100, le=100, description="Beam search length penalty.")),
-        "repetition_penalty": (float | None, Field(None, gt=0, le=100, description="Penalty for repeated tokens.")),
+        "repetition_penalty": (float | None, Field(None, ge=MIN_DIVISOR, le=100, description="Penalty for repeated tokens.")),
         "aggregation": (AGGREGATIONS | None, Field(None, description="Token classification: how sub-token predictions form entities.")),
     }
     model = create_model(  # type: ignore[call-overload]

@@ -131,6 +131,7 @@ class MaskedLMTask:
                 raise DataError(f"input {i + 1} ({row['text'][:60]!r}) has no mask token; write {mask} where the missing "
                                 f"word goes, e.g. 'Paris is the {mask} of France.'")
         top_k = generation.top_k or DEFAULT_CANDIDATES
+        top_k = min(top_k, getattr(model.config, "vocab_size", None) or top_k)  # never more candidates than tokens
         fill = pipeline("fill-mask", model=model, tokenizer=self.tokenizer, device=next(model.parameters()).device)
         was_training = model.training
         model.eval()
