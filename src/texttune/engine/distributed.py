@@ -51,6 +51,23 @@ def is_sharded(strategy: str) -> bool:
     return strategy.startswith(SHARDED_STRATEGIES)
 
 
+def lightning_strategy(name: str, model: Any) -> Any:
+    """What ``Trainer(strategy=...)`` gets: the name, or for FSDP a strategy that wraps each transformer block.
+
+    Without a wrap policy FSDP makes the whole model one unit, gathered in full for
+    every forward pass; wrapping the blocks transformers lists in
+    ``_no_split_modules`` gathers one block at a time. ``use_orig_params`` lets
+    frozen and trainable parameters (LoRA) share a unit.
+    """
+    if not name.startswith("fsdp") or model is None:
+        return name
+    from lightning.pytorch.strategies import FSDPStrategy
+
+    names = set(getattr(model, "_no_split_modules", None) or ())
+    blocks = {type(m) for m in model.modules() if type(m).__name__ in names}
+    return FSDPStrategy(auto_wrap_policy=blocks or None, cpu_offload=name == "fsdp_cpu_offload", use_orig_params=True)
+
+
 def launch_rank() -> int:
     """This process's global rank as the launcher set it, before any process group exists.
 
@@ -63,7 +80,7 @@ def launch_rank() -> int:
 
     if "RANK" in os.environ:
         return int(os.environ["RANK"])
-    if SLURMEnvironment.detected():
+    if SLURMEnvironment.detect():
         return int(os.environ.get("SLURM_PROCID", 0))
     node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
     local = int(os.environ.get("LOCAL_RANK", 0))

@@ -43,12 +43,22 @@ def cache_key(task: Any, rows: Any, tokenizer: Any) -> str:
     return hashlib.sha256(json.dumps(ingredients, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def encode_cached(task: Any, rows: Any, *, tokenizer: Any, cache_dir: Path, split: str) -> tuple[Any, dict[str, Any]]:
-    """``task.encode(rows)``, read from ``cache_dir/<split>-<key>`` when it is already there."""
+def encode_cached(task: Any, rows: Any, *, tokenizer: Any, cache_dir: Path, split: str,
+                  primary: bool = True) -> tuple[Any, dict[str, Any]]:
+    """``task.encode(rows)``, read from ``cache_dir/<split>-<key>`` when it is already there.
+
+    In a distributed run only rank 0 (``primary``) tokenizes and writes; the other
+    processes wait for its cache and memory-map the same files.
+    """
     from datasets import load_from_disk
+
+    from texttune.engine.distributed import wait_for_file
 
     target = cache_dir / f"{split}-{cache_key(task, rows, tokenizer)}"
     stats_file = target / "texttune_stats.json"
+    if not primary:
+        wait_for_file(stats_file, what=f"the tokenized {split} features")
+        return load_from_disk(str(target)), read_json(stats_file)
     if stats_file.is_file():
         try:
             features = load_from_disk(str(target))

@@ -209,6 +209,10 @@ class QuestionAnsweringTask:
                    for i, q, r, a in zip(ids, rows["question"], references, answers)]
         return score_answers([a.text for a in answers], references), records
 
+    def score_records(self, records: list[dict[str, Any]]) -> dict[str, float]:
+        """Metrics from evaluate's records (a distributed evaluation gathers them from every process)."""
+        return score_answers([r["prediction"] for r in records], [r["reference"] for r in records])
+
     def baselines(self, rows: Any) -> dict[str, dict[str, float]]:
         references = [texts for texts, _ in self._parsed(rows)]
         return {name: score_answers([f(q, c) for q, c in zip(rows["question"], rows["context"])], references)

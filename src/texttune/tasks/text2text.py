@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 from texttune.backbones import Backbone
 from texttune.config import GENERATION_OPTIONS, GenerationConfig, RunConfig, TaskOptions
 from texttune.data import ColumnRole
-from texttune.errors import BackboneError
+from texttune.errors import BackboneError, ConfigError
 from texttune.inference.generation import generate_texts
 from texttune.metrics import bleu_chrf, generation_length, lead_sentences, mean_sentence_count, rouge
 from texttune.tasks.base import pad_batch
@@ -20,6 +20,24 @@ from texttune.tasks.causal_loss import supports_target_only, target_only_loss
 from texttune.tasks.prompting import PromptFormat
 
 LANGUAGES = {"en": "English", "fr": "French", "de": "German", "ro": "Romanian", "es": "Spanish", "it": "Italian", "pt": "Portuguese", "nl": "Dutch"}
+
+
+def position_limit(config: Any) -> int | None:
+    """How many positions the generating side of a model has (None: relative positions such as T5's, or unknown).
+
+    Generating past it crashes (learned position embeddings) or runs on where the model never saw text.
+    """
+    if config is None:
+        return None
+    decoder = getattr(config, "decoder", None)  # EncoderDecoder (bert2bert): the decoder's own config
+    config = decoder if decoder is not None and hasattr(decoder, "model_type") else config
+    if getattr(config, "relative_attention_num_buckets", None) is not None:
+        return None
+    for name in ("max_position_embeddings", "n_positions", "max_target_positions"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 class Text2TextTask:
@@ -137,6 +155,10 @@ class Text2TextTask:
             from dataclasses import replace
 
             generation = replace(generation, max_new_tokens=self.max_new_tokens or self.max_target_length)
+        limit = position_limit(getattr(model, "config", None))
+        if limit is not None and generation.max_new_tokens > limit:
+            raise ConfigError(f"max_new_tokens {generation.max_new_tokens} is more than this model can generate: it has "
+                              f"{limit} positions; use at most {limit}")
         ids = [
             self.format.encode(t, None, max_source_length=self.max_source_length, max_target_length=self.max_target_length).input_ids
             for t in texts
@@ -148,6 +170,10 @@ class Text2TextTask:
         predictions = self._generate(model, inputs, generation)
         records = [{"input": i, "reference": r, "prediction": p} for i, r, p in zip(inputs, references, predictions)]
         return self.score(predictions, references), records
+
+    def score_records(self, records: list[dict[str, Any]]) -> dict[str, float]:
+        """Metrics from evaluate's records (a distributed evaluation gathers them from every process)."""
+        return self.score([r["prediction"] for r in records], [r["reference"] for r in records])
 
     def baselines(self, rows: Any) -> dict[str, dict[str, float]]:
         name, outputs = self.baseline_predictions(list(rows["input"]))

@@ -204,6 +204,10 @@ class TokenClassificationTask:
         records = [{"tokens": w, "reference": r, "prediction": p} for w, r, p in zip(words, references, predictions)]
         return self._score(predictions, references), records
 
+    def score_records(self, records: list[dict[str, Any]]) -> dict[str, float]:
+        """Metrics from evaluate's records (a distributed evaluation gathers them from every process)."""
+        return self._score([r["prediction"] for r in records], [r["reference"] for r in records])
+
     def baselines(self, rows: Any) -> dict[str, dict[str, float]]:
         words, references = self._read(rows, known=self.labels)
         return {"majority_tag": self._score([[self.majority] * len(w) for w in words], references)}

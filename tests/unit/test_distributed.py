@@ -1,0 +1,80 @@
+"""Sharding across processes: the same global batches as one process, disjoint evaluation shards, exact resume."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from texttune.engine.distributed import ShardSampler, shard_indices
+from texttune.engine.loader import ResumableLoader
+from texttune.engine.streaming import StreamLoader
+
+
+def _batches(loader: Any) -> list[list[int]]:
+    return [list(b) for b in loader]
+
+
+@pytest.mark.parametrize("size, lengths", [(40, None), (37, "varied")])
+def test_two_ranks_together_see_one_process_with_the_global_batch(size: int, lengths: str | None) -> None:
+    lens = [(i * 7919) % 23 + 1 for i in range(size)] if lengths else None
+    one = _batches(ResumableLoader(list(range(size)), batch_size=4, seed=3, collate_fn=list, lengths=lens))
+    ranks = [_batches(ResumableLoader(list(range(size)), batch_size=2, seed=3, collate_fn=list, lengths=lens,
+                                      rank=r, world_size=2)) for r in (0, 1)]
+    assert len(ranks[0]) == len(ranks[1])  # the same number of steps on every process
+    merged = [a + b for a, b in zip(*ranks)]
+    # size 37: the last global batch has 1 example, too few for 2 processes: dropped.
+    assert merged == one[: len(merged)] and len(one) - len(merged) == (size % 4 == 1)
+    assert not set(sum(ranks[0], [])) & set(sum(ranks[1], []))
+
+
+def test_resume_with_two_ranks_continues_with_the_next_global_batch() -> None:
+    full = _batches(ResumableLoader(list(range(40)), batch_size=2, seed=5, collate_fn=list, rank=1, world_size=2))
+    resumed = ResumableLoader(list(range(40)), batch_size=2, seed=5, collate_fn=list, rank=1, world_size=2)
+    resumed.load_state_dict({"epoch": 0, "batches_done": 3})
+    assert _batches(resumed) == full[3:]
+
+
+@pytest.mark.parametrize("n, world", [(5, 2), (7, 3), (2, 4), (8, 2)])
+def test_evaluation_shards_restore_every_row_once_in_order(n: int, world: int) -> None:
+    shards = [shard_indices(n, rank=r, world_size=world) for r in range(world)]
+    assert len({len(indices) for indices, _ in shards}) == 1  # same number of generate calls everywhere
+    assert [i for indices, real in shards for i in indices[:real]] == list(range(n))
+    samplers = [list(ShardSampler(n, rank=r, world_size=world)) for r in range(world)]
+    assert sorted(sum(samplers, [])) == list(range(n))  # disjoint, no padded duplicates
+    padded = [list(ShardSampler(n, rank=r, world_size=world, pad=True)) for r in range(world)]
+    assert len({len(p) for p in padded}) == 1
+
+
+def _stream(n: int) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_list([{"text": "x " * (1 + i % 9), "row": i} for i in range(n)]).to_iterable_dataset(num_shards=2)
+
+
+def _encode(rows: Any) -> tuple[Any, dict[str, Any]]:
+    from datasets import Dataset
+
+    return Dataset.from_dict({"input_ids": [[r] * len(t.split()) for r, t in zip(rows["row"], rows["text"])]}), {}
+
+
+def _stream_loader(**kwargs: Any) -> StreamLoader:
+    return StreamLoader(_stream(50), encode=_encode, collate=lambda f: [x["input_ids"][0] for x in f], seed=1, buffer=8, **kwargs)
+
+
+def _take(loader: StreamLoader, n: int) -> list[list[int]]:
+    it = iter(loader)
+    return [next(it) for _ in range(n)]
+
+
+def test_stream_ranks_split_the_global_batches_and_resume_exactly(monkeypatch) -> None:
+    monkeypatch.setattr("texttune.engine.streaming.BLOCK_BATCHES", 2)
+    one = _take(_stream_loader(batch_size=4), 20)  # 50 rows: past one epoch (12 batches + a short one)
+    ranks = [_take(_stream_loader(batch_size=2, rank=r, world_size=2), 20) for r in (0, 1)]
+    assert [a + b for a, b in zip(*ranks)] == one
+    first = _stream_loader(batch_size=2, rank=1, world_size=2)
+    it = iter(first)
+    seen = [next(it) for _ in range(7)]
+    again = _stream_loader(batch_size=2, rank=1, world_size=2)
+    again.load_state_dict(first.state_dict())
+    assert seen + _take(again, 13) == ranks[1]
