@@ -9,6 +9,7 @@ adapters restarts from scratch without a word. Each test pins one of these.
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -119,6 +120,11 @@ def test_separate_adapters_save_small_and_load_back(task: str, trained: Callable
     assert any(h in k for k in adapters for h in heads) == bool(heads)  # the trained head is saved with the adapters
     again = texttune.load(result.run_dir)
     assert type(again) is type(model) and again.backbone.peft is None  # merged at load: plain inference
+    # Every weight, the trained head's included, is what merging the trained model in memory gives.
+    expected = copy.deepcopy(model.backbone.peft).merge_and_unload().state_dict()
+    loaded = again.backbone.model.state_dict()
+    assert expected.keys() == loaded.keys()
+    assert all(torch.equal(loaded[k], v) for k, v in expected.items())
     inputs = CASES[task][3]
     if inputs:
         assert len(again.predict(inputs)) == len(inputs)
