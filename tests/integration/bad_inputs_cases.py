@@ -29,7 +29,8 @@ class Env:
 
     tmp: Path
     backbone: Callable[[str], Path]  # tiny_model_dir: shared, read-only
-    saved: Path  # a texttune model directory: shared, read-only (copy it to damage it)
+    saved: Path  # a texttune model directory (T5): shared, read-only (copy it to damage it)
+    causal: Path  # the same for a decoder-only model (Llama, 512 learned positions)
 
     def write(self, name: str, content: str | bytes) -> Path:
         path = self.tmp / name
@@ -336,6 +337,8 @@ MODEL_DIR_CASES = [
          ("option 'temperature' must be > 0, got -1.0",), absent=OUTPUTS),
     Case("evaluate with top_p 0", "options", lambda e: e.evaluate("--top-p", "0"),
          ("option 'top_p' must be in (0, 1], got 0.0",), absent=OUTPUTS),
+    Case("max_new_tokens beyond the model's positions", "options", lambda e: e.predict(e.causal, "--max-new-tokens", "100000000"),
+         ("max_new_tokens 100000000 is more than this model can generate", "512 positions"), absent=OUTPUTS),
     Case("predict input without the text column", "data", lambda e: e.predict(None, inputs=DATA / "translation.jsonl"),
          ("translation.jsonl", "available columns: 'en', 'fr'"), absent=OUTPUTS),
     Case("predict input that is latin-1", "data",
@@ -421,6 +424,8 @@ HANDLED = [
             {"document": "some text", "summary": "sum"}),
     Handled("a real column named like a pandas duplicate", "dotted.csv", b"summary,summary.1\na,b\n", ["summary", "summary.1"],
             {"summary": "a", "summary.1": "b"}),
+    Handled("a 3 MB cell", "long.jsonl", json.dumps({"document": "word " * 600_000, "summary": "s"}).encode(),
+            ["document", "summary"], {"document": "word " * 600_000, "summary": "s"}),
     Handled("NUL byte inside a cell", "nul.csv", b"document,summary\nab\x00c,d\n", ["document", "summary"],
             {"document": "ab\x00c", "summary": "d"}),
     Handled("U+2028 inside a JSONL string", "sep.jsonl", (json.dumps({"document": "a\u2028b", "summary": "c"}, ensure_ascii=False)
