@@ -98,14 +98,15 @@ class TextModule(pl.LightningModule):
         totals = self.trainer.strategy.reduce(totals, reduce_op="sum") if self.trainer.world_size > 1 else totals
         self._val_sum, self._val_count = torch.zeros(()), 0
         if totals[1] > 0:
-            self.log("val_loss", totals[0] / totals[1], prog_bar=True, sync_dist=False)
+            # Already the same on every process; sync_dist (a mean of equal values) only keeps Lightning quiet.
+            self.log("val_loss", totals[0] / totals[1], prog_bar=True, sync_dist=True)
         if self.trainer.sanity_checking or self.eval_rows is None:
             return
         # Every process generates for its share of the rows; the same metrics come back on every rank.
         metrics, predictions = evaluate_everywhere(self.task, self.model, self.eval_rows, generation=self.generation,
                                                    sharded=is_sharded(self.train_config.strategy))
         for name, value in metrics.items():
-            self.log(f"val_{name}", float(value), prog_bar=name == self.task.main_metric)
+            self.log(f"val_{name}", float(value), prog_bar=name == self.task.main_metric, sync_dist=True)
         self.last_evaluation = (int(self.global_step), metrics, predictions)
         self.evaluations += 1
         self.eval_seconds += time.perf_counter() - getattr(self, "_eval_started", time.perf_counter())
