@@ -112,7 +112,7 @@ class RandomState(Callback):
 
 
 class DeferredInterrupt(Callback):
-    """First Ctrl-C: stop after the current step or evaluation batch; second Ctrl-C: stop now.
+    """First Ctrl-C: stop after the current step (or evaluation batch); second Ctrl-C: stop now.
 
     An interrupt in the middle of a step would checkpoint a batch as read but not
     trained, and the resumed run would skip it. Raising ``KeyboardInterrupt`` at a
@@ -150,7 +150,9 @@ class DeferredInterrupt(Callback):
 
     def on_validation_batch_end(self, trainer: Any, pl_module: Any, outputs: Any, batch: Any, batch_idx: int,
                                 dataloader_idx: int = 0) -> None:
-        if not trainer.sanity_checking and self._stop_now(trainer):
+        # Alone, stop inside a long evaluation (a resume runs it again). With several processes, wait for the
+        # step boundary: processes may hold different numbers of validation batches, so no collective here.
+        if self.requested and trainer.world_size == 1 and not trainer.sanity_checking:
             self._restore()
             raise KeyboardInterrupt
 
