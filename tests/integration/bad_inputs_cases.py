@@ -79,6 +79,7 @@ class Case:
     needles: tuple[str, ...]
     absent: tuple[str, ...] = ("run",)  # paths under Env.tmp that must not exist afterwards
     usage: bool = False  # refused by argparse: usage lines, then one "error:" line
+    stdin: str | None = None  # what the command reads on stdin (predict without --input-file)
     failed_run: bool = False  # the run directory exists by design, marked failed, without a model (docs/runs.md)
 
 
@@ -349,7 +350,32 @@ MODEL_DIR_CASES = [
          ("noref.jsonl", "no summary column"), absent=OUTPUTS),
 ]
 
-CASES: list[Case] = [*DATA_CASES, *OPTION_CASES, *CONFIG_FILE_CASES, *MODEL_DIR_CASES]
+OTHER_COMMAND_CASES = [
+    Case("stdin with nothing on it", "data", lambda e: ["-q", "predict", str(e.saved)], ("stdin: no input", "--input-file"), stdin=""),
+    Case("stdin with a broken JSON line", "data", lambda e: ["-q", "predict", str(e.saved)],
+         ("stdin line 2: invalid JSON",), stdin='{"document": "a b c"}\n{"document": \n'),
+    Case("predict with --threads 0", "options", lambda e: e.predict(None, "--threads", "0"), ("option 'threads' must be > 0, got 0",),
+         absent=OUTPUTS),
+    Case("compute type without the ctranslate2 backend", "options", lambda e: e.predict(None, "--compute-type", "int8"),
+         ("compute_type applies to the ctranslate2 backend",), absent=OUTPUTS),
+    Case("serve on port 70000", "options", lambda e: ["-q", "serve", str(e.saved), "--port", "70000"],
+         ("option 'port' must be in [0, 65535], got 70000",)),
+    Case("serve queue smaller than one request", "options",
+         lambda e: ["-q", "serve", str(e.saved), "--max-queue", "2", "--max-inputs-per-request", "8"],
+         ("max_queue (2) is smaller than max_inputs_per_request (8)",)),
+    Case("export to an unknown format", "options",
+         lambda e: ["-q", "export", str(e.saved), "--format", "onnx", "--output", str(e.tmp / "export")],
+         ("--format 'onnx' is not supported", "'ctranslate2'"), absent=("export",)),
+    Case("export with an unknown quantization", "options",
+         lambda e: ["-q", "export", str(e.saved), "--format", "ctranslate2", "--quantization", "int3", "--output", str(e.tmp / "export")],
+         ("quantization 'int3' is not valid", "'int8'"), absent=("export",)),
+    Case("report on a directory that is not a run", "model dir", lambda e: ["-q", "report", str(e.write("notarun/x.txt", "x").parent)],
+         ("notarun is not a texttune run directory",), absent=("notarun/report.html",)),
+    Case("runs compare with one run", "options", lambda e: ["-q", "runs", "compare", str(e.tmp)],
+         ("runs compare needs at least two run directories, got 1",)),
+]
+
+CASES: list[Case] = [*DATA_CASES, *OPTION_CASES, *CONFIG_FILE_CASES, *MODEL_DIR_CASES, *OTHER_COMMAND_CASES]
 
 
 @dataclass(frozen=True)

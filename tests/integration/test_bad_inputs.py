@@ -12,6 +12,7 @@ loaded; the few that need one share the session's tiny models.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,8 +48,10 @@ def test_the_catalogue_is_large_and_distinct() -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_gets_one_clear_error(case: Case, env: Env, cli: Callable[..., tuple[int, str, str]],
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+                                       capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     argv = case.argv(env)
+    if case.stdin is not None:
+        monkeypatch.setattr("sys.stdin", io.StringIO(case.stdin))
     if case.usage:  # argparse: usage lines, then the one line that says what is wrong
         code, out, err = _usage_error(argv, capsys)
         last = err.strip().splitlines()[-1]
