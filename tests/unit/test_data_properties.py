@@ -27,7 +27,9 @@ from hypothesis import strategies as st
 from texttune.data import ColumnRole, from_lists, load_table, select_columns
 from texttune.errors import DataError, TexttuneError
 
-SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+#: derandomize: the same examples on every run (CI stays deterministic); database=None: no .hypothesis/ folder.
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True,
+                    database=None)
 
 #: Any character UTF-8 can hold (no lone surrogates), including U+0085, U+2028, NUL, tabs, quotes and newlines.
 TEXT_CHARS = st.characters(blacklist_categories=("Cs",))
@@ -130,7 +132,7 @@ FRAGMENTS = st.lists(st.sampled_from([
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True, database=None)
 @given(content=st.one_of(st.binary(min_size=1, max_size=400), FRAGMENTS))
 def test_any_bytes_load_or_raise_a_texttune_error(fmt: str, content: bytes) -> None:
     with tempfile.TemporaryDirectory() as tmp:
@@ -143,7 +145,7 @@ def test_any_bytes_load_or_raise_a_texttune_error(fmt: str, content: bytes) -> N
             assert str(exc) and "\n" not in str(exc), repr(str(exc))
 
 
-@settings(max_examples=30, deadline=None, derandomize=True)
+@settings(max_examples=30, deadline=None, derandomize=True, database=None)
 @given(cut=st.integers(1, 10_000), flip=st.integers(0, 10_000))
 def test_damaged_parquet_files_raise_a_texttune_error(cut: int, flip: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
