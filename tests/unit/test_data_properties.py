@@ -122,6 +122,21 @@ def test_a_nul_in_a_column_name_is_refused_by_name(fmt: str, tmp_path: Path) -> 
         load_table(path)
 
 
+@SETTINGS
+@given(columns=tables(), parent=NAMES, children=st.lists(st.sampled_from(["document", "summary"]) | NAMES, min_size=1, max_size=3,
+                                                          unique=True))
+def test_nested_columns_flatten_or_raise_a_data_error(columns: dict[str, list[str]], parent: str, children: list[str]) -> None:
+    """``{"translation": {"en": ..., "fr": ...}}`` cells become columns; any names either map or get a DataError."""
+    rows = len(next(iter(columns.values())))
+    nested = {**columns, parent: [{child: f"{child} {i}" for child in children} for i in range(rows)]}
+    try:
+        mapped = select_columns(from_lists(nested, name="generated"), ROLES, {})
+    except DataError as exc:
+        assert "generated" in str(exc) or "column" in str(exc)
+        return
+    assert sorted(mapped.rows.column_names) == ["input", "target"] and len(mapped) == rows
+
+
 FORMATS = ["csv", "tsv", "json", "jsonl", "parquet", "txt", "conll"]
 #: Bytes that look like data more often than random ones do: fragments of real formats glued together.
 FRAGMENTS = st.lists(st.sampled_from([
