@@ -161,6 +161,13 @@ DATA_CASES = [
          ("fake.parquet", "not a readable Parquet file")),
     Case("directory that is not a dataset", "data", lambda e: e.train(data=e.write("somedir/notes.txt", "x").parent),
          ("somedir", "not a dataset saved with datasets.save_to_disk")),
+    Case("saved dataset with a truncated Arrow file", "data",
+         lambda e: e.train(data=_saved_dataset(e, lambda d: _truncate(next(d.glob("*.arrow"))))),
+         ("saved", "a damaged datasets.save_to_disk directory", "ArrowInvalid")),
+    Case("saved dataset with a broken dataset_info.json", "data",
+         lambda e: e.train(data=_saved_dataset(e, lambda d: (d / "dataset_info.json").write_text("{", encoding="utf-8"))),
+         ("saved", "a damaged datasets.save_to_disk directory", "JSONDecodeError")),
+    Case("a device instead of a file", "data", lambda e: e.train(data=Path("/dev/null")), ("/dev/null is not a regular file",)),
     Case("validation file without the target column", "data",
          lambda e: e.train("--validation-file", e.jsonl("val.jsonl", [{"document": "x y z"}])),
          ("val.jsonl", "no summary column", "available columns: 'document'")),
@@ -281,6 +288,17 @@ CONFIG_FILE_CASES = [
     Case("config file not found", "config file", lambda e: e.train("--config", e.tmp / "missing.yaml"),
          ("config file not found", "missing.yaml")),
 ]
+
+
+def _saved_dataset(env: Env, damage: Callable[[Path], object]) -> Path:
+    """A ``datasets.save_to_disk`` directory of two rows, then ``damage(directory)``."""
+    from datasets import Dataset, disable_progress_bar
+
+    disable_progress_bar()
+    path = env.tmp / "saved"
+    Dataset.from_list([ROW, ROW]).save_to_disk(str(path))
+    damage(path)
+    return path
 
 
 def _damaged(env: Env, change: Callable[[Path], object]) -> Path:

@@ -92,7 +92,7 @@ def load_table(source: str | os.PathLike[str], *, split: str = "train") -> Table
         return _load_saved(path, split)
     if path.exists() or path.suffix.lower() in FORMATS:
         if not path.is_file():
-            raise DataError(f"data file not found: {name}")
+            raise DataError(f"data file not found: {name}" if not path.exists() else f"{name} is not a regular file")
         fmt = FORMATS.get(path.suffix.lower())
         if fmt is None:
             raise DataError(f"{name}: unknown file type {path.suffix!r}; supported: {choices(FORMATS)}")
@@ -322,7 +322,11 @@ def _load_saved(path: Path, split: str) -> Table:
 
     if not ((path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists()):
         raise DataError(f"{path} is a directory but not a dataset saved with datasets.save_to_disk")
-    loaded = load_from_disk(str(path))
+    try:
+        loaded = load_from_disk(str(path))
+    except Exception as exc:  # noqa: BLE001 - datasets/pyarrow raise OSError, JSON and Arrow errors for damaged files
+        reason = " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+        raise DataError(f"{path}: a damaged datasets.save_to_disk directory ({reason}); save the dataset again") from None
     if isinstance(loaded, DatasetDict):
         if split not in loaded:
             if len(loaded) != 1:
