@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -65,6 +66,16 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(tiny_model_dir, tmp_path:
     assert straight.keys() == resumed.keys()
     for name in straight:
         assert torch.allclose(straight[name], resumed[name], atol=1e-6), name
+
+
+def test_last_checkpoint_is_a_link_to_best_when_both_hold_the_same_step(tiny_model_dir, tmp_path: Path) -> None:
+    # One evaluation, at the end: best and last hold the same state, written once (engine/checkpoints.py).
+    _train(tiny_model_dir("llama"), tmp_path / "run", 4, "--eval-every-steps", "4")
+    best, last = tmp_path / "run" / "checkpoints" / "best.ckpt", tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert best.is_file() and last.is_file() and not last.is_symlink(), sorted(os.listdir(best.parent))
+    assert os.path.samefile(best, last)
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 4
+    assert not [p.name for p in best.parent.iterdir() if p.name.startswith(".")]  # no temporary link left
 
 
 def test_loader_order_depends_only_on_seed_and_epoch() -> None:

@@ -44,6 +44,10 @@ def test_evaluation_shards_restore_every_row_once_in_order(n: int, world: int) -
     assert sorted(sum(samplers, [])) == list(range(n))  # disjoint, no padded duplicates
     padded = [list(ShardSampler(n, rank=r, world_size=world, pad=True)) for r in range(world)]
     assert len({len(p) for p in padded}) == 1
+    order = list(reversed(range(n)))  # e.g. longest first
+    ordered = [list(ShardSampler(n, rank=r, world_size=world, order=order)) for r in range(world)]
+    assert sorted(sum(ordered, [])) == list(range(n))
+    assert all(shard == sorted(shard, reverse=True) for shard in ordered)  # each process keeps the given order
 
 
 def _stream(n: int) -> Any:

@@ -29,7 +29,7 @@ import functools
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -177,8 +177,9 @@ class ShardSampler(Sampler[int]):
     only when it fills a batch on its own, so at most one row per process counts twice.
     """
 
-    def __init__(self, size: int, *, rank: int, world_size: int, pad: bool = False) -> None:
-        self.indices = list(range(rank, size, world_size))
+    def __init__(self, size: int, *, rank: int, world_size: int, pad: bool = False, order: Sequence[int] | None = None) -> None:
+        # ``order``: the rows in the order to visit them (e.g. by length); each process takes every world_size-th.
+        self.indices = list(order if order is not None else range(size))[rank::world_size]
         if pad:
             longest = -(-size // world_size)
             self.indices += [self.indices[-1] if self.indices else 0] * (longest - len(self.indices))

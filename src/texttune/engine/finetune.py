@@ -89,8 +89,10 @@ def _baselines(task: Any, model: Any, val: Table, config: RunConfig, run: RunDir
 
 def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, model: Any = None) -> Any:
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping
+
     from texttune.engine.checkpoint_io import AtomicCheckpointIO
+    from texttune.engine.checkpoints import BestCheckpoint, LastCheckpoint
     from texttune.engine.distributed import lightning_strategy
     from texttune.engine.loggers import log_config, make_loggers
     from texttune.engine.resumable import resume_callbacks
@@ -98,13 +100,10 @@ def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, model: Any
     t = config.train
     loggers = make_loggers(config, run)
     log_config(loggers, config.flat())
-    # Two callbacks: "best" only ever holds the best weights by the monitored metric;
-    # "last" follows training and is also written on Ctrl-C or a crash (save_on_exception),
-    # which would otherwise overwrite "best" with whatever the weights were at that moment.
-    best = ModelCheckpoint(dirpath=run.checkpoints, filename="best", monitor=monitor, mode=mode,
-                           save_top_k=1, enable_version_counter=False)
-    last = ModelCheckpoint(dirpath=run.checkpoints, filename="last", save_top_k=1, save_on_exception=True,
-                           enable_version_counter=False)
+    # best.ckpt only ever holds the best weights; last.ckpt follows training and is also written on
+    # Ctrl-C (a hard link to best.ckpt when both hold the same step: see engine/checkpoints.py).
+    best = BestCheckpoint(dirpath=run.checkpoints, monitor=monitor, mode=mode)
+    last = LastCheckpoint(dirpath=run.checkpoints, best=best)
     callbacks: list[Any] = [best, last, *resume_callbacks(t, last=run.checkpoints / "last.ckpt")]
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience))
@@ -156,7 +155,7 @@ def _loaders(task: Any, train_features: Any, val_features: Any, config: RunConfi
     from torch.utils.data import DataLoader
 
     from texttune.engine.distributed import ShardSampler, is_sharded
-    from texttune.engine.loader import ResumableLoader, feature_lengths
+    from texttune.engine.loader import ResumableLoader, feature_lengths, length_sorted
 
     t = config.train
     lengths = feature_lengths(train_features) if t.group_by_length and stream is None else None
@@ -169,7 +168,11 @@ def _loaders(task: Any, train_features: Any, val_features: Any, config: RunConfi
     else:
         train_dl = ResumableLoader(train_features, batch_size=t.batch_size, seed=t.seed, collate_fn=task.collate,
                                    num_workers=t.num_workers, lengths=lengths, rank=rank, world_size=world_size)
-    rows = ShardSampler(len(val_features), rank=rank, world_size=world_size, pad=is_sharded(t.strategy))
+    # The loss pass of an evaluation pads each batch to its longest example: in length order (longest
+    # first, so an out-of-memory shows at once) there is almost no padding. Generation-based metrics
+    # are computed on the rows separately, so the order changes nothing else.
+    rows = ShardSampler(len(val_features), rank=rank, world_size=world_size, pad=is_sharded(t.strategy),
+                        order=length_sorted(feature_lengths(val_features)))
     val_dl = DataLoader(val_features, batch_size=config.generation.generation_batch_size, sampler=rows,
                         collate_fn=task.collate, num_workers=t.num_workers)
     return train_dl, val_dl

@@ -135,6 +135,11 @@ def feature_lengths(features: Any) -> list[int]:
     return [int(n) for n in lengths]
 
 
+def length_sorted(lengths: Sequence[int]) -> list[int]:
+    """Indices from the longest example to the shortest (ties in index order): the evaluation order."""
+    return sorted(range(len(lengths)), key=lambda i: -lengths[i])
+
+
 class ResumableLoader(DataLoader):
     """DataLoader + the ``state_dict``/``load_state_dict`` pair Lightning looks for.
 
