@@ -196,12 +196,19 @@ def run_ct2(case: Case, directory: Path, *, compute_type: str) -> dict[str, Any]
     model = texttune.load(texttune_result["model_dir"], backend="ctranslate2", compute_type=compute_type)
     outputs = model.predict([test[0]["input"]])  # converts (once, cached) and loads
     load_s = time.perf_counter() - t0
+    # Evaluation as `texttune evaluate --backend ctranslate2` runs it: generation and the metric, no loss pass.
+    validation = read_rows(directory / "validation.jsonl")
+    t0 = time.perf_counter()
+    metric_name, eval_metric = score(case, model.predict([r["input"] for r in validation]), [r["target"] for r in validation])
+    eval_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     outputs = model.predict([r["input"] for r in test])
     predict_s = time.perf_counter() - t0
     metric_name, metric = score(case, outputs, [r["target"] for r in test])
-    return {"predict_rows": len(test), "predict_s": predict_s, "predict_examples_per_s": len(test) / predict_s,
-            "metric_name": metric_name, "predict_metric": metric, "convert_and_load_s": load_s, "peak_rss_mib": peak_rss_mib()}
+    return {"eval_rows": len(validation), "eval_s": eval_s, "eval_examples_per_s": len(validation) / eval_s,
+            "eval_metric": eval_metric, "predict_rows": len(test), "predict_s": predict_s,
+            "predict_examples_per_s": len(test) / predict_s, "metric_name": metric_name, "predict_metric": metric,
+            "convert_and_load_s": load_s, "peak_rss_mib": peak_rss_mib()}
 
 
 # -- model FLOPs of the training set -------------------------------------------------

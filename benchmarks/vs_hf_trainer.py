@@ -141,7 +141,9 @@ def table(case: Case, results: dict[str, dict[str, Any]]) -> str:
         lines.append(f"| {side} | {_fmt(r.get('train_examples_per_s'))} | {_fmt(r.get('eval_examples_per_s'))} | "
                      f"{_fmt(r.get('predict_examples_per_s'))} | {_fmt(r.get('peak_rss_mib'), 0)} | {_fmt(r.get('eval_metric'))} | "
                      f"{_fmt(r.get('predict_metric'))} | {'-' if mfu is None else f'{100 * mfu:.1f}%'} |")
-    lines += ["", "| ratio texttune / baseline | train | eval+generate | predict | peak RSS |", "|---|---|---|---|---|"]
+    lines += ["", "eval+generate: texttune and hf-*: the validation loss pass, generation and the metric, as in training; "
+                  "ct2-*: generation and the metric (`texttune evaluate --backend ctranslate2`) with texttune's fine-tuned model.",
+              "", "| ratio texttune / baseline | train | eval+generate | predict | peak RSS |", "|---|---|---|---|---|"]
     for name, other in (("hf-default", base), ("hf-grouped", grouped)):
         if other and "error" not in other and "error" not in tt:
             lines.append(f"| vs {name} | {_ratio(tt.get('train_examples_per_s'), other.get('train_examples_per_s'))} | "
@@ -151,8 +153,10 @@ def table(case: Case, results: dict[str, dict[str, Any]]) -> str:
     for side in ("ct2-int8", "ct2-float32"):
         r = results.get(side)
         if r and "error" not in r and "error" not in tt:
-            lines.append(f"| {side} / texttune (transformers) predict | | | "
+            lines.append(f"| {side} / texttune (transformers) | | | "
                          f"{_ratio(r.get('predict_examples_per_s'), tt.get('predict_examples_per_s'))} | |")
+            lines.append(f"| {side} / hf-default | | {_ratio(r.get('eval_examples_per_s'), base.get('eval_examples_per_s'))} | "
+                         f"{_ratio(r.get('predict_examples_per_s'), base.get('predict_examples_per_s'))} | |")
     flops = results.get("flops", {})
     if flops and "error" not in flops:
         lines += ["", f"Model FLOPs of one epoch: {flops['train_flops'] / 1e12:.2f} TFLOP "
