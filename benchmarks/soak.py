@@ -8,7 +8,7 @@ Top to bottom: take a saved model (``--model-dir``) or build a tiny random BERT
 masked-LM (``--tiny``); start ``texttune serve`` on 127.0.0.1 (``--port 0``, one
 torch thread); make ``--requests`` distinct inputs (each names its request number);
 get every input's reference output in sequential requests (``--reference-batch``
-inputs each); then ``--concurrency`` asyncio clients send one input per request
+inputs each: 64 for masked-LM, else 1); then ``--concurrency`` asyncio clients send one input per request
 until all are answered. Every answer must be 200 and equal its own input's
 reference. The server's resident memory (VmRSS of ``/proc/<pid>/status``) is read
 when the load starts, after ``--warmup`` answers, every 0.25 s, and at the end; its
@@ -57,13 +57,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=500, help="answers before the memory baseline is taken (default 500)")
     p.add_argument("--max-rss-growth-mb", type=float, default=32.0,
                    help="largest allowed server RSS growth from the warm-up point to the end, MiB (default 32)")
-    p.add_argument("--reference-batch", type=int, default=1,
-                   help="inputs per reference request (default 1: each input alone; masked-LM may use up to 64)")
+    p.add_argument("--reference-batch", type=int, default=None,
+                   help="inputs per reference request (default: 64 for masked-LM, which runs each input on its own "
+                        "anyway; 1, each input alone, for other tasks)")
     p.add_argument("--server-arg", action="append", default=[], help="extra 'texttune serve' argument (repeatable)")
     p.add_argument("--out", type=Path, help="write the results as JSON here")
     p.add_argument("--log", type=Path, default=CACHE / "soak-server.log", help="the server's stderr (default %(default)s)")
     args = p.parse_args(argv)
-    if min(args.requests, args.concurrency, args.reference_batch) < 1 or not 0 <= args.warmup < args.requests:
+    positive = [args.requests, args.concurrency] + ([args.reference_batch] if args.reference_batch is not None else [])
+    if min(positive) < 1 or not 0 <= args.warmup < args.requests:
         p.error("--requests, --concurrency, --reference-batch must be positive and --warmup below --requests")
     return args
 
@@ -247,9 +249,11 @@ async def soak_server(args: argparse.Namespace, model_dir: Path, log: Path) -> t
                 if time.monotonic() > deadline or process.poll() is not None:
                     raise SystemExit(f"the model did not load; see {log}")
                 await asyncio.sleep(0.1)
-            inputs = make_inputs((await client.get("/v1/model")).json(), args.requests)
+            info = (await client.get("/v1/model")).json()
+            inputs = make_inputs(info, args.requests)
+            batch = args.reference_batch or (64 if info.get("task") == "masked-lm" else 1)
             started = time.perf_counter()
-            expected = await references(client, inputs, args.reference_batch)
+            expected = await references(client, inputs, batch)
             reference_seconds = time.perf_counter() - started
             if len({json.dumps(e, sort_keys=True) for e in expected}) != len(expected):
                 raise SystemExit("two inputs share a reference output: matching answers to requests would prove nothing")
