@@ -313,7 +313,9 @@ def _truncate(path: Path) -> None:
 
 
 def _edit_json(path: Path, **changes: Any) -> None:
-    path.write_text(json.dumps(json.loads(path.read_text()) | changes), encoding="utf-8")
+    """Set keys of a JSON file (None: remove the key)."""
+    data = json.loads(path.read_text(encoding="utf-8")) | changes
+    path.write_text(json.dumps({k: v for k, v in data.items() if v is not None}), encoding="utf-8")
 
 
 MODEL_DIR_CASES = [
@@ -344,6 +346,27 @@ MODEL_DIR_CASES = [
     Case("texttune.json naming an unknown task", "model dir",
          lambda e: e.predict(_damaged(e, lambda m: _edit_json(m / "texttune.json", task="poetry"))),
          ("task 'poetry' is not known",), absent=OUTPUTS),
+    Case("texttune.json without auto_class", "model dir",
+         lambda e: e.predict(_damaged(e, lambda m: _edit_json(m / "texttune.json", auto_class=None))),
+         ("texttune.json: 'auto_class' must name a transformers AutoModel class, got None",), absent=OUTPUTS),
+    Case("texttune.json naming a class transformers lacks", "model dir",
+         lambda e: e.predict(_damaged(e, lambda m: _edit_json(m / "texttune.json", auto_class="AutoModelForPoetry"))),
+         ("got 'AutoModelForPoetry'",), absent=OUTPUTS),
+    Case("texttune.json with a list for task_state", "model dir",
+         lambda e: e.predict(_damaged(e, lambda m: _edit_json(m / "texttune.json", task_state=[1, 2]))),
+         ("texttune.json: 'task_state' must be an object, got list",), absent=OUTPUTS),
+    Case("config.json with text for a number", "model dir",
+         lambda e: e.predict(_damaged(e, lambda m: _edit_json(m / "config.json", vocab_size="big"))),
+         ("cannot read the model config", "'vocab_size'"), absent=OUTPUTS),
+    Case("config.json with a negative size", "model dir",
+         lambda e: e.predict(_damaged(e, lambda m: _edit_json(m / "config.json", d_model=-8))),
+         ("cannot be loaded as AutoModelForSeq2SeqLM", "negative dimension"), absent=OUTPUTS),
+    Case("config.json naming an unknown architecture", "model dir",
+         lambda e: e.predict(_damaged(e, lambda m: _edit_json(m / "config.json", model_type="nonesuch"))),
+         ("cannot read the model config", "`nonesuch`"), absent=OUTPUTS),
+    Case("broken tokenizer.json", "model dir",
+         lambda e: e.predict(_damaged(e, lambda m: (m / "tokenizer.json").write_text("{", encoding="utf-8"))),
+         ("cannot load its tokenizer",), absent=OUTPUTS),
     Case("saved model with truncated safetensors", "model dir",
          lambda e: e.predict(_damaged(e, lambda m: _truncate(m / "model.safetensors"))),
          ("safetensors", "damaged or truncated"), absent=OUTPUTS),

@@ -55,7 +55,7 @@ class Backbone:
             self.model = loader.from_pretrained(
                 self.source, local_files_only=offline, trust_remote_code=self.trust_remote_code, **(model_kwargs or {})
             )
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, RuntimeError) as exc:  # RuntimeError: torch refusing the config's sizes
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise BackboneError(f"backbone {self.name!r} cannot be loaded as {auto_class} ({first})") from None
         except pickle.UnpicklingError:  # transformers reads .bin weights with torch.load(weights_only=True)
@@ -104,14 +104,16 @@ def resolve_source(name: str) -> str:
 
 def load_config(source: str, *, trust_remote_code: bool) -> Any:
     """The model config, from the local cache first; one clear line when the hub is out of reach."""
+    from huggingface_hub.errors import StrictDataclassError
     from transformers import AutoConfig
 
     try:
         return AutoConfig.from_pretrained(source, local_files_only=True, trust_remote_code=trust_remote_code)
     except OSError:
         pass
-    except ValueError as exc:
-        raise BackboneError(f"{source}: cannot read the model config ({exc})") from None
+    except (ValueError, TypeError, StrictDataclassError) as exc:  # transformers 5 validates config fields (a text where a number belongs)
+        reason = " ".join(str(exc).split())[:300]  # its messages span lines (upgrade hints); errors are one line
+        raise BackboneError(f"{source}: cannot read the model config ({reason})") from None
     if Path(source).is_dir():
         raise BackboneError(f"{source}: config.json is unreadable or not a transformers model config")
     if not hub_reachable():

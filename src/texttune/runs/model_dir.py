@@ -53,6 +53,18 @@ def find_model_dir(path: str | Path) -> Path:
     raise BackboneError(f"{p} is not a texttune model directory (no {METADATA_FILE}); train one with 'texttune train'")
 
 
+def _check_entries(meta: dict[str, Any], where: Path) -> None:
+    """The entries loading reads, with the types it needs: a hand-edited file gets a message, not a KeyError."""
+    import transformers
+
+    auto_class = meta.get("auto_class")
+    if not (isinstance(auto_class, str) and auto_class.startswith("AutoModel") and getattr(transformers, auto_class, None)):
+        raise BackboneError(f"{where}: 'auto_class' must name a transformers AutoModel class, got {auto_class!r}")
+    for key in ("task_state", "columns"):
+        if meta.get(key) is not None and not isinstance(meta[key], dict):
+            raise BackboneError(f"{where}: {key!r} must be an object, got {type(meta[key]).__name__}")
+
+
 def read_metadata(model_dir: Path) -> dict[str, Any]:
     """``texttune.json`` of a model directory, after checking that loading it cannot run code (``untrusted.py``)."""
     try:
@@ -61,5 +73,6 @@ def read_metadata(model_dir: Path) -> dict[str, Any]:
         raise BackboneError(f"{model_dir / METADATA_FILE}: not valid JSON ({exc})") from None
     if not isinstance(meta, dict) or "task" not in meta:
         raise BackboneError(f"{model_dir / METADATA_FILE}: missing the 'task' entry")
+    _check_entries(meta, model_dir / METADATA_FILE)
     check_model_files(model_dir, meta)
     return meta
