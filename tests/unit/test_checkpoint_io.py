@@ -175,3 +175,49 @@ def test_checkpoint_size_estimate_is_close_to_a_real_checkpoint(tmp_path: Path) 
     AtomicCheckpointIO().save_checkpoint({"state_dict": model.state_dict(), "optimizer_states": [optimizer.state_dict()]}, path)
     estimate, real = preflight.checkpoint_bytes(model), path.stat().st_size
     assert 0.9 * real <= estimate <= 1.1 * real, (estimate, real)
+
+
+class _Trainer:
+    """The few trainer attributes PeriodicCheckpoint reads, with Lightning's validation decision scripted."""
+
+    def __init__(self) -> None:
+        self.global_step = 0
+        self.validation_due = False
+        self.saved: list[int] = []
+        self.strategy = SimpleNamespace(broadcast=lambda value: value)
+        epoch_loop = SimpleNamespace(_should_check_val_fx=lambda fetcher: self.validation_due)
+        self.fit_loop = SimpleNamespace(epoch_loop=epoch_loop, _data_fetcher=None)
+
+    def save_checkpoint(self, path: Path) -> None:
+        self.saved.append(self.global_step)
+
+
+def _steps(callback: Any, trainer: _Trainer, steps: list[int], *, due: set[int] = frozenset()) -> list[int]:
+    for step in steps:
+        trainer.global_step, trainer.validation_due = step, step in due
+        callback.on_train_batch_end(trainer, None, None, None, 0)
+    return trainer.saved
+
+
+def test_periodic_checkpoints_every_n_steps_but_never_just_before_an_evaluation(tmp_path: Path) -> None:
+    from texttune.engine.resumable import PeriodicCheckpoint
+
+    trainer = _Trainer()
+    callback = PeriodicCheckpoint(tmp_path / "last.ckpt", every_steps=2, every_minutes=0)
+    callback.on_train_start(trainer, None)
+    # 1, 1: a batch that only accumulates gradients (no optimizer step) is not a new step.
+    assert _steps(callback, trainer, [1, 1, 2, 2, 3, 4, 5, 6, 7, 8], due={4, 8}) == [2, 6]
+
+
+def test_periodic_checkpoints_by_training_time(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from texttune.engine import resumable
+
+    clock = [1000.0]
+    monkeypatch.setattr(resumable.time, "monotonic", lambda: clock[0])
+    trainer = _Trainer()
+    callback = resumable.PeriodicCheckpoint(tmp_path / "last.ckpt", every_steps=None, every_minutes=10)
+    callback.on_train_start(trainer, None)
+    for step, minutes in [(1, 4), (2, 9.9), (3, 10), (4, 15), (5, 20.5), (6, 21)]:
+        clock[0] = 1000.0 + 60 * minutes
+        _steps(callback, trainer, [step])
+    assert trainer.saved == [3, 5]
