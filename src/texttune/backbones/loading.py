@@ -112,7 +112,7 @@ def load_config(source: str, *, trust_remote_code: bool) -> Any:
     except OSError:
         pass
     except (ValueError, TypeError, StrictDataclassError) as exc:  # transformers 5 validates config fields (a text where a number belongs)
-        reason = " ".join(str(exc).split())[:300]  # its messages span lines (upgrade hints); errors are one line
+        reason = " ".join(str(exc).split())  # its messages span lines (upgrade hints); errors are one line
         raise BackboneError(f"{source}: cannot read the model config ({reason})") from None
     if Path(source).is_dir():
         raise BackboneError(f"{source}: config.json is unreadable or not a transformers model config")
