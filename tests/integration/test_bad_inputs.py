@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from bad_inputs_cases import CASES, DOCUMENTED_STATUSES, HANDLED, HTTP_CASES, Case, Env, Handled, HttpCase
+from bad_inputs_cases import CASES, HANDLED, Case, Env, Handled
+from bad_requests_cases import DOCUMENTED_STATUSES, HTTP_CASES, HttpCase
 from run_files import assert_user_error, read_json
 
 #: Longest acceptable error line: enough for a list of every valid option, never a whole echoed file line.
