@@ -6,8 +6,8 @@ the file, line, column or value (exit status 2 on the command line, a documented
 status over HTTP), never with a traceback, and must leave no run directory,
 predictions or metrics file behind that a later step could mistake for a result.
 
-The cases live in ``bad_inputs_cases.py``. Almost all fail before a model is
-loaded; the few that need one share the session's tiny models.
+The cases live in ``bad_inputs_cases.py`` and ``bad_requests_cases.py``. Almost all
+fail before a model is loaded; the few that need one share the session's tiny models.
 """
 
 from __future__ import annotations
