@@ -13,7 +13,9 @@ Environment:
 - ``CRASH_KILL``: ``<phase>:<step>``: SIGKILL this process
   ``train``  right after optimizer step ``step`` (after any periodic checkpoint of that step),
   ``eval``   during the evaluation that follows step ``step`` (its first batch),
-  ``ckpt``   while writing ``last.ckpt`` for step ``step``: half the bytes are in the temp file.
+  ``ckpt``   while writing the first checkpoint of step ``step`` (``last.ckpt`` between evaluations,
+             ``best.ckpt`` at an evaluation that improved, ``last.ckpt`` then being a hard link to it):
+             half the bytes are in the temp file.
 - ``CRASH_SIGINT``: ``<step>``: send this process a real SIGINT when the batch after
   optimizer step ``step`` starts (before its forward pass), as a Ctrl-C would.
 """
@@ -94,7 +96,7 @@ def _install(injector: FaultInjector) -> None:
         return trainer
 
     def dying_save(self: Any, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-        if injector.phase == "ckpt" and checkpoint.get("global_step") == injector.step and Path(path).name == "last.ckpt":
+        if injector.phase == "ckpt" and checkpoint.get("global_step") == injector.step:
             def half_then_die(handle: Any) -> None:
                 buffer = io.BytesIO()
                 torch.save(checkpoint, buffer)

@@ -79,7 +79,7 @@ def test_a_write_that_dies_half_way_keeps_the_previous_checkpoint(tmp_path: Path
 def test_stale_temp_files_from_a_killed_write_are_removed_on_load(tmp_path: Path) -> None:
     path = tmp_path / "last.ckpt"
     AtomicCheckpointIO().save_checkpoint(_checkpoint(3), path)
-    stale = [tmp_path / ".last.ckpt.tmp-abc123", tmp_path / ".best.ckpt.tmp-x"]
+    stale = [tmp_path / ".last.ckpt.tmp-abc123", tmp_path / ".best.ckpt.tmp-x", tmp_path / ".last.ckpt.link-4242"]
     for file in stale:
         file.write_bytes(b"half")
     (tmp_path / "notes.txt").write_text("kept")
