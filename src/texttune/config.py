@@ -388,6 +388,9 @@ def validate_scale(config: RunConfig) -> None:
         _positive("devices", t.devices)
     _positive("num_nodes", t.num_nodes)
     _positive("shuffle_buffer", d.shuffle_buffer)
+    if t.strategy.startswith(("fsdp", "deepspeed")) and t.accelerator in {"cpu", "mps"}:
+        raise ConfigError(f"--strategy {t.strategy} needs --accelerator gpu (Lightning runs FSDP and DeepSpeed on CUDA "
+                          f"GPUs only); on {t.accelerator} use --strategy ddp")
     if t.strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
         raise ConfigError(f"--strategy {t.strategy} needs DeepSpeed: pip install deepspeed (on a machine with CUDA), "
                           f"or use --strategy fsdp, which ships with torch")

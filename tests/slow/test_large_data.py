@@ -35,7 +35,8 @@ pytestmark = pytest.mark.slow
 
 ROW_CHARS = 32_000  # ~32 KB of text per row: few rows, many bytes
 ROWS = 1_000  # N; the large run has 4N (~128 MB)
-BATCH = 16
+BATCH = 32
+SHUFFLE_BUFFER = 128  # rows: ~4 MB of text; the buffer, not the data, bounds streaming memory
 GROWTH_LIMIT_MB = 25.0
 WORDS = [f"{a}{b}" for a in ("ka", "lo", "mi", "nu", "pe", "ro", "su", "ti") for b in ("ba", "de", "gi", "ko", "mu", "ne", "ri", "so")]
 
@@ -90,12 +91,12 @@ def test_peak_memory_stays_flat_as_the_data_grows(tiny_model_dir, data, tmp_path
            "TEXTTUNE_LARGE_FILE_MB": "1"}  # both files are "large": the memory-mapped path, not the in-memory parser
     peaks = {}
     for size, rows in (("small", ROWS), ("large", 4 * ROWS)):
-        steps = rows // BATCH if streaming else 20  # streaming reads every row; memory-mapped encodes every row
+        steps = rows // BATCH if streaming else 5  # streaming reads every row; memory-mapped encodes every row
         argv = [str(Path(sys.executable).parent / "texttune"), "-q", "train", "text2text", "--train-file", str(data[size]),
                 "--validation-file", str(data["val"]), "--backbone", str(tiny), "--output-dir", str(tmp_path / size),
                 "--max-steps", str(steps), "--batch-size", str(BATCH), "--max-source-length", "32", "--max-target-length", "8",
                 "--max-new-tokens", "4", "--no-baselines", "--no-progress-bar", "--no-tensorboard", "--samples-per-eval", "0",
-                "--accelerator", "cpu", *(["--streaming"] if streaming else [])]
+                "--accelerator", "cpu", *(["--streaming", "--shuffle-buffer", str(SHUFFLE_BUFFER)] if streaming else [])]
         peaks[size] = _peak_anon_mb(argv, env)
         metrics = json.loads((tmp_path / size / "metrics.json").read_text())
         assert metrics["steps"] == steps

@@ -35,7 +35,7 @@ from typing import Any
 
 from torch.utils.data import Sampler
 
-from texttune.errors import TexttuneError
+from texttune.errors import ConfigError, TexttuneError
 
 log = logging.getLogger("texttune")
 
@@ -59,6 +59,12 @@ def lightning_strategy(name: str, model: Any) -> Any:
     ``_no_split_modules`` gathers one block at a time. ``use_orig_params`` lets
     frozen and trainable parameters (LoRA) share a unit.
     """
+    if name.startswith(("fsdp", "deepspeed")):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"--strategy {name} needs CUDA GPUs (Lightning runs FSDP and DeepSpeed on GPUs only); "
+                              "on CPUs use --strategy ddp")
     if not name.startswith("fsdp") or model is None:
         return name
     from lightning.pytorch.strategies import FSDPStrategy
@@ -158,6 +164,25 @@ def evaluate_everywhere(task: Any, model: Any, rows: Any, *, generation: Any, sh
         raise TexttuneError(f"distributed evaluation gathered {len(records)} records for {len(rows)} rows")
     metrics = score(records) if rank == 0 else None
     return _broadcast(metrics), records
+
+
+def unshard(trainer: Any, *, rebuild: Callable[[], Any]) -> Any:
+    """After training with parameters sharded over several processes: the full weights, unwrapped, on rank 0.
+
+    The model rank 0 holds after FSDP / ZeRO-3 training is a shard: a forward pass on
+    rank 0 alone (the final evaluation) would wait forever for the others. Every
+    process takes part in gathering the full state dict (Lightning's
+    ``lightning_module_state_dict``, a collective); rank 0 loads it into a freshly
+    built, unwrapped module (``rebuild()``) and returns it; the others return None.
+    Not exercised by this repository's tests: Lightning runs these strategies on
+    CUDA GPUs only.
+    """
+    state = trainer.strategy.lightning_module_state_dict()
+    if not trainer.is_global_zero:
+        return None
+    module = rebuild()
+    module.load_state_dict(state)
+    return module
 
 
 def _broadcast(value: Any) -> Any:

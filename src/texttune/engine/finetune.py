@@ -197,7 +197,7 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
     import lightning.pytorch as pl
 
     from texttune.engine.checkpoint_io import remove_stale_temp_files
-    from texttune.engine.distributed import launch_rank
+    from texttune.engine.distributed import is_sharded, launch_rank, unshard
     from texttune.engine.module import TextModule
 
     resume_path = _resume_path(config, run) if config.train.resume else None
@@ -264,6 +264,12 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
             if primary:
                 run.set_status("interrupted", checkpoint=str(run.checkpoints / "last.ckpt"))
             raise TexttuneError(f"training interrupted; continue with --resume latest --output-dir {run.root}")
+        if is_sharded(config.train.strategy) and trainer.world_size > 1:  # rank 0 needs whole weights, alone
+            trained = module
+            module = unshard(trainer, rebuild=lambda: _rebuilt_module(task, backbone, config, val, record))
+            for name in ("eval_seconds", "evaluations", "train_examples", "train_tokens", "last_evaluation"):
+                if module is not None:
+                    setattr(module, name, getattr(trained, name))
         if not primary:  # rank 0 evaluates the best weights and saves the model
             return FitResult(run.root, run.model, {})
         return _finish(task, module, trainer, config, backbone, val, run, timing)
@@ -273,6 +279,17 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
                 run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
             record_plots(run)  # what was measured before the failure, as pictures
         raise
+
+
+def _rebuilt_module(task: Any, backbone: Backbone, config: RunConfig, val: Table, record: Any) -> Any:
+    """A fresh, unwrapped module (base weights, adapters as configured) for the weights gathered after sharded training."""
+    from texttune.engine.module import TextModule
+
+    backbone.model = None
+    backbone.load_model(task.auto_class(backbone.family), model_kwargs=task.model_kwargs())
+    prepare_model(backbone, task_name=task.name, options=config.peft, from_scratch=config.task_options.from_scratch is not None)
+    return TextModule(model=backbone.model, task=task, train_config=config.train, generation=config.generation,
+                      eval_rows=val.rows, on_evaluation=record)
 
 
 def _batch_size(config: RunConfig, *, primary: bool, run: RunDir, resuming: bool, **search: Any) -> RunConfig:

@@ -2,8 +2,8 @@
 
 The stream (``datasets.IterableDataset``) is shuffled with a seeded buffer
 (``--shuffle-buffer``, reshuffled every epoch), read in blocks of
-``BLOCK_BATCHES`` global batches' worth of rows, and each block is tokenized
-with the task's own ``encode`` (so every task streams, including those whose
+``BLOCK_BATCHES`` global batches' worth of rows, tokenized one global batch of
+rows at a time with the task's own ``encode`` (so every task streams, including those whose
 rows become several features, like QA windows or language-model chunks). A
 block's features are grouped by length and cut into global batches exactly like
 the map-style loader does (``engine/loader.py``); each process takes its slice.
@@ -63,12 +63,23 @@ class StreamLoader:
         rows.set_epoch(self.epoch)
         return iter(rows)
 
-    def _global_batches(self, block: list[dict[str, Any]]) -> tuple[Any, list[list[int]]]:
-        """The block's features and their global batches (index lists), grouped by length when asked."""
-        from datasets import Dataset
+    def _read_block(self, rows: Iterator[dict[str, Any]]) -> Any:
+        """The next block's features (None at the end of the stream).
 
-        with _quiet_datasets():
-            features, _ = self.encode(Dataset.from_list(block))
+        Rows are tokenized one global batch's worth at a time, so raw text never piles
+        up: memory holds the shuffle buffer, one piece of rows and the block's token ids.
+        """
+        from datasets import Dataset, concatenate_datasets
+
+        parts, read, piece = [], 0, self.batch_size * self.world_size
+        while read < self.block_rows and (chunk := list(itertools.islice(rows, min(piece, self.block_rows - read)))):
+            with _quiet_datasets():
+                parts.append(self.encode(Dataset.from_list(chunk))[0])
+            read += len(chunk)
+        return concatenate_datasets(parts) if parts else None
+
+    def _global_batches(self, features: Any) -> list[list[int]]:
+        """The block's global batches (lists of feature indices), grouped by length when asked."""
         size = self.batch_size * self.world_size
         generator = torch.Generator().manual_seed(self.seed + 1_000_003 * self.epoch + self.blocks_done)
         order = torch.randperm(len(features), generator=generator).tolist()
@@ -78,15 +89,15 @@ class StreamLoader:
         batches = [order[start : start + size] for start in range(0, len(order), size)]
         if batches and len(batches[-1]) < self.world_size:  # too small to give every process an example
             batches.pop()
-        return features, batches
+        return batches
 
     def __iter__(self) -> Iterator[Any]:
         while True:
             read_any = False
             rows = self._epoch_rows()
-            while block := list(itertools.islice(rows, self.block_rows)):
+            while (features := self._read_block(rows)) is not None:
                 read_any = True
-                features, batches = self._global_batches(block)
+                batches = self._global_batches(features)
                 for batch in batches[self.batches_done :]:
                     self.batches_done += 1
                     yield self.collate([features[i] for i in _slice(batch, self.rank, self.world_size)])
