@@ -2,13 +2,14 @@
 
 Lightning launches the second process itself (``--devices 2 --strategy ddp``
 re-runs the command line with ``LOCAL_RANK=1``), so the CLI runs in a
-subprocess here. The tiny Llama has no dropout, and every summary is cut to the
-same 16 target tokens, so each process's mean loss has the same weight: the
-averaged DDP gradient equals the one-process gradient up to float rounding, and
-the weights must agree to ~1e-5, not merely "look similar".
+subprocess here. The tiny Llama has no dropout and 26 of the 40 summaries are
+cut to the same 16 target tokens, so the two processes' token counts are close
+and DDP's average of per-process mean losses is nearly one process's mean over
+the global batch: the weights must agree to ~1e-5, not merely "look similar".
 
-Tolerances: weights atol 1e-4 (float32 sums in a different order, which Adam can
-turn into ~lr-sized steps on parameters with near-zero gradients); val_loss rel
+Tolerances: weights within 1e-5 except at most 0.1% of them (float32 sums in a
+different order, which Adam can turn into ~lr-sized steps on parameters whose
+gradient is float noise); resumed vs straight DDP: within 1e-7; val_loss rel
 1e-5; predictions: 4 of 5 rows identical and metrics within 3 points (greedy
 decoding of a random tiny model sits on near-ties; see the comment in the test).
 """
@@ -52,11 +53,13 @@ def _lines(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _assert_same_weights(a: Path, b: Path, atol: float = 1e-4) -> None:
+def _assert_same_weights(a: Path, b: Path, atol: float = 1e-5, outliers: float = 0.0) -> None:
+    """Every weight within ``atol``, except at most a fraction ``outliers`` of them (each still within 1e-3)."""
     wa, wb = _weights(a), _weights(b)
     assert wa.keys() == wb.keys()
-    for name in wa:
-        assert torch.allclose(wa[name], wb[name], atol=atol), (name, (wa[name] - wb[name]).abs().max())
+    diffs = torch.cat([(wa[name] - wb[name]).abs().flatten() for name in wa])
+    assert diffs.max() < 1e-3, diffs.max()
+    assert (diffs > atol).float().mean() <= outliers, ((diffs > atol).sum(), diffs.numel())
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +76,10 @@ def test_two_processes_match_one_process_with_the_same_global_batch(runs) -> Non
     single, ddp = runs["single"], runs["ddp"]
     m1, m2 = (json.loads((r / "metrics.json").read_text()) for r in (single, ddp))
     assert m1["steps"] == m2["steps"] == 6
-    _assert_same_weights(single, ddp)
+    # Adam divides by the gradient's own scale: where a gradient is float noise (~1e-9), summing it in a
+    # different order can flip its sign and move that weight by up to lr (5e-5) a step. Measured: 3 of
+    # 71,840 weights differ by more than 1e-5 (max 6.4e-5). Another data order would move nearly all.
+    _assert_same_weights(single, ddp, atol=1e-5, outliers=1e-3)
     # Evaluations during training: rows split over 2 processes (3 + 2, one padded), gathered in order,
     # scored once. Rank 0 alone wrote evals.jsonl: one line per evaluation, not one per process.
     e1, e2 = _lines(single / "evals.jsonl"), _lines(ddp / "evals.jsonl")
@@ -109,4 +115,4 @@ def test_resume_under_ddp_matches_a_straight_ddp_run(runs) -> None:
     _train(runs["tiny"], split, steps=3, batch=2, devices=2)
     _train(runs["tiny"], split, steps=6, batch=2, devices=2, extra=("--resume", "latest"))
     assert json.loads((split / "metrics.json").read_text())["steps"] == 6
-    _assert_same_weights(runs["ddp"], split, atol=1e-6)
+    _assert_same_weights(runs["ddp"], split, atol=1e-7)  # measured: identical
