@@ -153,6 +153,9 @@ def test_too_little_free_space_is_refused_naming_directory_needed_and_free(tmp_p
     model = torch.nn.Linear(100, 100)  # 10,100 float32 weights: 40,400 bytes, +80,800 of AdamW state
     one = preflight.checkpoint_bytes(model)
     assert one == 10_100 * 4 + 10_100 * 8
+    model.weight.requires_grad_(False)  # frozen (LoRA's backbone): not in checkpoints, no optimizer state
+    assert preflight.checkpoint_bytes(model) == 100 * (4 + 8)
+    model.weight.requires_grad_(True)
     monkeypatch.setattr(preflight.shutil, "disk_usage", _usage(2 * one))
     with pytest.raises(ConfigError) as caught:
         preflight.check_free_space(tmp_path, model=model)

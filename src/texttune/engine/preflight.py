@@ -42,11 +42,14 @@ def check_writable(directory: Path) -> None:
 
 
 def checkpoint_bytes(model: Any) -> int:
-    """Estimated size of one training checkpoint: every weight and buffer, plus AdamW's state for trainable weights."""
-    weights = sum(p.numel() * p.element_size() for p in model.parameters())
+    """Estimated size of one training checkpoint: trainable weights, buffers and AdamW's state.
+
+    Frozen weights (the backbone under LoRA) are left out of checkpoints (``TextModule.on_save_checkpoint``).
+    """
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    weights = sum(p.numel() * p.element_size() for p in trainable)
     buffers = sum(b.numel() * b.element_size() for b in model.buffers())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return weights + buffers + trainable * OPTIMIZER_BYTES_PER_TRAINABLE
+    return weights + buffers + sum(p.numel() for p in trainable) * OPTIMIZER_BYTES_PER_TRAINABLE
 
 
 def check_free_space(directory: Path, *, model: Any) -> int:
