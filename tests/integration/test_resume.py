@@ -29,6 +29,13 @@ def _train(tiny: Path, out: Path, steps: int, *extra: str) -> None:
     assert code == 0
 
 
+def _train_log_steps(run: Path) -> list[int]:
+    import csv
+
+    with (run / "logs" / "metrics.csv").open(newline="") as handle:
+        return sorted(int(float(r["step"])) for r in csv.DictReader(handle) if r.get("train_loss"))
+
+
 class _InterruptAt(Callback):
     """Simulates Ctrl-C after ``step`` optimizer steps."""
 
@@ -61,6 +68,13 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(tiny_model_dir, tmp_path:
     assert not (tmp_path / "split" / "model").exists()
     monkeypatch.setattr(fit_module, "_trainer", real_trainer)
     _train(tiny, tmp_path / "split", 6, "--resume", "latest")
+    # The CSV log of the resumed run covers the whole run, each training step at most once (Lightning's
+    # writer would have deleted the rows written before the interruption). The step the simulated
+    # interrupt hit (its row is logged after on_train_batch_end) is the only one allowed to be missing.
+    straight_steps, resumed_steps = _train_log_steps(tmp_path / "straight"), _train_log_steps(tmp_path / "split")
+    assert len(resumed_steps) == len(set(resumed_steps))
+    assert set(straight_steps) - set(resumed_steps) <= {2} and set(resumed_steps) <= set(straight_steps)
+    assert {0, 1, 3, 4, 5} <= set(resumed_steps)
     straight = load_file(tmp_path / "straight" / "model" / "model.safetensors")
     resumed = load_file(tmp_path / "split" / "model" / "model.safetensors")
     assert straight.keys() == resumed.keys()

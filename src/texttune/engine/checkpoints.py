@@ -20,6 +20,8 @@ from typing import Any
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from texttune.engine.checkpoint_io import fsync_directory
+
 log = logging.getLogger("texttune")
 
 
@@ -62,6 +64,7 @@ def _hard_link(source: Path, target: Path) -> bool:
         temporary.unlink(missing_ok=True)
         os.link(source, temporary)
         os.replace(temporary, target)
+        fsync_directory(target.parent)  # the new name survives a power cut, like every checkpoint write
     except OSError as exc:  # e.g. a file system without hard links: write the file instead
         temporary.unlink(missing_ok=True)
         log.debug("could not hard-link %s to %s (%s): writing it", source, target, exc)

@@ -87,7 +87,8 @@ def _baselines(task: Any, model: Any, val: Table, config: RunConfig, run: RunDir
     return run.update_metrics(baselines=baselines, zero_shot=zero_shot)
 
 
-def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, model: Any = None) -> Any:
+def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, model: Any = None,
+             resumed_step: int | None = None) -> Any:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
 
@@ -98,7 +99,7 @@ def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, model: Any
     from texttune.engine.resumable import resume_callbacks
 
     t = config.train
-    loggers = make_loggers(config, run)
+    loggers = make_loggers(config, run, resumed_step=resumed_step)
     log_config(loggers, config.flat())
     # best.ckpt only ever holds the best weights; last.ckpt follows training and is also written on
     # Ctrl-C (a hard link to best.ckpt when both hold the same step: see engine/checkpoints.py).
@@ -192,6 +193,13 @@ def _resume_path(config: RunConfig, run: RunDir) -> str | None:
     return str(path)
 
 
+def _checkpoint_step(path: str) -> int:
+    """The optimizer step a checkpoint was written at (read memory-mapped, weights only: data, never code)."""
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
+
+
 def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, validation: Table | None, run: RunDir) -> FitResult:
     """Fine-tune ``backbone`` for ``task`` and write everything to ``run``."""
     import lightning.pytorch as pl
@@ -242,7 +250,8 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         record = evaluation_recorder(run, samples=config.train.samples_per_eval)
         module = TextModule(model=backbone.model, task=task, train_config=config.train,
                             generation=config.generation, eval_rows=val.rows, on_evaluation=record)
-        trainer = _trainer(config, run, monitor, mode, model=backbone.model)
+        trainer = _trainer(config, run, monitor, mode, model=backbone.model,
+                           resumed_step=_checkpoint_step(resume_path) if resume_path else None)
         train_dl, val_dl = _loaders(task, train_features, val_features, config, rank=trainer.global_rank,
                                     world_size=trainer.world_size, stream=stream)
         with warnings.catch_warnings():

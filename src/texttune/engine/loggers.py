@@ -8,8 +8,10 @@ training starts, not a crash at the first log line.
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import os
+from pathlib import Path
 from typing import Any
 
 from texttune.config import RunConfig
@@ -21,12 +23,19 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def make_loggers(config: RunConfig, run: RunDir) -> list[Any]:
-    """The run's loggers; the CSV one first (``trainer.logger`` is the first of the list)."""
+def make_loggers(config: RunConfig, run: RunDir, *, resumed_step: int | None = None) -> list[Any]:
+    """The run's loggers; the CSV one first (``trainer.logger`` is the first of the list).
+
+    ``resumed_step``: the step of the checkpoint a ``--resume`` continues from; the CSV
+    log keeps its rows up to that step (the later ones will be logged again).
+    """
     from lightning.pytorch.loggers import CSVLogger, MLFlowLogger, TensorBoardLogger
 
     t = config.train
-    loggers: list[Any] = [CSVLogger(save_dir=run.root, name="", version="logs")]
+    csv_logger = CSVLogger(save_dir=run.root, name="", version="logs")
+    if resumed_step is not None:
+        _keep_csv_rows(csv_logger, upto_step=resumed_step)
+    loggers: list[Any] = [csv_logger]
     if t.tensorboard:
         if not (_installed("tensorboard") or _installed("tensorboardX")):
             raise ConfigError("TensorBoard logging needs the 'tensorboard' or 'tensorboardX' package "
@@ -46,3 +55,32 @@ def log_config(loggers: list[Any], flat: dict[str, Any]) -> None:
     values = {k: v for k, v in flat.items() if v is not None}
     for logger in loggers[1:]:  # the CSV logger would write a duplicate of config.yaml
         logger.log_hyperparams(values)
+
+
+def _keep_csv_rows(logger: Any, *, upto_step: int) -> None:
+    """Undo Lightning's CSV writer deleting ``metrics.csv`` when it finds one (it would on every resume).
+
+    The rows up to ``upto_step`` go back into the file and the writer continues the same
+    header, so the loss curve of a resumed run covers the whole run.
+    """
+    path = Path(logger.log_dir) / "metrics.csv"
+    if not path.is_file():
+        return
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        header, rows = list(reader.fieldnames or []), [r for r in reader if _step(r) <= upto_step]
+    writer = logger.experiment  # created now: this is where Lightning removes the file
+    if not hasattr(writer, "metrics_keys") or not header:
+        return  # not the process that writes logs (distributed rank > 0)
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        out = csv.DictWriter(handle, fieldnames=header)
+        out.writeheader()
+        out.writerows(rows)
+    writer.metrics_keys = sorted(header)
+
+
+def _step(row: dict[str, str]) -> float:
+    try:
+        return float(row.get("step") or 0)
+    except ValueError:
+        return 0.0
