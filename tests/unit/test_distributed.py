@@ -82,3 +82,44 @@ def test_stream_ranks_split_the_global_batches_and_resume_exactly(monkeypatch) -
     again = _stream_loader(batch_size=2, rank=1, world_size=2)
     again.load_state_dict(first.state_dict())
     assert seen + _take(again, 13) == ranks[1]
+
+
+def test_large_files_are_memory_mapped_with_the_same_rows(tmp_path, monkeypatch) -> None:
+    from texttune.data import load_table
+
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(f'{{"text": "row {i}", "summary": "s{i}"}}\n' for i in range(30)), encoding="utf-8")
+    in_memory = load_table(data)
+    monkeypatch.setenv("TEXTTUNE_LARGE_FILE_MB", "0")
+    monkeypatch.setenv("TEXTTUNE_HOME", str(tmp_path / "home"))
+    mapped = load_table(data)
+    assert mapped.rows.cache_files and str(tmp_path / "home") in mapped.rows.cache_files[0]["filename"]
+    assert mapped.rows.to_list() == in_memory.rows.to_list()
+
+
+def test_stream_maps_columns_and_skips_rows_without_text(tmp_path) -> None:
+    from texttune.data.streaming import open_stream
+    from texttune.tasks.text2text import SummarizationTask
+
+    for part in (0, 1):
+        rows = [{"article": f"doc {part}-{i}" if i != 3 else "", "highlights": f"sum {i}"} for i in range(5)]
+        (tmp_path / f"part-{part}.jsonl").write_text("".join(__import__("json").dumps(r) + "\n" for r in rows))
+    stream = open_stream(str(tmp_path / "part-*.jsonl"), roles=SummarizationTask.roles, overrides={})
+    got = list(stream.rows)
+    assert len(stream.files) == 2 and len(got) == 8  # two files, one empty article each skipped
+    assert set(got[0]) == {"input", "target"} and got[0]["input"] == "doc 0-0"
+    assert stream.sample.rows.column_names == ["input", "target"]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"streaming": True}, "--streaming needs --max-steps"),
+    ({"streaming": True, "max_steps": 5, "batch_size": "auto"}, "fixed --batch-size"),
+    ({"strategy": "fsdp", "accelerator": "cpu"}, "needs --accelerator gpu"),
+    ({"devices": 0}, "'devices' must be > 0"),
+])
+def test_scale_options_refuse_what_cannot_work(options: dict, message: str) -> None:
+    from texttune.config import build_config
+    from texttune.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        build_config("summarization", options, column_roles=("text", "summary"))

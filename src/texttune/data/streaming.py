@@ -72,14 +72,17 @@ def open_stream(patterns: str, *, roles: Sequence[ColumnRole], overrides: dict[s
         raise DataError(f"{name}: no data rows")
     sample_name = f"{name} (first {len(first)} rows)"
     raw = Table(Dataset.from_list(first), sample_name, lambda i: f"{sample_name} row {i + 1}")
-    sample = select_columns(raw, roles, overrides)  # checks the sample's cells and names the columns
     keys = {r.role: r.column_key for r in roles}
     chosen = resolve_columns(raw, roles, overrides)  # role -> file column (nested columns are not flattened here)
+    # A stream cannot be checked up front like a table: rows whose text cells are empty are skipped.
+    text_columns = [chosen[r.role] for r in roles if r.kind == "text" and r.role in chosen]
+    kept = [row for row in first if _has_text(row, keys=text_columns)]
+    if not kept:
+        raise DataError(f"{sample_name}: no row has text in every column {text_columns}")
+    sample = select_columns(Table(Dataset.from_list(kept), sample_name, raw.locate), roles, overrides)
     rows = stream.select_columns(list(dict.fromkeys(chosen.values())))
     rows = rows.rename_columns({column: keys[role] for role, column in chosen.items() if column != keys[role]})
-    # A stream cannot be checked up front like a table: rows whose text cells are empty are skipped.
-    text_keys = [keys[r.role] for r in roles if r.kind == "text" and r.role in chosen]
-    rows = rows.filter(functools.partial(_has_text, keys=text_keys))
+    rows = rows.filter(functools.partial(_has_text, keys=[keys[r.role] for r in roles if r.kind == "text" and r.role in chosen]))
     return Stream(rows=rows, sample=sample, name=name, files=files)
 
 
