@@ -78,10 +78,10 @@ def test_stream_ranks_split_the_global_batches_and_resume_exactly(monkeypatch) -
     assert [a + b for a, b in zip(*ranks)] == one
     first = _stream_loader(batch_size=2, rank=1, world_size=2)
     it = iter(first)
-    seen = [next(it) for _ in range(7)]
+    seen = [next(it) for _ in range(7)]  # as Lightning does: 6 trained on, the 7th fetched ahead
     again = _stream_loader(batch_size=2, rank=1, world_size=2)
     again.load_state_dict(first.state_dict())
-    assert seen + _take(again, 13) == ranks[1]
+    assert seen[:6] + _take(again, 14) == ranks[1]
 
 
 def test_large_files_are_memory_mapped_with_the_same_rows(tmp_path, monkeypatch) -> None:

@@ -23,6 +23,7 @@ continues with exactly the batch an uninterrupted run would have taken next.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import itertools
 from collections.abc import Callable, Iterator
@@ -35,6 +36,9 @@ from texttune.errors import DataError
 
 #: Global batches per tokenized block: enough to group by length, few enough to hold in memory.
 BLOCK_BATCHES = 32
+#: Batches Lightning fetches ahead from an iterable without a length (to know whether the next one is the last):
+#: the checkpointed position leaves them out, or a resumed run would skip them.
+PREFETCHED = 1
 
 
 class StreamLoader:
@@ -91,7 +95,11 @@ class StreamLoader:
             batches.pop()
         return batches
 
+    def _position(self) -> dict[str, int]:
+        return {"epoch": self.epoch, "blocks_done": self.blocks_done, "batches_done": self.batches_done}
+
     def __iter__(self) -> Iterator[Any]:
+        self._handed_out = collections.deque([self._position()], maxlen=PREFETCHED + 1)
         while True:
             read_any = False
             rows = self._epoch_rows()
@@ -100,6 +108,7 @@ class StreamLoader:
                 batches = self._global_batches(features)
                 for batch in batches[self.batches_done :]:
                     self.batches_done += 1
+                    self._handed_out.append(self._position())
                     yield self.collate([features[i] for i in _slice(batch, self.rank, self.world_size)])
                 self.blocks_done += 1
                 self.batches_done = 0
@@ -108,7 +117,9 @@ class StreamLoader:
             self.epoch, self.blocks_done, self.batches_done = self.epoch + 1, 0, 0
 
     def state_dict(self) -> dict[str, int]:
-        return {"epoch": self.epoch, "blocks_done": self.blocks_done, "batches_done": self.batches_done}
+        """Where the batches *trained on* end: Lightning has already fetched PREFETCHED more."""
+        handed_out = getattr(self, "_handed_out", None)
+        return dict(handed_out[0]) if handed_out else self._position()
 
     def load_state_dict(self, state: dict[str, int]) -> None:
         self.epoch = int(state["epoch"])
