@@ -160,6 +160,8 @@ def evaluate_everywhere(task: Any, model: Any, rows: Any, *, generation: Any, sh
     gathered: list[Any] = [None] * world_size
     dist.all_gather_object(gathered, shard_records[:real])
     records = [record for part in gathered for record in part]  # rank order = row order
+    if "id" not in rows.column_names and records and "id" in records[0]:  # row numbers, counted per shard
+        records = [{**record, "id": i} for i, record in enumerate(records)]
     if len(records) != len(rows):
         raise TexttuneError(f"distributed evaluation gathered {len(records)} records for {len(rows)} rows")
     metrics = score(records) if rank == 0 else None
