@@ -179,7 +179,7 @@ def test_final_metrics_are_the_best_evaluation_and_reuse_it_when_it_was_the_last
     # Restoring the best checkpoint and generating again would give exactly that evaluation's scores.
     assert metrics["fine_tuned"] == {k: v for k, v in best.items() if k != "step"}
     reused = best["step"] == evals[-1]["step"]
-    assert (metrics["timing"]["final_eval_s"] < 0.05) == reused
+    assert metrics["timing"]["final_eval_reused"] == reused
     if reused:
         samples = read_jsonl(finished_run / "samples" / f"step-{best['step']:06d}.jsonl")
         assert read_jsonl(finished_run / "predictions.jsonl")[: len(samples)] == samples

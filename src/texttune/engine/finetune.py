@@ -347,7 +347,9 @@ def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: B
     best, best_step = _restore_best(trainer, module)
     model = module.model
     started = time.perf_counter()
-    if best and module.last_evaluation is not None and module.last_evaluation[0] == best_step:
+    reused = bool(best) and module.last_evaluation is not None and module.last_evaluation[0] == best_step
+    timing["final_eval_reused"] = reused
+    if reused:
         # The best weights are the ones evaluated last: their metrics and predictions are already known.
         _, metrics, predictions = module.last_evaluation
         log.info("the best checkpoint is the last evaluation (step %d): reusing its predictions", best_step)
