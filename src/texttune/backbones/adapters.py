@@ -217,10 +217,9 @@ def adapter_backbone(model_dir: Path, metadata: dict[str, Any]) -> Any:
         raise BackboneError(f"{model_dir} holds LoRA adapters for backbone {base!r}, which cannot be found ({exc}); "
                             "save the model with merged adapters to make it self-contained") from None
     backbone = load_backbone(str(model_dir))  # the fine-tuned config (labels, generation) and tokenizer
-    saved = backbone.source, backbone.config
-    backbone.source = source  # the weights come from the backbone...
+    own_source, backbone.source = backbone.source, source  # the weights come from the backbone...
     backbone.load_model(metadata["auto_class"], model_kwargs={"config": backbone.config, "ignore_mismatched_sizes": True})
-    backbone.source = saved[0]  # ...then the adapters from the directory
+    backbone.source = own_source  # ...then the adapters from the directory
     _load_generation_config(backbone.model, model_dir)
     return _merged(backbone, model_dir)
 
