@@ -162,7 +162,24 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         try:
             return super().load_checkpoint(path, map_location=map_location, weights_only=True)
         except pickle.UnpicklingError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise TexttuneError(
-                f"cannot resume from {path}: it holds Python objects, not only tensors and plain data, and texttune "
-                f"does not unpickle those (they could run code); nothing in it was run ({first})") from None
+            raise _holds_objects(path, exc) from None
+
+
+def _holds_objects(path: Any, exc: Exception) -> TexttuneError:
+    """The error for a checkpoint that a weights-only load refused."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return TexttuneError(
+        f"cannot resume from {path}: it holds Python objects, not only tensors and plain data, and texttune "
+        f"does not unpickle those (they could run code); nothing in it was run ({first})")
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The optimizer step a checkpoint was written at: read memory-mapped and weights-only (data, never code)."""
+    import pickle
+
+    import torch
+
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
+    except pickle.UnpicklingError as exc:
+        raise _holds_objects(path, exc) from None

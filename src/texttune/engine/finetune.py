@@ -193,18 +193,11 @@ def _resume_path(config: RunConfig, run: RunDir) -> str | None:
     return str(path)
 
 
-def _checkpoint_step(path: str) -> int:
-    """The optimizer step a checkpoint was written at (read memory-mapped, weights only: data, never code)."""
-    import torch
-
-    return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True).get("global_step", 0))
-
-
 def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, validation: Table | None, run: RunDir) -> FitResult:
     """Fine-tune ``backbone`` for ``task`` and write everything to ``run``."""
     import lightning.pytorch as pl
 
-    from texttune.engine.checkpoint_io import remove_stale_temp_files
+    from texttune.engine.checkpoint_io import checkpoint_step, remove_stale_temp_files
     from texttune.engine.distributed import is_sharded, launch_rank, unshard
     from texttune.engine.module import TextModule
 
@@ -251,7 +244,7 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         module = TextModule(model=backbone.model, task=task, train_config=config.train,
                             generation=config.generation, eval_rows=val.rows, on_evaluation=record)
         trainer = _trainer(config, run, monitor, mode, model=backbone.model,
-                           resumed_step=_checkpoint_step(resume_path) if resume_path else None)
+                           resumed_step=checkpoint_step(resume_path) if resume_path else None)
         train_dl, val_dl = _loaders(task, train_features, val_features, config, rank=trainer.global_rank,
                                     world_size=trainer.world_size, stream=stream)
         with warnings.catch_warnings():

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import importlib.util
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,9 @@ def _keep_csv_rows(logger: Any, *, upto_step: int) -> None:
     with path.open(newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
         header, rows = list(reader.fieldnames or []), [r for r in reader if _step(r) <= upto_step]
-    writer = logger.experiment  # created now: this is where Lightning removes the file
+    with warnings.catch_warnings():  # its "previous log files ... will be deleted": not true here, see below
+        warnings.filterwarnings("ignore", message=".*Previous log files in this directory will be deleted.*")
+        writer = logger.experiment  # created now: this is where Lightning removes the file
     if not hasattr(writer, "metrics_keys") or not header:
         return  # not the process that writes logs (distributed rank > 0)
     with path.open("w", newline="", encoding="utf-8") as handle:
