@@ -17,7 +17,8 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from texttune.config import RunConfig, build_config, check_limit, generation_from_mapping
+from texttune.config import RunConfig, build_config, generation_from_mapping
+from texttune.config_checks import check_limit
 from texttune.data import Table, from_lists, load_table, select_columns, take
 from texttune.errors import ConfigError, DataError
 from texttune.tasks import task_class

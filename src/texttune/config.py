@@ -10,7 +10,8 @@ roles and they land in :attr:`DataConfig.columns`.
 Precedence: dataclass defaults < YAML file < command-line flags. Unknown keys and
 badly typed values raise :class:`~texttune.errors.ConfigError` naming the key,
 the value and the valid choices. Nothing here touches files other than reading
-the YAML file it is given.
+the YAML file it is given (``config_yaml.py``); range checks and contradictions
+are in ``config_checks.py``.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ import math
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
-from pathlib import Path
 from typing import Any
 
+from texttune.config_checks import check_positive, validate, validate_generation
 from texttune.errors import ConfigError, choices
-from texttune.peft_config import PeftOptions, validate_peft
+from texttune.peft_config import PeftOptions
 
 
 def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:  # noqa: A002
@@ -337,133 +338,6 @@ def build_config(task: str, options: dict[str, Any], *, column_roles: tuple[str,
     return config
 
 
-def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
-    if value is not None and (value < 0 or (value == 0 and not allow_zero)):
-        raise ConfigError(f"option {name!r} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
-
-
-def check_limit(name: str, value: int | None) -> int | None:
-    """A row limit such as ``max_eval_samples``: None (no limit) or > 0; returned unchanged."""
-    _positive(name, value)
-    return value
-
-
-def validate(config: RunConfig) -> None:
-    """Range checks and contradictions that single-field typing cannot catch."""
-    t, g, d = config.train, config.generation, config.data
-    for name in ("log_every_steps", "accumulate_grad_batches", "max_epochs", "max_steps", "eval_every_steps", "early_stopping_patience",
-                 "effective_batch_size"):
-        _positive(name, getattr(t, name))
-    if t.batch_size != "auto":
-        _positive("batch_size", t.batch_size)
-        if t.effective_batch_size is not None:
-            raise ConfigError("effective_batch_size needs --batch-size auto; with a fixed batch size set "
-                              "--accumulate-grad-batches instead")
-    elif t.effective_batch_size is not None and t.accumulate_grad_batches != 1:
-        raise ConfigError("give either effective_batch_size or accumulate_grad_batches with --batch-size auto, not both")
-    for name in ("max_source_length", "max_target_length", "max_train_samples", "max_eval_samples", "max_predict_samples"):
-        _positive(name, getattr(d, name))
-    _positive("learning_rate", t.learning_rate)
-    _positive("gradient_clip_val", t.gradient_clip_val, allow_zero=True)
-    _positive("weight_decay", t.weight_decay, allow_zero=True)
-    _positive("num_workers", t.num_workers, allow_zero=True)
-    _positive("samples_per_eval", t.samples_per_eval, allow_zero=True)
-    _positive("checkpoint_every_steps", t.checkpoint_every_steps)
-    _positive("checkpoint_every_minutes", t.checkpoint_every_minutes, allow_zero=True)
-    validate_scale(config)
-    if not 0 <= t.warmup_ratio < 1:
-        raise ConfigError(f"option 'warmup_ratio' must be in [0, 1), got {t.warmup_ratio!r}")
-    if not 0 < d.validation_fraction < 1:
-        raise ConfigError(f"option 'validation_fraction' must be in (0, 1), got {d.validation_fraction!r}")
-    validate_generation(g)
-    validate_peft(config.peft)
-
-
-def validate_scale(config: RunConfig) -> None:
-    """Devices, nodes, strategy and streaming: the options of docs/scaling.md."""
-    import importlib.util
-
-    t, d = config.train, config.data
-    if t.devices != "auto":
-        _positive("devices", t.devices)
-    _positive("num_nodes", t.num_nodes)
-    _positive("shuffle_buffer", d.shuffle_buffer)
-    if t.strategy.startswith(("fsdp", "deepspeed")) and t.accelerator in {"cpu", "mps"}:
-        raise ConfigError(f"--strategy {t.strategy} needs --accelerator gpu (Lightning runs FSDP and DeepSpeed on CUDA "
-                          f"GPUs only); on {t.accelerator} use --strategy ddp")
-    if t.strategy.startswith("deepspeed") and importlib.util.find_spec("deepspeed") is None:
-        raise ConfigError(f"--strategy {t.strategy} needs DeepSpeed: pip install deepspeed (on a machine with CUDA), "
-                          f"or use --strategy fsdp, which ships with torch")
-    if d.streaming:
-        if t.max_steps is None:
-            raise ConfigError("--streaming needs --max-steps: a stream has no known length, so epochs and the "
-                              "learning-rate schedule cannot be derived from it")
-        if t.max_epochs is not None:
-            raise ConfigError("--streaming counts optimizer steps (--max-steps), not epochs; drop --max-epochs")
-        if t.batch_size == "auto":
-            raise ConfigError("--streaming needs a fixed --batch-size (the auto search reads the whole training set)")
-
-
-def validate_generation(g: GenerationConfig) -> None:
-    """Generation option ranges; shared with predict and the server."""
-    for name in ("max_new_tokens", "num_beams", "top_k", "no_repeat_ngram_size", "generation_batch_size"):
-        _positive(name, getattr(g, name))
-    _positive("min_new_tokens", g.min_new_tokens, allow_zero=True)
-    _positive("temperature", g.temperature)
-    _positive("repetition_penalty", g.repetition_penalty)
-    if g.top_p is not None and not 0 < g.top_p <= 1:
-        raise ConfigError(f"option 'top_p' must be in (0, 1], got {g.top_p!r}")
-    if g.min_new_tokens is not None and g.max_new_tokens is not None and g.min_new_tokens > g.max_new_tokens:
-        raise ConfigError(
-            f"min_new_tokens ({g.min_new_tokens}) is larger than max_new_tokens ({g.max_new_tokens})"
-        )
-
-
-def read_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a flat ``--config`` YAML file (keys are option names)."""
-    import yaml
-
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file not found: {p}")
-    try:
-        loaded = yaml.load(p.read_text(encoding="utf-8-sig"), Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader
-    except UnicodeDecodeError as exc:
-        raise ConfigError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start}); re-save the file as UTF-8") from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        where = f" line {mark.line + 1} column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}{where}: not valid YAML ({exc.problem or exc.context})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{p}: not valid YAML ({' '.join(str(exc).split())})") from None
-    if loaded is None:
-        return {}
-    if not isinstance(loaded, dict):
-        raise ConfigError(f"{p}: expected a mapping of option names to values, got {type(loaded).__name__}")
-    for key, value in loaded.items():
-        if isinstance(value, (dict, list)):
-            raise ConfigError(f"{p}: option {key!r} must be a single value, got a {type(value).__name__}")
-    return {str(k): v for k, v in loaded.items()}
-
-
-def _unique_key_loader() -> type:
-    """A ``yaml.SafeLoader`` that refuses a key given twice (PyYAML silently keeps the last one)."""
-    import yaml
-
-    class UniqueKeyLoader(yaml.SafeLoader):
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            seen: set[str] = set()
-            for key_node, _ in node.value:
-                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != "tag:yaml.org,2002:merge":
-                    if key_node.value in seen:
-                        raise yaml.constructor.ConstructorError(
-                            None, None, f"option {key_node.value!r} is given twice", key_node.start_mark)
-                    seen.add(key_node.value)
-            return super().construct_mapping(node, deep=deep)
-
-    return UniqueKeyLoader
-
-
 def generation_from_mapping(values: dict[str, Any]) -> GenerationConfig:
     """A GenerationConfig from a partial mapping (API keyword arguments, HTTP bodies)."""
     known = {f.name: f for f in fields(GenerationConfig)}
@@ -496,8 +370,8 @@ def serve_config(options: dict[str, Any]) -> ServeConfig:
     config = ServeConfig(**kwargs)
     for name in ("max_batch_size", "max_queue", "request_timeout", "max_body_bytes", "max_input_chars",
                  "max_inputs_per_request", "max_new_tokens_limit", "max_beams_limit", "threads"):
-        _positive(name, getattr(config, name))
-    _positive("max_wait_ms", config.max_wait_ms, allow_zero=True)
+        check_positive(name, getattr(config, name))
+    check_positive("max_wait_ms", config.max_wait_ms, allow_zero=True)
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"option 'port' must be in [0, 65535], got {config.port}")
     if config.max_queue < config.max_inputs_per_request:

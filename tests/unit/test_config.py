@@ -23,8 +23,8 @@ from texttune.config import (
     build_config,
     generation_from_mapping,
     option_fields,
-    read_yaml,
 )
+from texttune.config_yaml import read_yaml
 from texttune.errors import ConfigError, TexttuneError
 
 ROLES = ("text", "summary")  # the summarization task's column roles

@@ -158,7 +158,7 @@ def _configure_logging(quiet: bool, *, training: bool) -> None:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from texttune.api import API_CLASSES
-    from texttune.config import read_yaml
+    from texttune.config_yaml import read_yaml
     from texttune.runs.summary import comparison_table
 
     options = read_yaml(args._config) if args._config else {}
@@ -291,7 +291,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _limit(args: argparse.Namespace, name: str) -> int | None:
     """A ``--max-*-samples`` flag as a positive int (None when not given), checked like every option."""
-    from texttune.config import check_limit, coerce
+    from texttune.config import coerce
+    from texttune.config_checks import check_limit
 
     value = getattr(args, name, None)
     return None if value is None else check_limit(name, coerce(name, value, int | None, None))
