@@ -20,9 +20,11 @@ demo: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/texttune demo
 
 # Fast tiers on tiny random models, plus one real-backbone check (SmolLM2 on Debian summaries)
-# so CI proves the offline aliases install, convert and learn on a fresh machine.
+# so CI proves the offline aliases install, convert and learn on a fresh machine, and the
+# bounded-memory check of training on data that grows 4x (about 3 minutes, docs/scaling.md).
 test: install
-	$(PY) -m pytest -q -m "slow or not slow" tests/unit tests/integration tests/slow/test_real_backbone.py
+	$(PY) -m pytest -q -m "slow or not slow" tests/unit tests/integration tests/slow/test_real_backbone.py \
+		tests/slow/test_large_data.py
 
 test-fast: install
 	$(PY) -m pytest -q
