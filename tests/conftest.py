@@ -9,6 +9,8 @@ downloaded. See ``tests/tiny_models.py`` for what each tiny model looks like.
 from __future__ import annotations
 
 import importlib.util
+import shutil
+import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -96,3 +98,24 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], 
         return built[kind]
 
     return factory
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """``tmpfs(size="1m", read_only=False)``: a fresh tmpfs mount (a small or read-only disk); skips where mounting is not allowed."""
+    mounted: list[Path] = []
+
+    def mount(size: str = "1m", read_only: bool = False) -> Path:
+        target = tmp_path / f"mount{len(mounted)}"
+        target.mkdir()
+        options = f"size={size}" + (",ro" if read_only else "")
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
+                              capture_output=True, text=True, check=False) if shutil.which("mount") else None
+        if done is None or done.returncode:
+            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() if done else 'no mount'}); needs CAP_SYS_ADMIN")
+        mounted.append(target)
+        return target
+
+    yield mount
+    for target in mounted:
+        subprocess.run(["umount", "-l", str(target)], check=False)

@@ -11,40 +11,16 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-import pytest
 import torch
 from lightning.pytorch.callbacks import Callback
 
 from texttune.engine import finetune, preflight
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
-    """``tmpfs(size, read_only=False)``: a fresh tmpfs mount; skips where mounting is not allowed."""
-    mounted: list[Path] = []
-
-    def mount(size: str, read_only: bool = False) -> Path:
-        target = tmp_path / f"mount{len(mounted)}"
-        target.mkdir()
-        options = f"size={size}" + (",ro" if read_only else "")
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
-                              capture_output=True, text=True, check=False) if shutil.which("mount") else None
-        if done is None or done.returncode:
-            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() if done else 'no mount'}); needs CAP_SYS_ADMIN")
-        mounted.append(target)
-        return target
-
-    yield mount
-    for target in mounted:
-        subprocess.run(["umount", "-l", str(target)], check=False)
 
 
 def _train_args(tiny: Path, out: Path, *extra: str) -> list[str]:

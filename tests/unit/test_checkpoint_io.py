@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import errno
 import os
-import shutil
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,27 +20,6 @@ import torch
 from texttune.engine import checkpoint_io, preflight
 from texttune.engine.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError, remove_stale_temp_files, write_atomically
 from texttune.errors import ConfigError
-
-
-@pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
-    """``tmpfs(size="1m", read_only=False)``: a fresh tmpfs mount; skips where mounting is not allowed."""
-    mounted: list[Path] = []
-
-    def mount(size: str = "1m", read_only: bool = False) -> Path:
-        target = tmp_path / f"mount{len(mounted)}"
-        target.mkdir()
-        options = f"size={size}" + (",ro" if read_only else "")
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(target)],
-                              capture_output=True, text=True, check=False) if shutil.which("mount") else None
-        if done is None or done.returncode:
-            pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip() if done else 'no mount'}); needs CAP_SYS_ADMIN")
-        mounted.append(target)
-        return target
-
-    yield mount
-    for target in mounted:
-        subprocess.run(["umount", "-l", str(target)], check=False)
 
 
 def _checkpoint(floats: int) -> dict[str, Any]:
