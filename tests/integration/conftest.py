@@ -81,6 +81,18 @@ def t5_summarizer(tiny_model_dir: Callable[[str], Path], tmp_path_factory: pytes
     return Summarization(backbone=str(tiny_model_dir("t5"))).save(tmp_path_factory.mktemp("t5-summarizer") / "model")
 
 
+
+@pytest.fixture(scope="module")
+def server(t5_summarizer: Path, ready_client: Callable[..., Any]) -> Iterator[Any]:
+    """An in-process server of the tiny T5 summarizer with small limits (4 inputs, 200 chars, 4000-byte bodies...)."""
+    from texttune.config import serve_config
+    from texttune.serving import ModelPredictor, create_app
+
+    config = serve_config({"max_inputs_per_request": 4, "max_input_chars": 200, "max_body_bytes": 4000,
+                           "max_new_tokens_limit": 16, "max_beams_limit": 2, "max_wait_ms": 20})
+    with ready_client(create_app(config=config, load=lambda: ModelPredictor(t5_summarizer))) as client:
+        yield client
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -84,17 +84,6 @@ def _usage_error(argv: Any, capsys: pytest.CaptureFixture[str]) -> tuple[int, st
 
 
 # -- HTTP -------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def server(t5_summarizer: Path, ready_client: Callable[..., Any]) -> Iterator[Any]:
-    from texttune.config import serve_config
-    from texttune.serving import ModelPredictor, create_app
-
-    config = serve_config({"max_inputs_per_request": 4, "max_input_chars": 200, "max_body_bytes": 4000,
-                           "max_new_tokens_limit": 16, "max_beams_limit": 2, "max_wait_ms": 5})
-    with ready_client(create_app(config=config, load=lambda: ModelPredictor(t5_summarizer))) as client:
-        yield client
-
-
 @pytest.mark.parametrize("case", HTTP_CASES, ids=[c.name for c in HTTP_CASES])
 def test_bad_request_gets_one_documented_error(case: HttpCase, server: Any) -> None:
     response = server.post("/v1/predict", **case.request)

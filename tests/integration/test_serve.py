@@ -31,14 +31,6 @@ def t5_dir(t5_summarizer: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def server(t5_dir: Path, ready_client: Callable[..., Any]) -> Iterator[TestClient]:
-    config = serve_config({"max_inputs_per_request": 4, "max_input_chars": 200, "max_body_bytes": 4000,
-                           "max_new_tokens_limit": 16, "max_beams_limit": 2, "max_wait_ms": 20})
-    with ready_client(create_app(config=config, load=lambda: ModelPredictor(t5_dir))) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 def keyed(t5_dir: Path, ready_client: Callable[..., Any]) -> Iterator[TestClient]:
     with ready_client(create_app(config=serve_config({}), load=lambda: ModelPredictor(t5_dir), api_key=KEY)) as client:
         yield client
