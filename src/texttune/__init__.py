@@ -8,52 +8,40 @@ The public Python API::
     task.predict(["A long text ..."])
     task.save("my-model"); same = load("my-model")
 
-Importing texttune is cheap and has no side effects: heavy libraries (torch,
-transformers, lightning) are imported when a task is built or used.
+One class per task (``Summarization``, ``Translation``, ``TokenClassification``...),
+generated from the task registry: ``texttune tasks`` lists them. Importing texttune
+is cheap and has no side effects: the task classes, and heavy libraries (torch,
+transformers, lightning), are imported when first used.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from texttune._version import __version__ as __version__
 
-__all__ = [
-    "Summarization",
-    "Translation",
-    "Text2Text",
-    "QuestionAnswering",
-    "MaskedLM",
-    "CausalLM",
-    "TokenClassification",
-    "TexttuneError",
-    "Client",
-    "ServerError",
-    "load",
-    "__version__",
-]
+_FIXED = ["TaskModel", "TexttuneError", "Client", "ServerError", "load", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from texttune.api import Summarization, Text2Text, Translation, load
-    from texttune.api import QuestionAnswering
-    from texttune.api import CausalLM, MaskedLM
-    from texttune.api import TokenClassification
-    from texttune.client import Client, ServerError
-    from texttune.errors import TexttuneError
+    from texttune.api import TaskModel as TaskModel
+    from texttune.api import load as load
+    from texttune.client import Client as Client
+    from texttune.client import ServerError as ServerError
+    from texttune.errors import TexttuneError as TexttuneError
 
 
 def __getattr__(name: str) -> Any:
     # Lazy so that `import texttune` (and `texttune --help`) stays fast.
-    if name in {"Summarization", "Translation", "Text2Text", "QuestionAnswering", "MaskedLM", "CausalLM", "TokenClassification", "load"}:
-        from texttune import api
-
-        return getattr(api, name)
+    if name.startswith("__") and name != "__all__":  # __path__, __file__...: not ours to make up
+        raise AttributeError(name)
     if name in {"Client", "ServerError"}:
-        from texttune import client
-
-        return getattr(client, name)
+        return getattr(importlib.import_module("texttune.client"), name)
     if name == "TexttuneError":
-        from texttune.errors import TexttuneError
-
-        return TexttuneError
+        return importlib.import_module("texttune.errors").TexttuneError
+    api = importlib.import_module("texttune.api")
+    if name == "__all__":
+        return [*api.api_names(), *_FIXED]
+    if name in {"TaskModel", "load"} or name in api.api_names():
+        return getattr(api, name)
     raise AttributeError(f"module 'texttune' has no attribute {name!r}")

@@ -5,25 +5,32 @@
     >>> task.predict(["A long text ..."], num_beams=4)
     >>> task.save("my-summarizer"); again = load("my-summarizer")
 
-Every option goes through the same typed config as the CLI (``texttune.config``),
-so a value that the CLI would refuse is refused here with the same message.
+There is one class, :class:`TaskModel`. The public names (``Summarization``,
+``Translation``, ...) are generated from the task registry (each task's
+``api_name``): a task added to the registry has its class here without an edit.
+Every option goes through the same typed config as the CLI, so a value the CLI
+would refuse is refused here with the same message, and so is an option of
+another task.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
-from texttune.config import RunConfig, build_config, generation_from_mapping
+from texttune.config import RunConfig, generation_from_mapping
 from texttune.config_checks import check_limit
-from texttune.data import Table, from_lists, load_table, select_columns, take
-from texttune.errors import ConfigError, DataError
-from texttune.tasks import task_class
-
-DataArg = str | Path | Table | dict[str, Sequence[Any]] | None
+from texttune.data import Table, select_columns, take
+from texttune.errors import ConfigError
+from texttune.inference.backends import backend_name, refuse_backend
+from texttune.tasks import TASKS, task_class
+from texttune.tasks.base import text_input_row
+from texttune.tasks.registry import own_option_names, run_config, split_request_options
+from texttune.tasks.tables import DataArg, checked, input_roles, pairs_table, raw_table, task_table
 
 
 def _run_stamp() -> str:
@@ -33,8 +40,6 @@ def _run_stamp() -> str:
     environment, so they read it back. (torchrun and SLURM start processes
     independently: give them --output-dir.)
     """
-    import os
-
     from texttune.engine.distributed import launch_rank
 
     if launch_rank() == 0 or "TEXTTUNE_RUN_STAMP" not in os.environ:
@@ -43,107 +48,64 @@ def _run_stamp() -> str:
 
 
 class TaskModel:
-    """A task bound to a backbone: fit, evaluate, predict, save. Subclasses fix the task."""
+    """A task bound to a backbone: fit, evaluate, predict, save.
 
-    task_name: ClassVar[str]
+    ``task_options`` are the task's own options (``prefix=``, ``label_list=``, ...: see
+    ``texttune train TASK --help``); ``options`` takes any flat option. Both are checked
+    now, not at fit time; an option of another task is refused naming it.
+    """
 
-    def __init__(self, *, backbone: str | None = None, options: dict[str, Any] | None = None) -> None:
-        """``options``: any flat option (the CLI flag names with underscores), checked now, not at fit time."""
-        cls = task_class(self.task_name)
-        self._roles = tuple(r.role for r in cls().roles)
-        self._options: dict[str, Any] = {k: v for k, v in (options or {}).items() if v is not None}
+    task_name: ClassVar[str]  # set by each public class (api_class)
+
+    def __init__(self, *, backbone: str | None = None, options: dict[str, Any] | None = None, **task_options: Any) -> None:
+        given = {**task_options, **(options or {})}
+        # A list for a comma-separated option (label_list=["O", "B-PER"]) is joined.
+        self._options: dict[str, Any] = {k: ",".join(map(str, v)) if isinstance(v, (list, tuple)) else v
+                                         for k, v in given.items() if v is not None}
         if backbone is not None:
             self._options["backbone"] = backbone
-        self.config: RunConfig = self._config({})
-        self._task = cls(self.config.task_options)
+        self.config: RunConfig = run_config(self.task_name, self._options)
+        self._task = task_class(self.task_name)(self.config.task_options)
         self._backbone: Any = None
         self.last_run: Any = None
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> TaskModel:
         """Build from a flat option mapping (what the CLI and ``--config`` files produce)."""
-        obj = cls.__new__(cls)
-        TaskModel.__init__(obj, options=options)
-        return obj
-
-    # -- configuration --------------------------------------------------------
-    def _config(self, extra: dict[str, Any]) -> RunConfig:
-        return build_config(self.task_name, {**self._options, **extra}, column_roles=self._roles)
+        return cls(options=options)
 
     @property
     def backbone_name(self) -> str:
-        return self.config.model.backbone or self._task.default_backbone
+        choose = getattr(self._task, "choose_backbone", None)  # e.g. causal-lm's --from-scratch SIZE
+        given = self.config.model.backbone
+        return choose(given) if choose is not None else (given or self._task.default_backbone)
 
     def _load_backbone(self) -> Any:
         """Config and tokenizer; the weights follow once the task knows its head (see engine.finetune)."""
         if self._backbone is None:
             from texttune.backbones import load_backbone
 
-            self._backbone = load_backbone(self.backbone_name, trust_remote_code=self.config.model.trust_remote_code)
+            self._backbone = load_backbone(self.backbone_name, trust_remote_code=self.config.model.trust_remote_code,
+                                           vocab_size=self.config.model.vocab_size)
             self._task.auto_class(self._backbone.family)  # refuse an unusable family before any data work
         return self._backbone
 
-    # -- data -----------------------------------------------------------------
-    def _raw_table(self, data: DataArg, *, split: str) -> Table:
-        if data is None:
-            raise DataError("no data given")
-        if isinstance(data, Table):
-            return data
-        if isinstance(data, dict):
-            return from_lists(data)
-        return load_table(data, split=split)
-
     def _table(self, data: DataArg, *, split: str, columns: dict[str, str] | None, inputs_only: bool = False) -> Table:
-        """Load ``data`` and map its columns. ``columns`` are the user's (strict); the
-        columns the model was trained with are tried first, then the task's defaults."""
-        saved = self.config.data.columns
-        roles = [replace(r, defaults=(saved[r.role], *r.defaults)) if r.role in saved else r for r in self._task.roles]
-        if inputs_only:
-            targets = {r.role for r in roles if r.column_key not in self._task.input_keys}
-            roles = [r for r in roles if r.role not in targets]
-            columns = {k: v for k, v in (columns or {}).items() if k not in targets}
-        return select_columns(self._raw_table(data, split=split), roles, columns or {})
-
-    def _checked(self, table: Table, *, training: bool) -> Table:
-        """Run the task's optional ``check_table(table, training=...)`` on cells only it understands
-        (``kind="any"`` columns, e.g. answer spans against their context) while rows still map to file lines."""
-        check = getattr(self._task, "check_table", None)
-        if check is not None:
-            check(table, training=training)
-        return table
+        return task_table(self._task, data, split=split, columns=columns, saved=self.config.data.columns, inputs_only=inputs_only)
 
     def input_roles(self) -> list[Any]:
         """The column roles predict needs (the task's inputs, not its targets)."""
-        return [r for r in self._task.roles if r.column_key in self._task.input_keys]
+        return input_roles(self._task)
 
     def input_table(self, data: DataArg, *, columns: dict[str, str]) -> Table:
         """Prediction inputs from a file or table, mapped to the task's input columns."""
         return self._table(data, split="test", columns=columns, inputs_only=True)
 
-    def _pairs(self, inputs: Sequence[str] | None, targets: Sequence[str] | None) -> Table | None:
-        if inputs is None and targets is None:
-            return None
-        if inputs is None or targets is None:
-            raise DataError("pass both inputs= and targets= (or a data file)")
-        keys = [r.role for r in self._task.roles]
-        return from_lists({keys[0]: list(inputs), keys[1]: list(targets)})
-
     # -- the verbs ------------------------------------------------------------
-    def fit(
-        self,
-        *,
-        train: DataArg = None,
-        validation: DataArg = None,
-        inputs: Sequence[str] | None = None,
-        targets: Sequence[str] | None = None,
-        output_dir: str | Path | None = None,
-        max_epochs: int | None = None,
-        max_steps: int | None = None,
-        batch_size: int | None = None,
-        learning_rate: float | None = None,
-        columns: dict[str, str] | None = None,
-        options: dict[str, Any] | None = None,
-    ) -> Any:
+    def fit(self, *, train: DataArg = None, validation: DataArg = None, inputs: Sequence[str] | None = None,
+            targets: Sequence[str] | None = None, output_dir: str | Path | None = None, max_epochs: int | None = None,
+            max_steps: int | None = None, batch_size: int | None = None, learning_rate: float | None = None,
+            columns: dict[str, str] | None = None, options: dict[str, Any] | None = None) -> Any:
         """Fine-tune on ``train`` (a file, a dataset directory, a Table, or ``inputs=``/``targets=`` lists).
 
         ``options`` takes any other flat option (``warmup_ratio``, ``precision``...).
@@ -152,14 +114,14 @@ class TaskModel:
         from texttune.engine import fit as run_fit
         from texttune.runs import RunDir
 
-        self._refuse_on_ctranslate2("trained")
+        refuse_backend(getattr(self._backbone, "model", None), "trained")
         named = {"max_epochs": max_epochs, "max_steps": max_steps, "batch_size": batch_size, "learning_rate": learning_rate}
         extra = {k: v for k, v in named.items() if v is not None} | (options or {})
         extra |= {f"{role}_column": col for role, col in (columns or {}).items()}
         if output_dir is None:
             output_dir = Path("texttune-runs") / f"{self.task_name}-{_run_stamp()}"
         extra["output_dir"] = str(output_dir)
-        self.config = config = self._config(extra)
+        self.config = config = run_config(self.task_name, {**self._options, **extra})
         if config.data.streaming:  # read as training goes (docs/scaling.md, "Data larger than memory")
             from texttune.data.streaming import open_stream
 
@@ -167,17 +129,17 @@ class TaskModel:
                 raise ConfigError("--streaming needs --train-file (JSONL/Parquet paths or glob patterns) and a --validation-file")
             train_table: Any = open_stream(str(train), roles=self._task.roles, overrides=config.data.columns)
         else:
-            raw = self._pairs(inputs, targets) or self._raw_table(train, split="train")
-            train_table = self._checked(select_columns(raw, self._task.roles, config.data.columns), training=True)
-        val_table = None if validation is None else self._checked(
-            self._table(validation, split="validation", columns=config.data.columns), training=False)
+            raw = pairs_table(self._task, inputs, targets) or raw_table(train, split="train")
+            train_table = checked(self._task, select_columns(raw, self._task.roles, config.data.columns), training=True)
+        val_table = None if validation is None else checked(
+            self._task, self._table(validation, split="validation", columns=config.data.columns), training=False)
         backbone = self._load_backbone()
         self.last_run = run_fit(task=self._task, backbone=backbone, config=config, train=train_table,
                                 validation=val_table, run=RunDir(Path(config.train.output_dir or output_dir)))
         return self.last_run
 
     def _generation(self, overrides: dict[str, Any]) -> Any:
-        base = {k: v for k, v in asdict(self.config.generation).items()}
+        base = asdict(self.config.generation)
         return generation_from_mapping(base | {k: v for k, v in overrides.items() if v is not None})
 
     def _ready(self) -> Any:
@@ -194,47 +156,37 @@ class TaskModel:
         from texttune.runs.files import write_jsonl
 
         check_limit("max_samples", max_samples)
-        if self.task_name == "causal-lm":  # perplexity needs the model's per-token losses
-            self._refuse_on_ctranslate2("evaluated (causal-lm evaluate measures perplexity)")
         backbone = self._ready()
-        table = self._checked(take(self._table(data, split="validation", columns=columns), max_samples), training=False)
+        table = checked(self._task, take(self._table(data, split="validation", columns=columns), max_samples), training=False)
         metrics, records = self._task.evaluate(backbone.model, table.rows, generation=self._generation(generation or {}))
         if predictions_file is not None:
             write_jsonl(predictions_file, records)
         return metrics
 
-    def predict(
-        self,
-        inputs: Sequence[str] | Sequence[dict[str, Any]],
-        *,
-        max_new_tokens: int | None = None,
-        min_new_tokens: int | None = None,
-        num_beams: int | None = None,
-        do_sample: bool | None = None,
-        temperature: float | None = None,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        no_repeat_ngram_size: int | None = None,
-        length_penalty: float | None = None,
-        repetition_penalty: float | None = None,
-        batch_size: int | None = None,
-    ) -> list[Any]:
-        """Predict for raw inputs (strings, or dicts keyed by column role); one output per input, in order."""
-        gen = self._generation({
-            "max_new_tokens": max_new_tokens, "min_new_tokens": min_new_tokens, "num_beams": num_beams,
-            "do_sample": do_sample, "temperature": temperature, "top_k": top_k, "top_p": top_p,
-            "no_repeat_ngram_size": no_repeat_ngram_size, "length_penalty": length_penalty,
-            "repetition_penalty": repetition_penalty, "generation_batch_size": batch_size,
-        })
-        rows = [self._input_row(x, i) for i, x in enumerate(inputs)]
+    def check_request_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Per-request options checked for this task (types, bounds, min <= max); None values dropped."""
+        generation, own = split_request_options(self._task, options)
+        self._generation(generation)  # contradictions across options (min_new_tokens > max_new_tokens...)
+        return {**generation, **own}
+
+    def predict(self, inputs: Sequence[Any], *, batch_size: int | None = None, **options: Any) -> list[Any]:
+        """Predict for raw inputs (strings, or dicts keyed by column role); one output per input, in order.
+
+        ``options``: the task's per-request options (``task.request_options``: generation options
+        such as ``max_new_tokens`` and ``num_beams`` for generation tasks, ``aggregation`` for token
+        classification, ``top_k`` for masked LM); any other is refused.
+        """
+        generation, own = split_request_options(self._task, options)
+        gen = self._generation({**generation, "generation_batch_size": batch_size})
+        rows = [self.check_input(x, i) for i, x in enumerate(inputs)]
         if not rows:
             return []
-        outputs = self._task.predict(self._ready().model, rows, generation=gen)
+        outputs = self._task.predict(self._ready().model, rows, generation=gen, **own)
         return [o["output"] if set(o) == {"output"} else o for o in outputs]
 
     @property
     def task(self) -> Any:
-        """The task object: its roles, predict options and learned state (labels, lengths)."""
+        """The task object: its roles, request options and learned state (labels, lengths)."""
         return self._task
 
     @property
@@ -245,191 +197,71 @@ class TaskModel:
     @property
     def inference_backend(self) -> str:
         """Which engine generates: "transformers", or "ctranslate2" (see ``load(backend=...)``)."""
-        from texttune.inference.loading import backend_name
-
         return backend_name(getattr(self._backbone, "model", None))
-
-    def _refuse_on_ctranslate2(self, verb: str) -> None:
-        from texttune.inference.loading import refuse_backend
-
-        refuse_backend(getattr(self._backbone, "model", None), verb)
 
     def check_input(self, value: Any, index: int = 0) -> dict[str, Any]:
         """One predict input as the task's row; DataError (naming ``index``) when it cannot be used."""
-        return self._input_row(value, index)
-
-    def _input_row(self, value: Any, index: int) -> dict[str, Any]:
-        keys = self._task.input_keys
-        by_role = {r.role: r.column_key for r in self._task.roles}
-        names = {key: role for role, key in by_role.items()}  # messages name what users type: the role
-        if isinstance(value, str):
-            if len(keys) != 1:
-                raise DataError(f"input {index}: task {self.task_name!r} needs a dict with {', '.join(names.get(k, k) for k in keys)}")
-            value = {keys[0]: value}
-        if not isinstance(value, dict):
-            raise DataError(f"input {index}: expected a string or a dict, got {type(value).__name__}")
-        row = {by_role.get(k, k): v for k, v in value.items()}
-        for key in keys:
-            if not isinstance(row.get(key), str) or not row[key].strip():
-                got = "" if key in row else f" (got keys {', '.join(map(repr, value))})"
-                raise DataError(f"input {index}: {names.get(key, key)!r} must be non-empty text{got}")
-        return row
+        parse = getattr(self._task, "parse_input", None)
+        return parse(value, index) if parse is not None else text_input_row(self._task, value, index)
 
     def save(self, directory: str | Path) -> Path:
         """Save model, tokenizer and task metadata (loads with transformers and texttune.load)."""
-        from texttune import __version__
         from texttune.backbones.adapters import finish_training
         from texttune.runs import save_model_dir
+        from texttune.runs.model_dir import model_metadata
 
-        self._refuse_on_ctranslate2("saved (it is saved already; 'texttune export' writes CTranslate2 copies)")
+        refuse_backend(getattr(self._backbone, "model", None),
+                       "saved (it is saved already; 'texttune export' writes CTranslate2 copies)")
         backbone = self._ready()
         # Adapters still separate (fit with merge_adapters=False) are saved as adapters again.
         peft = finish_training(backbone, options=self.config.peft) if backbone.peft is not None else None
         self._task.finalize_model(backbone.model)
-        metadata = {
-            "task": self.task_name, "texttune_version": __version__, "backbone": backbone.name,
-            "family": backbone.family, "auto_class": self._task.auto_class(backbone.family),
-            "task_state": self._task.metadata(), "columns": self.config.data.columns, **({"peft": peft} if peft else {}),
-        }
+        metadata = model_metadata(task=self._task, backbone=backbone, columns=self.config.data.columns, peft=peft)
         return save_model_dir(directory, model=backbone.model, tokenizer=backbone.tokenizer, metadata=metadata,
                               adapter=backbone.peft)
 
 
-class Summarization(TaskModel):
-    """Summarize long texts (ROUGE, lead-k baseline). Columns: text, summary."""
-
-    task_name = "summarization"
-
-    def __init__(self, *, backbone: str | None = None, prefix: str | None = None, options: dict[str, Any] | None = None) -> None:
-        super().__init__(backbone=backbone, options={"prefix": prefix, **(options or {})})
+_API_CLASSES: dict[str, type[TaskModel]] = {}
 
 
-class Translation(TaskModel):
-    """Translate between languages (sacreBLEU, chrF, copy-source baseline). Columns: source, target."""
-
-    task_name = "translation"
-
-    def __init__(self, *, backbone: str | None = None, source_lang: str = "en", target_lang: str = "fr",
-                 prefix: str | None = None, options: dict[str, Any] | None = None) -> None:
-        super().__init__(backbone=backbone, options={"prefix": prefix, "source_lang": source_lang, "target_lang": target_lang, **(options or {})})
-
-
-class Text2Text(TaskModel):
-    """Any text-to-text task, e.g. question generation. Columns: input, target."""
-
-    task_name = "text2text"
-
-    def __init__(self, *, backbone: str | None = None, prefix: str | None = None, options: dict[str, Any] | None = None) -> None:
-        super().__init__(backbone=backbone, options={"prefix": prefix, **(options or {})})
+def api_class(task: str) -> type[TaskModel]:
+    """The public class of a registered task (``Summarization``...), made once from its registry entry."""
+    cls = task_class(task)
+    if task not in _API_CLASSES:
+        roles = ", ".join(r.role for r in cls().roles)
+        own = ", ".join(own_option_names(cls)) or "none"
+        doc = (f"{cls.description[:1].upper()}{cls.description[1:]}. Columns: {roles}.\n\n"
+               f"Task options (keyword arguments): {own}. Per-request predict options: "
+               f"{', '.join(cls.request_options) or 'none'}.\n\n{(cls.__doc__ or '').strip()}")
+        _API_CLASSES[task] = type(cls.api_name, (TaskModel,), {"task_name": task, "__doc__": doc, "__module__": __name__,
+                                                                "__qualname__": cls.api_name})
+    return _API_CLASSES[task]
 
 
-class QuestionAnswering(TaskModel):
-    """Extractive question answering, SQuAD style (exact match, F1). Columns: question, context, answers, id.
+def api_names() -> dict[str, str]:
+    """Public class name -> task name, for every registered task."""
+    return {cls.api_name: name for name, cls in TASKS.items()}
 
-    ``predict`` takes ``{"question": ..., "context": ...}`` dicts and returns
-    ``{"answer", "score", "start", "end"}`` (character offsets into the context).
+
+def __getattr__(name: str) -> Any:
+    task = api_names().get(name)
+    if task is None:
+        raise AttributeError(f"module 'texttune.api' has no attribute {name!r}")
+    return api_class(task)
+
+
+def saved_task(directory: str | Path) -> Any:
+    """The task (default options) of a saved model, from its texttune.json alone: cheap, nothing is loaded.
+
+    Lets the CLI check options against the model's task before loading the weights.
     """
+    from texttune.runs import find_model_dir, read_metadata
 
-    task_name = "question-answering"
-
-    def __init__(self, *, backbone: str | None = None, max_length: int = 384, stride: int = 128, max_answer_length: int = 30,
-                 n_best: int = 20, version_2: bool = False, null_threshold: float = 0.0, options: dict[str, Any] | None = None) -> None:
-        super().__init__(backbone=backbone, options={
-            "max_length": max_length, "stride": stride, "max_answer_length": max_answer_length, "n_best": n_best,
-            "version_2": version_2, "null_threshold": null_threshold, **(options or {})})
-
-
-class MaskedLM(TaskModel):
-    """Adapt an encoder to a domain's text by masked language modelling (perplexity). Column: text.
-
-    ``predict`` takes texts with the tokenizer's mask token (``[MASK]`` for BERT/MiniLM)
-    and returns ``{"candidates": [{"token_str", "score", "sequence", ...}, ...]}``.
-    """
-
-    task_name = "masked-lm"
-
-    def __init__(self, *, backbone: str | None = None, mlm_probability: float = 0.15, whole_word_masking: bool = False,
-                 max_length: int | None = None, options: dict[str, Any] | None = None) -> None:
-        super().__init__(backbone=backbone, options={
-            "mlm_probability": mlm_probability, "whole_word_masking": whole_word_masking, "max_length": max_length, **(options or {})})
-
-
-class CausalLM(TaskModel):
-    """Fine-tune a decoder on plain text, or train a small one from scratch (perplexity). Column: text.
-
-    ``from_scratch="tiny"`` or ``"small"`` trains a byte-level BPE tokenizer
-    (``vocab_size``) on the training text and a new Llama instead of fine-tuning a
-    backbone. ``predict`` continues prompts.
-    """
-
-    task_name = "causal-lm"
-
-    def __init__(self, *, backbone: str | None = None, from_scratch: str | None = None, vocab_size: int = 8000,
-                 max_length: int | None = None, options: dict[str, Any] | None = None) -> None:
-        super().__init__(backbone=backbone, options={
-            "from_scratch": from_scratch, "vocab_size": vocab_size, "max_length": max_length, **(options or {})})
-
-    def _load_backbone(self) -> Any:
-        size = self.config.task_options.from_scratch
-        if size is not None and self._backbone is None:  # weights and tokenizer come from the training data
-            from texttune.tasks.causal_lm import scratch_backbone
-
-            self._backbone = scratch_backbone(size, backbone_option=self.config.model.backbone)
-        return super()._load_backbone()
-
-
-class TokenClassification(TaskModel):
-    """One tag per word: NER, POS tagging, chunking (seqeval F1, majority-tag baseline). Columns: tokens, tags.
-
-    ``label_list``: labels in id order (a list or "O,B-PER,I-PER"); default: inferred from
-    the training data. ``predict`` takes raw text (a string, or ``{"text": ...}``) and
-    returns ``{"entities": [{"entity_group", "score", "word", "start", "end"}, ...]}``
-    (character offsets, grouped by ``aggregation``), or a list of words (or
-    ``{"tokens": [...]}``) and returns ``{"tags": [...]}``, one tag per word.
-    """
-
-    task_name = "token-classification"
-
-    def __init__(self, *, backbone: str | None = None, label_list: str | Sequence[str] | None = None,
-                 label_all_tokens: bool = False, aggregation: str = "simple", options: dict[str, Any] | None = None) -> None:
-        if label_list is not None and not isinstance(label_list, str):
-            label_list = ",".join(map(str, label_list))
-        super().__init__(backbone=backbone, options={
-            "label_list": label_list, "label_all_tokens": label_all_tokens, "aggregation": aggregation, **(options or {})})
-
-    def _input_row(self, value: Any, index: int) -> dict[str, Any]:
-        """``{"tokens": text or words}`` from a string (raw text), a list of words, or a dict with text or tokens."""
-        if isinstance(value, dict):
-            tokens = value.get("tokens") if value.get("tokens") is not None else value.get("text")
-        elif isinstance(value, (str, list, tuple)):
-            tokens = value
-        else:
-            raise DataError(f"input {index}: expected raw text, a list of words or a dict, got {type(value).__name__}")
-        words = isinstance(tokens, (list, tuple)) and len(tokens) > 0 and all(isinstance(w, str) for w in tokens)
-        if not words and not (isinstance(tokens, str) and tokens.strip()):
-            got = "nothing (one input file holds either texts or word lists, not both)" if tokens is None else repr(str(tokens)[:60])
-            raise DataError(f"input {index}: needs raw text (a non-empty string, key 'text') or a non-empty list of words "
-                            f"(key 'tokens'), got {got}")
-        return {"tokens": list(tokens) if words else tokens}
-
-    def predict(self, inputs: Sequence[Any], *, aggregation: str | None = None, **kwargs: Any) -> list[Any]:
-        """As :meth:`TaskModel.predict`; ``aggregation`` overrides the trained strategy for this call."""
-        if aggregation is None:
-            return super().predict(inputs, **kwargs)
-        from texttune.config import TaskOptions, coerce
-
-        field = TaskOptions.__dataclass_fields__["aggregation"]
-        chosen = coerce("aggregation", aggregation, str, field.metadata["choices"])
-        previous, self._task.aggregation = self._task.aggregation, chosen
-        try:
-            return super().predict(inputs, **kwargs)
-        finally:
-            self._task.aggregation = previous
-
-
-API_CLASSES: dict[str, type[TaskModel]] = {"summarization": Summarization, "translation": Translation, "text2text": Text2Text,
-                                         "question-answering": QuestionAnswering, "masked-lm": MaskedLM, "causal-lm": CausalLM,
-                                         "token-classification": TokenClassification}
+    model_dir = find_model_dir(directory)
+    task = read_metadata(model_dir)["task"]
+    if task not in TASKS:
+        raise ConfigError(f"{model_dir}: task {task!r} is not known to this texttune version")
+    return task_class(task)()
 
 
 def load(directory: str | Path, *, backend: str | None = None, compute_type: str | None = None,
@@ -450,13 +282,9 @@ def load(directory: str | Path, *, backend: str | None = None, compute_type: str
     inference = inference_config(backend=backend, compute_type=compute_type, threads=threads)
     model_dir = find_model_dir(directory)
     meta = read_metadata(model_dir)
-    cls = API_CLASSES.get(meta["task"])
-    if cls is None:
-        raise ConfigError(f"{model_dir}: task {meta['task']!r} is not known to this texttune version")
-    obj = cls.__new__(cls)
-    state = meta.get("task_state", {})
-    TaskModel.__init__(obj, backbone=str(model_dir))  # task options come back through restore() below
+    saved_task(model_dir)  # a task this version does not know is refused before anything loads
+    obj = api_class(meta["task"])(backbone=str(model_dir))  # task options come back through restore() below
     obj.config = replace(obj.config, data=replace(obj.config.data, columns=dict(meta.get("columns") or {})))
     obj._backbone = saved_backbone(model_dir, meta, inference)
-    obj._task.restore(state, tokenizer=obj._backbone.tokenizer, model=obj._backbone.model)
+    obj._task.restore(meta.get("task_state", {}), tokenizer=obj._backbone.tokenizer, model=obj._backbone.model)
     return obj

@@ -28,9 +28,37 @@ from texttune.errors import ConfigError, choices
 from texttune.peft_config import PeftOptions
 
 
-def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None) -> Any:  # noqa: A002
-    """A dataclass field carrying its ``--help`` text and allowed values."""
-    return field(default=default, metadata={"help": help, "choices": choices})
+def option(default: Any, help: str, *, choices: tuple[str, ...] | None = None, **bounds: float) -> Any:  # noqa: A002
+    """A dataclass field carrying its ``--help`` text, allowed values and numeric bounds.
+
+    ``bounds`` are pydantic's names (``ge``, ``gt``, ``le``, ``lt``): the same bounds check
+    CLI, YAML and API values (:func:`check_bounds`) and become the server's request schema.
+    """
+    unknown = set(bounds) - {"ge", "gt", "le", "lt"}
+    if unknown:
+        raise TypeError(f"unknown bound {sorted(unknown)}")
+    return field(default=default, metadata={"help": help, "choices": choices, "bounds": bounds})
+
+
+def check_bounds(name: str, value: Any, bounds: dict[str, float]) -> None:
+    """None, or a number within ``bounds``; otherwise a ConfigError naming the option and the valid range."""
+    if value is None or not bounds or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    ok = all((op == "ge" and value >= b) or (op == "gt" and value > b) or (op == "le" and value <= b)
+             or (op == "lt" and value < b) for op, b in bounds.items())
+    if not ok:
+        raise ConfigError(f"option {name!r} must be {describe_bounds(bounds)}, got {value!r}")
+
+
+def describe_bounds(bounds: dict[str, float]) -> str:
+    """``{"gt": 0, "le": 1}`` -> ``in (0, 1]``; one side -> ``>= 1``."""
+    low = [(op, b) for op, b in bounds.items() if op in {"ge", "gt"}]
+    high = [(op, b) for op, b in bounds.items() if op in {"le", "lt"}]
+    if low and high:
+        (lo_op, lo), (hi_op, hi) = low[0], high[0]
+        return f"in {'[' if lo_op == 'ge' else '('}{lo:g}, {hi:g}{']' if hi_op == 'le' else ')'}"
+    symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    return " and ".join(f"{symbols[op]} {b:g}" for op, b in bounds.items())
 
 
 #: Lightning strategies texttune accepts (``--strategy``). ddp_spawn is left out: it pickles the
@@ -52,41 +80,20 @@ class DataConfig:
     max_train_samples: int | None = option(None, "Use at most this many training rows (taken after a seeded shuffle).")
     max_eval_samples: int | None = option(None, "Use at most this many validation/evaluation rows (the first ones).")
     max_predict_samples: int | None = option(None, "Predict at most this many rows (the first ones).")
-    max_source_length: int = option(512, "Inputs longer than this many tokens are truncated (the count is reported).")
-    max_target_length: int = option(128, "Targets longer than this many tokens are truncated for training (the count is reported).")
     streaming: bool = option(False, "Read the training data as a stream (JSONL/Parquet files or glob patterns such as 'shards/*.jsonl') "
                              "instead of loading it; needs --max-steps and --validation-file.")
     shuffle_buffer: int = option(10_000, "With --streaming: rows held in the shuffle buffer (larger mixes better, costs memory).")
 
 
 @dataclass
-class TaskOptions:
-    """Options that change what the task asks of the backbone."""
-
-    prefix: str | None = option(None, "Text put before every input (T5 prefix, or the instruction for decoder-only backbones). Default: the task's own; '' for none.")
-    source_lang: str | None = option(None, "Translation: source language code (also the default source column), e.g. en.")
-    target_lang: str | None = option(None, "Translation: target language code (also the default target column), e.g. fr.")
-    max_length: int | None = option(None, "Encoder and language-model tasks: tokens per window or chunk (default: the task's own).")
-    label_list: str | None = option(None, "Token classification: comma-separated labels in id order (default: inferred from the training data).")
-    label_all_tokens: bool = option(False, "Token classification: label every sub-token (B- becomes I- after the first) instead of only the first.")
-    aggregation: str = option("simple", "Token classification: how predict groups sub-token predictions into entities.", choices=("none", "simple", "first", "max", "average"))
-    mlm_probability: float = option(0.15, "Masked LM: fraction of tokens to mask.")
-    whole_word_masking: bool = option(False, "Masked LM: mask whole words instead of single sub-tokens.")
-    pad_last_chunk: bool = option(False, "Language modelling: pad the last partial chunk instead of dropping it.")
-    from_scratch: str | None = option(None, "Causal LM: train a new model of this size (tiny, small) with a tokenizer trained on the corpus, instead of fine-tuning.", choices=("tiny", "small"))
-    vocab_size: int = option(8000, "Causal LM from scratch: vocabulary size of the trained tokenizer.")
-    stride: int = option(128, "Question answering: tokens of overlap between windows of a long context.")
-    max_answer_length: int = option(30, "Question answering: longest answer, in tokens.")
-    n_best: int = option(20, "Question answering: start/end candidates considered per window.")
-    version_2: bool = option(False, "Question answering: allow 'no answer' (SQuAD v2).")
-    null_threshold: float = option(0.0, "Question answering v2: answer only when the best span beats no-answer by this score margin.")
-
-
-@dataclass
 class ModelConfig:
     """Which pretrained model to start from."""
 
-    backbone: str | None = option(None, "Hub name, local model directory, or offline alias (smollm2-135m, minilm-bert2bert). Default: the task's offline alias.")
+    backbone: str | None = option(None, "Hub name, local model directory, offline alias (smollm2-135m, minilm-bert2bert), or "
+                                  "scratch:tiny / scratch:small (a new Llama and a tokenizer trained on the training data). "
+                                  "Default: the task's offline alias.")
+    vocab_size: int | None = option(None, "With --backbone scratch:SIZE: vocabulary size of the tokenizer trained on the "
+                                    "training data (default 8000).", ge=300)
     trust_remote_code: bool = option(False, "Allow a backbone to run its own Python code. Off: only enable it for repositories you trust.")
 
 
@@ -135,28 +142,36 @@ class TrainConfig:
     group_by_length: bool = option(True, "Batch training examples of similar length together (seeded, batches still in random order) so little compute goes to padding.")
 
 
+#: Smallest temperature and repetition penalty (logits are divided by them: 1e-300 overflows to inf).
+MIN_DIVISOR = 0.01
+
+
 @dataclass
 class GenerationConfig:
-    """Decoding options shared by evaluate, predict and serve."""
+    """Decoding options shared by evaluate, predict and serve (generation tasks), and the evaluation batch size (all tasks).
 
-    max_new_tokens: int | None = option(None, "Most tokens to generate. Default: from the target lengths seen in training (never a silent 20).")
-    min_new_tokens: int | None = option(None, "Fewest tokens to generate.")
-    num_beams: int = option(1, "Beam search width (1 = greedy or sampling).")
+    Declared once: the CLI flags, the API's ``predict(**options)``, the client and the server's
+    request schema (with these bounds; the server caps two of them further) all come from here.
+    """
+
+    max_new_tokens: int | None = option(None, "Most tokens to generate. Default: from the target lengths seen in training (never a silent 20).", ge=1)
+    min_new_tokens: int | None = option(None, "Fewest tokens to generate.", ge=0)
+    num_beams: int = option(1, "Beam search width (1 = greedy or sampling).", ge=1)
     do_sample: bool = option(False, "Sample instead of greedy/beam decoding.")
-    temperature: float = option(1.0, "Sampling temperature (with --do-sample).")
-    top_k: int | None = option(None, "Sample from the k most likely tokens (with --do-sample).")
-    top_p: float | None = option(None, "Nucleus sampling probability mass (with --do-sample).")
-    no_repeat_ngram_size: int | None = option(None, "Never repeat an n-gram of this size.")
-    length_penalty: float | None = option(None, "Beam search length penalty (>1 favours longer outputs).")
-    repetition_penalty: float | None = option(None, "Penalty for repeated tokens (>1 discourages repetition).")
-    generation_batch_size: int = option(16, "Inputs per generation batch in evaluate/predict (independent of --batch-size).")
+    temperature: float = option(1.0, "Sampling temperature (with --do-sample).", ge=MIN_DIVISOR, le=100)
+    top_k: int | None = option(None, "Sample from the k most likely tokens (with --do-sample).", ge=1, le=1000)
+    top_p: float | None = option(None, "Nucleus sampling probability mass (with --do-sample).", gt=0, le=1)
+    no_repeat_ngram_size: int | None = option(None, "Never repeat an n-gram of this size.", ge=1, le=100)
+    length_penalty: float | None = option(None, "Beam search length penalty (>1 favours longer outputs).", ge=-100, le=100)
+    repetition_penalty: float | None = option(None, "Penalty for repeated tokens (>1 discourages repetition).", ge=MIN_DIVISOR, le=100)
+    generation_batch_size: int = option(16, "Inputs per batch when evaluating (the validation loss pass and, for generation "
+                                        "tasks, generating) and predicting; independent of --batch-size.", ge=1)
 
 
 #: Per-request generation options (predict's keyword arguments, the server's request fields).
-GENERATION_OPTIONS: tuple[str, ...] = (
-    "max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "temperature", "top_k", "top_p",
-    "no_repeat_ngram_size", "length_penalty", "repetition_penalty",
-)
+GENERATION_OPTIONS: tuple[str, ...] = tuple(f.name for f in fields(GenerationConfig) if f.name != "generation_batch_size")
+#: What a task that does not generate takes from GenerationConfig.
+EVALUATION_ONLY: tuple[str, ...] = ("generation_batch_size",)
 
 
 #: Inference backends for evaluate, predict and serve (``texttune.inference``).
@@ -190,9 +205,9 @@ class ServeConfig:
     access_log: bool = option(False, "Log every request (uvicorn's access log).")
 
 
+#: The sections every task shares; each task adds its own options (``tasks/<name>.py``).
 SECTIONS: dict[str, type] = {
     "data": DataConfig,
-    "task": TaskOptions,
     "model": ModelConfig,
     "train": TrainConfig,
     "generation": GenerationConfig,
@@ -205,32 +220,45 @@ class RunConfig:
     """Everything a run needs, resolved. Written to ``config.yaml`` in each run."""
 
     task: str
+    task_options: Any = None  # the task's own options dataclass (tasks/<name>.py declares it)
     data: DataConfig = field(default_factory=DataConfig)
-    task_options: TaskOptions = field(default_factory=TaskOptions)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     peft: PeftOptions = field(default_factory=PeftOptions)
+    #: The GenerationConfig fields this task takes (all for generation tasks, the batch size for the others).
+    generation_fields: tuple[str, ...] = field(default=tuple(f.name for f in fields(GenerationConfig)), repr=False)
 
     def flat(self) -> dict[str, Any]:
-        """The flat option mapping (the YAML layout ``--config`` reads back)."""
+        """The flat option mapping (the YAML layout ``--config`` reads back): only options this task takes."""
         out: dict[str, Any] = {"task": self.task}
-        for section in (self.data, self.task_options, self.model, self.train, self.generation, self.peft):
+        sections = [self.data, self.task_options, self.model, self.train, self.generation, self.peft]
+        for section in (s for s in sections if s is not None):
             for key, value in asdict(section).items():
                 if key == "columns":
                     out.update({f"{role}_column": name for role, name in value.items()})
-                else:
+                elif section is not self.generation or key in self.generation_fields:
                     out[key] = value
         return out
 
 
-def option_fields() -> dict[str, tuple[str, Any]]:
-    """Map every flat option name to (section name, dataclass field)."""
+def option_fields(task_options: type | None = None, *,
+                  generation_fields: tuple[str, ...] | None = None) -> dict[str, tuple[str, Any]]:
+    """Map every flat option name a task takes to (section name, dataclass field).
+
+    ``task_options``: the task's options dataclass; ``generation_fields``: the GenerationConfig
+    fields it takes (default: all). A name may appear in one section only (a unit test checks
+    every registered task).
+    """
     out: dict[str, tuple[str, Any]] = {}
-    for section, cls in SECTIONS.items():
+    sections: dict[str, type] = {**SECTIONS, **({"task": task_options} if task_options is not None else {})}
+    for section, cls in sections.items():
         for f in fields(cls):
-            if f.name == "columns":
+            if f.name == "columns" or (section == "generation" and generation_fields is not None
+                                       and f.name not in generation_fields):
                 continue
+            if f.name in out:
+                raise TypeError(f"option {f.name!r} is declared by both {out[f.name][0]} and {section}")
             out[f.name] = (section, f)
     return out
 
@@ -290,15 +318,20 @@ def _suggest(name: str, valid: list[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def build_config(task: str, options: dict[str, Any], *, column_roles: tuple[str, ...]) -> RunConfig:
-    """Build a :class:`RunConfig` from a flat mapping of option names to values.
+def build_config(task: str, options: dict[str, Any], *, task_options: type, column_roles: tuple[str, ...],
+                 generation_fields: tuple[str, ...] | None = None,
+                 elsewhere: dict[str, tuple[str, ...]] | None = None) -> RunConfig:
+    """Build a :class:`RunConfig` for ``task`` from a flat mapping of option names to values.
 
-    ``column_roles`` are the task's column roles: ``<role>_column`` keys are
-    accepted for them and no others. Keys may use dashes or underscores.
+    ``task_options``: the task's options dataclass; ``column_roles``: its column roles
+    (``<role>_column`` keys are accepted for them and no others); ``generation_fields``: the
+    GenerationConfig fields it takes (default: all). ``elsewhere`` maps the options of other
+    tasks to those tasks, so an option of another task is refused naming both (the
+    registry passes it: config knows no tasks). Keys may use dashes or underscores.
     """
-    known = option_fields()
+    known = option_fields(task_options, generation_fields=generation_fields)
     column_keys = {f"{role}_column": role for role in column_roles}
-    sections: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    sections: dict[str, dict[str, Any]] = {name: {} for name in [*SECTIONS, "task"]}
     columns: dict[str, str] = {}
     for raw_key, value in options.items():
         key = raw_key.replace("-", "_")
@@ -310,43 +343,59 @@ def build_config(task: str, options: dict[str, Any], *, column_roles: tuple[str,
             columns[column_keys[key]] = coerce(key, value, str, None)
             continue
         if key not in known:
-            valid = sorted([*known, *column_keys])
-            raise ConfigError(
-                f"unknown option {raw_key!r}{_suggest(key, valid)}; valid options: {', '.join(valid)}"
-            )
+            raise ConfigError(not_an_option(raw_key, task, valid=sorted([*known, *column_keys]), owners=(elsewhere or {}).get(key)))
         section, f = known[key]
-        special = f.metadata.get("special", ())
-        if isinstance(value, str) and value.strip().lower() in special:  # e.g. batch_size: auto
-            sections[section][key] = value.strip().lower()
-            continue
-        try:
-            sections[section][key] = coerce(key, value, f.type, f.metadata.get("choices"))
-        except ConfigError:
-            if not special:
-                raise
-            raise ConfigError(f"option {key!r} needs an integer or {choices(special)}, got {value!r}") from None
+        sections[section][key] = coerce_field(key, value, f)
     config = RunConfig(
         task=task,
+        task_options=task_options(**sections["task"]),
         data=DataConfig(columns=columns, **sections["data"]),
-        task_options=TaskOptions(**sections["task"]),
         model=ModelConfig(**sections["model"]),
         train=TrainConfig(**sections["train"]),
         generation=GenerationConfig(**sections["generation"]),
         peft=PeftOptions(**sections["peft"]),
+        **({"generation_fields": generation_fields} if generation_fields is not None else {}),
     )
     validate(config)
     return config
 
 
-def generation_from_mapping(values: dict[str, Any]) -> GenerationConfig:
-    """A GenerationConfig from a partial mapping (API keyword arguments, HTTP bodies)."""
-    known = {f.name: f for f in fields(GenerationConfig)}
+def not_an_option(raw_key: str, task: str, *, valid: list[str], owners: tuple[str, ...] | None) -> str:
+    """The one-line refusal of an option ``task`` does not take: whose it is, or what was meant."""
+    if owners:
+        names = [repr(o) for o in owners]
+        tasks = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+        return (f"option {raw_key!r} belongs to task{'s' if len(names) > 1 else ''} {tasks}, not to task {task!r}; "
+                f"see 'texttune train {task} --help' for the options of {task}")
+    return f"unknown option {raw_key!r}{_suggest(raw_key.replace('-', '_'), valid)}; valid options: {', '.join(valid)}"
+
+
+def coerce_field(key: str, value: Any, f: Any) -> Any:
+    """One option value checked and converted against its dataclass field: type, choices, bounds, special words."""
+    special = f.metadata.get("special", ())
+    if isinstance(value, str) and value.strip().lower() in special:  # e.g. batch_size: auto
+        return value.strip().lower()
+    try:
+        converted = coerce(key, value, f.type, f.metadata.get("choices"))
+    except ConfigError:
+        if not special:
+            raise
+        raise ConfigError(f"option {key!r} needs an integer or {choices(special)}, got {value!r}") from None
+    check_bounds(key, converted, f.metadata.get("bounds") or {})
+    return converted
+
+
+def generation_from_mapping(values: dict[str, Any], *, fields_taken: tuple[str, ...] | None = None) -> GenerationConfig:
+    """A GenerationConfig from a partial mapping (API keyword arguments, HTTP bodies).
+
+    ``fields_taken``: the fields the task takes (others are refused); default: all.
+    """
+    known = {f.name: f for f in fields(GenerationConfig) if fields_taken is None or f.name in fields_taken}
     kwargs: dict[str, Any] = {}
     for key, value in values.items():
         if key not in known:
             raise ConfigError(f"unknown generation option {key!r}; valid: {', '.join(sorted(known))}")
-        f = known[key]
-        kwargs[key] = coerce(key, value, f.type, f.metadata.get("choices"))
+        kwargs[key] = coerce_field(key, value, known[key])
     config = GenerationConfig(**kwargs)
     validate_generation(config)
     return config

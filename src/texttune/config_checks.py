@@ -41,7 +41,7 @@ def validate(config: RunConfig) -> None:
                               "--accumulate-grad-batches instead")
     elif t.effective_batch_size is not None and t.accumulate_grad_batches != 1:
         raise ConfigError("give either effective_batch_size or accumulate_grad_batches with --batch-size auto, not both")
-    for name in ("max_source_length", "max_target_length", "max_train_samples", "max_eval_samples", "max_predict_samples"):
+    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
         check_positive(name, getattr(d, name))
     check_positive("learning_rate", t.learning_rate)
     check_positive("gradient_clip_val", t.gradient_clip_val, allow_zero=True)

@@ -105,7 +105,7 @@ def test_predict_accepts_dicts_by_column_role_and_checks_inputs(fitted: Callable
         task.predict(["fine", "   "])
     with pytest.raises(DataError, match="input 0: expected a string or a dict, got int"):
         task.predict([3])  # type: ignore[list-item]
-    with pytest.raises(ConfigError, match="'num_beams' must be > 0"):
+    with pytest.raises(ConfigError, match="'num_beams' must be >= 1"):
         task.predict(["fine"], num_beams=0)
 
 

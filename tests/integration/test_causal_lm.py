@@ -109,12 +109,13 @@ def test_predict_continues_prompts(run_dir: Path, cli: Cli, tmp_path: Path) -> N
 
 def test_eos_is_a_label_even_when_it_is_the_pad_token(tiny_model_dir: Callable[[str], Path]) -> None:
     from texttune.backbones import load_backbone
-    from texttune.config import RunConfig, TaskOptions
+    from texttune.config import RunConfig
+    from texttune.tasks.causal_lm import CausalLMOptions
     from texttune.data import from_lists
     from texttune.tasks.causal_lm import CausalLMTask
 
     backbone = load_backbone(str(tiny_model_dir("llama-chat")))  # pad = eos = <|im_end|>
-    task = CausalLMTask(TaskOptions(max_length=16, pad_last_chunk=True))
+    task = CausalLMTask(CausalLMOptions(max_length=16, pad_last_chunk=True))
     task.bind(backbone, RunConfig(task="causal-lm"))
     features, stats = task.encode(from_lists({"text": documents()[:3]}).rows)
     batch = task.collate([features[i] for i in range(len(features))])
@@ -136,7 +137,7 @@ def test_from_scratch_trains_a_tokenizer_and_a_new_llama(scratch_dir: Path) -> N
     assert model.config.vocab_size == len(tokenizer) <= 400
     assert tokenizer.decode(tokenizer("Debian packages")["input_ids"]) == "Debian packages"  # byte-level: lossless
     meta = read_json(scratch_dir / "model" / "texttune.json")
-    assert meta["backbone"] == "from-scratch-tiny" and meta["task_state"]["from_scratch"] == "tiny"
+    assert meta["backbone"] == "scratch:tiny" and meta["task_state"]["from_scratch"] == "tiny"
     metrics = read_json(scratch_dir / "metrics.json")
     # a random model is about as unsure as the vocabulary is large; a few steps already help
     assert metrics["zero_shot"]["perplexity"] > 0.5 * len(tokenizer)

@@ -123,12 +123,13 @@ def test_whole_word_masking_masks_every_piece_of_a_word(tiny_model_dir: Callable
     import torch
 
     from texttune.backbones import load_backbone
-    from texttune.config import RunConfig, TaskOptions
+    from texttune.config import RunConfig
+    from texttune.tasks.masked_lm import MaskedLMOptions
     from texttune.data import from_lists
     from texttune.tasks.masked_lm import MaskedLMTask
 
     torch.manual_seed(0)
-    task = MaskedLMTask(TaskOptions(whole_word_masking=True, mlm_probability=0.4, max_length=32))
+    task = MaskedLMTask(MaskedLMOptions(whole_word_masking=True, mlm_probability=0.4, max_length=32))
     task.bind(load_backbone(str(tiny_model_dir("bert"))), RunConfig(task="masked-lm"))
     features, _ = task.encode(from_lists({"text": documents()[:10]}).rows)
     batch = task.collate([features[i] for i in range(len(features))])

@@ -158,17 +158,26 @@ def test_checkpoint_size_estimate_is_close_to_a_real_checkpoint(tmp_path: Path) 
 
 
 class _Trainer:
-    """The few trainer attributes PeriodicCheckpoint reads, with Lightning's validation decision scripted."""
+    """The public trainer attributes PeriodicCheckpoint reads, with Lightning's validation decision scripted."""
 
     def __init__(self) -> None:
         self.global_step = 0
-        self.validation_due = False
         self.saved: list[int] = []
         self.strategy = SimpleNamespace(broadcast=lambda value: value)
-        epoch_loop = SimpleNamespace(_should_check_val_fx=lambda fetcher: self.validation_due)
-        self.fit_loop = SimpleNamespace(epoch_loop=epoch_loop, _data_fetcher=None)
+        # Lightning validates after the batch when (total_batch_idx + 1) % val_check_batch == 0 (no epoch schedule).
+        self.enable_validation, self.check_val_every_n_epoch, self.current_epoch, self.should_stop = True, None, 0, False
+        self.val_check_batch = 2
+        self.fit_loop = SimpleNamespace(epoch_loop=SimpleNamespace(total_batch_idx=0, batch_progress=None))
 
-    def save_checkpoint(self, path: Path) -> None:
+    @property
+    def validation_due(self) -> bool:
+        return self.fit_loop.epoch_loop.total_batch_idx == 1
+
+    @validation_due.setter
+    def validation_due(self, due: bool) -> None:
+        self.fit_loop.epoch_loop.total_batch_idx = 1 if due else 0
+
+    def save_checkpoint(self, path: Path, weights_only: bool | None = None) -> None:
         self.saved.append(self.global_step)
 
 

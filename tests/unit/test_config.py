@@ -20,35 +20,41 @@ from texttune.config import (
     SECTIONS,
     GenerationConfig,
     RunConfig,
-    build_config,
     generation_from_mapping,
     option_fields,
 )
 from texttune.config_yaml import read_yaml
+from texttune.tasks import TASKS
+from texttune.tasks.registry import generation_fields, option_owners, run_config
 from texttune.errors import ConfigError, TexttuneError
 
 ROLES = ("text", "summary")  # the summarization task's column roles
 
 
 def build(options: dict[str, Any], task: str = "summarization", roles: tuple[str, ...] = ROLES) -> RunConfig:
-    return build_config(task, options, column_roles=roles)
+    """The task's config as CLI, YAML and API build it (the registry supplies the task's options and roles)."""
+    return run_config(task, options)
 
 
 # --------------------------------------------------------------------------- the namespace
 
 
-def test_flat_option_names_are_unique_across_sections() -> None:
-    names = [f.name for cls in SECTIONS.values() for f in fields(cls) if f.name != "columns"]
+@pytest.mark.parametrize("task", list(TASKS))
+def test_flat_option_names_are_unique_across_sections(task: str) -> None:
+    cls = TASKS[task]
+    sections = {**SECTIONS, "task": cls.options}
+    names = [f.name for section, c in sections.items() for f in fields(c)
+             if f.name != "columns" and (section != "generation" or f.name in generation_fields(cls))]
     duplicated = sorted({n for n in names if names.count(n) > 1})
     assert not duplicated, f"option names used by two sections: {duplicated}"
-    assert set(option_fields()) == set(names)
+    assert set(option_fields(cls.options, generation_fields=generation_fields(cls))) == set(names)
     # Names that build_config treats specially must not be ordinary options too.
     assert "task" not in names
     assert not [n for n in names if n.endswith("_column")]
 
 
 def test_every_option_documents_itself() -> None:
-    for section, cls in SECTIONS.items():
+    for section, cls in [*SECTIONS.items(), *((name, t.options) for name, t in TASKS.items())]:
         for f in fields(cls):
             assert f.metadata.get("help", "").strip(), f"{section}.{f.name} has no help text"
 
@@ -148,7 +154,7 @@ def test_bad_choice_lists_the_valid_choices() -> None:
         ({"batch_size": 0}, "option 'batch_size' must be > 0, got 0"),
         ({"max_steps": 0}, "'max_steps' must be > 0"),
         ({"max_eval_samples": -1}, "'max_eval_samples' must be > 0"),
-        ({"max_source_length": 0}, "'max_source_length' must be > 0"),
+        ({"max_source_length": 0}, "'max_source_length' must be >= 1"),
         ({"learning_rate": 0}, "'learning_rate' must be > 0"),
         ({"weight_decay": -0.1}, "'weight_decay' must be >= 0"),
         ({"warmup_ratio": 1.0}, "'warmup_ratio' must be in [0, 1)"),
@@ -156,8 +162,8 @@ def test_bad_choice_lists_the_valid_choices() -> None:
         ({"validation_fraction": 1.5}, "'validation_fraction' must be in (0, 1)"),
         ({"top_p": 1.5}, "option 'top_p' must be in (0, 1], got 1.5"),
         ({"top_p": 0}, "option 'top_p' must be in (0, 1], got 0.0"),
-        ({"num_beams": 0}, "'num_beams' must be > 0"),
-        ({"temperature": 0}, "'temperature' must be > 0"),
+        ({"num_beams": 0}, "'num_beams' must be >= 1"),
+        ({"temperature": 0}, "'temperature' must be in [0.01, 100]"),
         ({"min_new_tokens": 10, "max_new_tokens": 5}, "min_new_tokens (10) is larger than max_new_tokens (5)"),
     ],
 )
@@ -298,14 +304,20 @@ def test_every_cli_flag_has_help_text() -> None:
     assert flags > 150  # every option of every task, not just --help
 
 
-def test_train_flags_cover_every_option() -> None:
-    """Each task's train command offers every option (the data section: those that apply to training)."""
+def test_train_flags_are_exactly_the_task_options() -> None:
+    """Each task's train command offers every option the task takes and no other task's (the data section:
+    those that apply to training), so ``texttune train TASK --help`` lists only what that task uses."""
     data_only_elsewhere = {"data_file", "max_predict_samples"}
+    owners = option_owners()
     for path, parser in _parsers(build_parser()):
         if not path.startswith("texttune train "):
             continue
+        cls = TASKS[path.removeprefix("texttune train ")]
         dests = {a.dest for a in parser._actions}
-        assert set(option_fields()) - data_only_elsewhere <= dests, path
+        taken = set(option_fields(cls.options, generation_fields=generation_fields(cls))) - data_only_elsewhere
+        assert taken <= dests, path
+        foreign = {name for name in owners if name not in taken}
+        assert not (foreign & dests), (path, sorted(foreign & dests))
 
 
 def test_help_renders_for_every_command() -> None:

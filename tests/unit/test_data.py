@@ -17,7 +17,7 @@ import pytest
 from texttune.data import ColumnRole, Table, from_lists, holdout, load_table, select_columns, take
 from texttune.errors import DataError
 from texttune.tasks.text2text import TranslationTask
-from texttune.config import TaskOptions
+from texttune.tasks.text2text import TranslationOptions
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -368,7 +368,7 @@ def test_list_cell(tmp_path: Path) -> None:
 
 
 def test_nested_translation_layout_is_flattened() -> None:
-    task = TranslationTask(TaskOptions(source_lang="en", target_lang="fr"))
+    task = TranslationTask(TranslationOptions(source_lang="en", target_lang="fr"))
     nested = select_columns(load_table(DATA / "translation-nested.jsonl"), task.roles, {})
     flat = select_columns(load_table(DATA / "translation.jsonl"), task.roles, {})
     assert nested.rows.column_names == ["input", "target"]
@@ -376,7 +376,7 @@ def test_nested_translation_layout_is_flattened() -> None:
 
 
 def test_nested_layout_reverse_direction() -> None:
-    task = TranslationTask(TaskOptions(source_lang="fr", target_lang="en"))
+    task = TranslationTask(TranslationOptions(source_lang="fr", target_lang="en"))
     table = select_columns(load_table(DATA / "translation-nested.jsonl"), task.roles, {})
     first = json.loads((DATA / "translation-nested.jsonl").read_text(encoding="utf-8").splitlines()[0])["translation"]
     assert table.rows[0] == {"input": first["fr"], "target": first["en"]}
@@ -384,7 +384,7 @@ def test_nested_layout_reverse_direction() -> None:
 
 def test_nested_layout_with_a_missing_language_lists_the_columns(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "t.jsonl", [{"translation": {"en": "Hello.", "de": "Hallo."}}])
-    task = TranslationTask(TaskOptions(source_lang="en", target_lang="fr"))
+    task = TranslationTask(TranslationOptions(source_lang="en", target_lang="fr"))
     with pytest.raises(DataError) as info:
         select_columns(load_table(path), task.roles, {})
     assert "no target column" in str(info.value)

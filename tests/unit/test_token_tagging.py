@@ -13,11 +13,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from texttune.config import RunConfig, TaskOptions
+from texttune.config import RunConfig
 from texttune.data import load_table
 from texttune.data.conll import parse_conll
 from texttune.errors import ConfigError, DataError
-from texttune.tasks.token_classification import TokenClassificationTask, parse_label_list, sort_labels
+from texttune.tasks.registry import run_config
+from texttune.tasks.token_classification import TokenClassificationOptions, TokenClassificationTask, parse_label_list, sort_labels
 
 
 def test_labels_sorted_o_first_then_by_type_with_partners() -> None:
@@ -33,8 +34,8 @@ def test_label_list_option() -> None:
         parse_label_list("O,B-PER,O")
     with pytest.raises(ConfigError, match="empty label"):
         parse_label_list("O,,B-PER")
-    with pytest.raises(ConfigError, match="max_length"):
-        TokenClassificationTask(TaskOptions(max_length=2))
+    with pytest.raises(ConfigError, match="'max_length' must be >= 4"):
+        run_config("token-classification", {"max_length": 2})
 
 
 def test_conll_reader(tmp_path: Path) -> None:
@@ -60,7 +61,7 @@ def bound(tiny_model_dir: Callable[[str], Path]) -> Callable[..., TokenClassific
     tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir("bert"))
 
     def make(**options: object) -> TokenClassificationTask:
-        task = TokenClassificationTask(TaskOptions(**options))  # type: ignore[arg-type]
+        task = TokenClassificationTask(TokenClassificationOptions(**options))  # type: ignore[arg-type]
         backbone = SimpleNamespace(name="tiny", model_type="bert", family="encoder", tokenizer=tokenizer,
                                    config=SimpleNamespace(max_position_embeddings=512))
         task.bind(backbone, RunConfig(task=task.name))  # type: ignore[arg-type]

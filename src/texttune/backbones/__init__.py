@@ -1,6 +1,7 @@
-"""Backbones: load any pretrained model by hub name, local directory or offline alias."""
+"""Backbones: load any pretrained model by hub name, local directory or offline alias, or start one from scratch."""
 
 from texttune.backbones.aliases import ALIASES
-from texttune.backbones.loading import Backbone, detect_family, load_backbone, load_config, resolve_source
+from texttune.backbones.backbone import Backbone
+from texttune.backbones.loading import detect_family, load_backbone, load_config, resolve_source
 
 __all__ = ["ALIASES", "Backbone", "detect_family", "load_backbone", "load_config", "resolve_source"]

@@ -36,15 +36,6 @@ _TARGETS: dict[str, list[str]] = {
     "electra": ["query", "value"], "deberta-v2": ["query_proj", "value_proj"], "mpnet": ["q", "v"],
 }
 #: Heads a task creates (randomly initialised) or must adapt: trained in full and saved with the adapters.
-_TASK_HEADS: dict[str, tuple[str, ...]] = {
-    "token-classification": ("classifier", "score"),
-    "question-answering": ("qa_outputs",),
-    # The MLM head's transform (hidden x hidden): new when the backbone shipped without an MLM head
-    # (sentence-embedding checkpoints such as MiniLM). The decoder stays tied to the frozen embeddings.
-    "masked-lm": ("cls.predictions.transform", "lm_head.dense", "lm_head.layer_norm"),
-}
-
-
 def default_targets(config: Any) -> list[str]:
     """The attention query and value projections of ``config``'s family (bert2bert: both halves)."""
     from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING as PEFT_TARGETS
@@ -64,18 +55,18 @@ def _present(model: Any, names: tuple[str, ...] | list[str]) -> list[str]:
     return [n for n in names if any(m == n or m.endswith("." + n) for m in modules)]
 
 
-def modules_to_save(model: Any, *, task_name: str, options: PeftOptions) -> list[str]:
-    """Layers trained in full besides the adapters: the user's list, else the task's head where the model has one."""
+def modules_to_save(model: Any, *, heads: tuple[str, ...], options: PeftOptions) -> list[str]:
+    """Layers trained in full besides the adapters: the user's list, else the task's ``heads`` the model has."""
     given = split_names(options.lora_modules_to_save)
     if given is None:
-        return _present(model, _TASK_HEADS.get(task_name, ()))
+        return _present(model, heads)
     missing = [n for n in given if not _present(model, [n])]
     if missing:
         raise ConfigError(f"lora_modules_to_save: the model has no layer named {missing[0]!r}")
     return given
 
 
-def lora_config(model: Any, *, task_name: str, options: PeftOptions) -> Any:
+def lora_config(model: Any, *, heads: tuple[str, ...], options: PeftOptions) -> Any:
     """The :class:`peft.LoraConfig` for ``model``: the options, with family defaults filled in."""
     from peft import LoraConfig
 
@@ -83,7 +74,7 @@ def lora_config(model: Any, *, task_name: str, options: PeftOptions) -> Any:
     return LoraConfig(
         r=options.lora_rank, lora_alpha=options.lora_alpha, lora_dropout=options.lora_dropout, bias="none",
         target_modules="all-linear" if targets == ["all-linear"] else targets,
-        modules_to_save=modules_to_save(model, task_name=task_name, options=options) or None,
+        modules_to_save=modules_to_save(model, heads=heads, options=options) or None,
         fan_in_fan_out=model.config.model_type == "gpt2",  # GPT-2 stores its projections as Conv1D (in, out)
     )
 
@@ -96,11 +87,11 @@ def _quiet_peft() -> Iterator[None]:
         yield
 
 
-def add_lora(backbone: Any, *, task_name: str, options: PeftOptions) -> Any:
+def add_lora(backbone: Any, *, heads: tuple[str, ...], options: PeftOptions) -> Any:
     """Inject LoRA adapters into ``backbone.model`` in place; keep and return the PeftModel around it."""
     from peft import get_peft_model
 
-    config = lora_config(backbone.model, task_name=task_name, options=options)
+    config = lora_config(backbone.model, heads=heads, options=options)
     try:
         with _quiet_peft():
             wrapped = get_peft_model(backbone.model, config)
@@ -149,14 +140,17 @@ def parameter_counts(model: Any) -> dict[str, Any]:
     return {"trainable": int(trainable), "total": int(total), "trainable_percent": round(100 * trainable / max(total, 1), 4)}
 
 
-def prepare_model(backbone: Any, *, task_name: str, options: PeftOptions, from_scratch: bool = False) -> dict[str, Any]:
-    """LoRA and gradient checkpointing as ``options`` ask; returns what was done (for model_summary.json)."""
+def prepare_model(backbone: Any, *, heads: tuple[str, ...], options: PeftOptions) -> dict[str, Any]:
+    """LoRA and gradient checkpointing as ``options`` ask; returns what was done (for model_summary.json).
+
+    ``heads``: the modules the task adds (``task.heads``), trained in full beside the adapters.
+    """
     done: dict[str, Any] = {}
     if options.peft == "lora":
-        if from_scratch:
-            raise ConfigError("--peft lora adapts a pretrained backbone; a model trained from scratch (--from-scratch) "
+        if backbone.scratch:
+            raise ConfigError(f"--peft lora adapts a pretrained backbone; a new model ({backbone.name}) "
                               "has nothing to adapt: drop one of them")
-        wrapped = backbone.peft or add_lora(backbone, task_name=task_name, options=options)
+        wrapped = backbone.peft or add_lora(backbone, heads=heads, options=options)
         done["peft"] = describe(wrapped)
     if options.gradient_checkpointing:
         enable_gradient_checkpointing(backbone.model)

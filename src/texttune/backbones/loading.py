@@ -9,66 +9,17 @@ The family decides how a text-to-text task talks to the model:
 
 from __future__ import annotations
 
-import pickle
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from texttune.backbones.aliases import ALIASES, resolve_alias
+from texttune.backbones.backbone import Backbone
 from texttune.backbones.hub import hub_reachable
-from texttune.errors import BackboneError, choices
+from texttune.backbones.scratch import is_scratch, scratch_backbone
+from texttune.errors import BackboneError, ConfigError, choices
 
-T5_STYLE = {"t5", "mt5", "umt5", "longt5"}  # trained with task prefixes such as "summarize: "
 # Encoder-only models that transformers also lists under causal LM (as decoders of an EncoderDecoder).
 _ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "electra", "distilbert", "deberta", "deberta-v2", "camembert", "albert", "ernie", "mpnet", "megatron-bert"}
-
-
-@dataclass
-class Backbone:
-    """A backbone's config and tokenizer, and its model once a task has said which head it needs.
-
-    The model is loaded in a second step (:meth:`load_model`) because some tasks
-    only know their head after reading the training data (a tagger's label list).
-    """
-
-    name: str  # as the user gave it
-    source: str  # local directory or hub name it was loaded from
-    family: str  # seq2seq | causal | encoder
-    model_type: str
-    config: Any  # transformers.PretrainedConfig
-    tokenizer: Any  # transformers.PreTrainedTokenizerBase
-    trust_remote_code: bool = False
-    model: Any = None  # transformers.PreTrainedModel, after load_model()
-    peft: Any = None  # the peft.PeftModel around model while it carries unmerged LoRA adapters (backbones.adapters)
-
-    @property
-    def t5_style(self) -> bool:
-        return self.model_type in T5_STYLE
-
-    def load_model(self, auto_class: str, *, model_kwargs: dict[str, Any] | None = None) -> Any:
-        """Load the weights with ``transformers.<auto_class>``; ``model_kwargs`` configure a new head."""
-        import transformers
-
-        loader = getattr(transformers, auto_class)
-        offline = not hub_reachable() or Path(self.source).is_dir()
-        try:
-            self.model = loader.from_pretrained(
-                self.source, local_files_only=offline, trust_remote_code=self.trust_remote_code, **(model_kwargs or {})
-            )
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:  # RuntimeError: torch refusing the config's sizes
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise BackboneError(f"backbone {self.name!r} cannot be loaded as {auto_class} ({first})") from None
-        except pickle.UnpicklingError:  # transformers reads .bin weights with torch.load(weights_only=True)
-            raise BackboneError(
-                f"backbone {self.name!r}: its pickled weights (pytorch_model.bin) hold Python objects, not only tensors; "
-                "texttune does not unpickle those (unpickling can run any code the file names) and ran nothing from it. "
-                "Use a copy with model.safetensors weights") from None
-        except Exception as exc:
-            if type(exc).__name__ != "SafetensorError":  # safetensors' Rust error type has no stable import path
-                raise
-            raise BackboneError(f"backbone {self.name!r}: its safetensors weights are damaged or truncated ({exc}); "
-                                "copy or save the model again") from None
-        return self.model
 
 
 def detect_family(config: Any) -> str:
@@ -135,10 +86,19 @@ def _has_tokenizer_files(directory: Path) -> bool:
     return any((directory / name).is_file() for name in _TOKENIZER_FILES) or any(directory.glob("*.tiktoken"))
 
 
-def load_backbone(name: str, *, trust_remote_code: bool = False, auto_class: str | None = None) -> Backbone:
-    """Resolve ``name``, read its config and tokenizer; with ``auto_class``, load the model too."""
+def load_backbone(name: str, *, trust_remote_code: bool = False, auto_class: str | None = None,
+                  vocab_size: int | None = None) -> Backbone:
+    """Resolve ``name``, read its config and tokenizer; with ``auto_class``, load the model too.
+
+    ``scratch:SIZE`` gives a new model whose tokenizer (``vocab_size`` tokens) is trained on the run's data.
+    """
     import transformers
 
+    if is_scratch(name):
+        return scratch_backbone(name, vocab_size=vocab_size)
+    if vocab_size is not None:
+        raise ConfigError(f"option 'vocab_size' sizes the tokenizer of a new model (--backbone scratch:tiny or scratch:small); "
+                          f"backbone {name!r} comes with its own tokenizer")
     source = resolve_source(name)
     config = load_config(source, trust_remote_code=trust_remote_code)
     offline = not hub_reachable() or Path(source).is_dir()

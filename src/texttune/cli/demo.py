@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -36,8 +38,25 @@ def run_demo(*, output_dir: Path, backbone: str | None, max_steps: int | None) -
         text = r["input"] if len(r["input"]) < 300 else r["input"][:297] + "..."
         print(f"\n[{i}] input:     {text}\n    reference: {r['reference']}\n    generated: {r['prediction']}")
     print(f"\nTraining and evaluation took {minutes:.1f} min. Model saved in {result.model_dir}\n")
+    me = self_command()
     print("Next:")
-    print(f"  texttune predict {output_dir} --input-file {validation} --max-predict-samples 5")
-    print(f"  echo 'A long description of some software package.' | texttune predict {output_dir}")
-    print(f"  texttune evaluate {output_dir} --data-file {validation} --max-eval-samples 100 --metrics-file metrics.json")
+    print(f"  {me} predict {output_dir} --input-file {validation} --max-predict-samples 5")
+    print(f"  echo 'A long description of some software package.' | {me} predict {output_dir}")
+    print(f"  {me} evaluate {output_dir} --data-file {validation} --max-eval-samples 100 --metrics-file metrics.json")
     return 0
+
+
+def self_command() -> str:
+    """How to run this texttune from here: ``texttune`` when that is what the PATH finds, else its path.
+
+    ``make demo`` runs ``.venv/bin/texttune`` without activating the venv: the printed commands
+    must work as shown, so they name the program by its path then.
+    """
+    program = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    on_path = shutil.which("texttune")
+    if program is not None and program.name == "texttune" and program.is_file():
+        if on_path and Path(on_path).resolve() == program:
+            return "texttune"
+        relative = os.path.relpath(program)
+        return relative if not relative.startswith("..") else str(program)
+    return "texttune" if on_path else f"{sys.executable} -m texttune.cli.main"

@@ -6,7 +6,6 @@ import csv
 import io
 import json
 import sys
-from dataclasses import asdict
 from typing import Any
 
 from texttune.data import Table, from_lists, load_table, take
@@ -46,17 +45,6 @@ def read_inputs(model: Any, raw: Table, *, from_stdin: bool, columns: dict[str, 
     mapped = model.input_table(raw, columns=columns)
     originals = raw.rows.to_list()
     return [{"record": original, "row": row} for original, row in zip(originals, mapped.rows.to_list())]
-
-
-def predict_options(gen: Any, given: dict[str, Any]) -> dict[str, Any]:
-    """Keyword arguments for ``TaskModel.predict`` from the options the user passed."""
-    from texttune.config import GENERATION_OPTIONS
-
-    values = asdict(gen)
-    out = {k: values[k] for k in GENERATION_OPTIONS if k in given}
-    if "generation_batch_size" in given:
-        out["batch_size"] = values["generation_batch_size"]
-    return out
 
 
 def write_outputs(output_file: str | None, records: list[dict[str, Any]], outputs: list[Any]) -> None:

@@ -12,12 +12,19 @@ import logging
 import sys
 from pathlib import Path
 
+from typing import Any
+
+from texttune._version import __version__
 from texttune.cli import io as cli_io
 from texttune.cli.options import add_columns, add_section, given
+from texttune.demo import DEMO_OPTIONS
 from texttune.errors import TexttuneError
 
 GENERATION = "generation"
 INFERENCE = "inference"
+#: The data options of ``texttune train`` (evaluate and predict have their own).
+TRAIN_DATA_OPTIONS = {"train_file", "validation_file", "validation_fraction", "max_train_samples", "max_eval_samples",
+                      "streaming", "shuffle_buffer"}
 #: Options of evaluate/predict that choose the backend rather than how to generate.
 INFERENCE_OPTIONS = {"backend", "compute_type", "threads"}
 
@@ -26,17 +33,52 @@ def _all_roles() -> list[tuple[str, str, tuple[str, ...]]]:
     """Column flags of every task, for evaluate/predict (the task is known only once a model is loaded)."""
     from texttune.tasks import TASKS
 
-    seen: dict[str, tuple[str, str, tuple[str, ...]]] = {}
-    for cls in TASKS.values():
+    seen: dict[str, tuple[list[str], tuple[str, ...]]] = {}
+    for name, cls in TASKS.items():
         for role in cls().roles:
-            seen.setdefault(role.role, (role.role, role.help, role.defaults))
-    return list(seen.values())
+            seen.setdefault(role.role, ([], role.defaults))[0].append(name)
+    return [(role, f"model's {role!r} input or target (tasks: {', '.join(tasks)})", defaults)
+            for role, (tasks, defaults) in seen.items()]
+
+
+def _add_request_options(parser: argparse.ArgumentParser) -> None:
+    """predict's per-request options: every task's, each refused (before loading) by a model whose task lacks it."""
+    from texttune.cli.options import add_fields
+    from texttune.tasks import TASKS
+    from texttune.tasks.registry import request_fields
+
+    found: dict[str, tuple[Any, dict[str, list[str]]]] = {}
+    for name, cls in TASKS.items():
+        for option, f in request_fields(cls).items():
+            entry = found.setdefault(option, (f, {}))
+            entry[1].setdefault(f.metadata.get("help", ""), []).append(name)
+    helps = {option: " ".join(f"{', '.join(tasks)}: {text}" for text, tasks in by_help.items()) if len(by_help) > 1
+             else next(iter(by_help)) + f" ({', '.join(next(iter(by_help.values())))})"
+             for option, (_, by_help) in found.items()}
+    add_fields(parser.add_argument_group("per-request options (the model's task says which apply)"),
+               [f for f, _ in found.values()], help_of=helps)
+
+
+def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    """``texttune train TASK``: one subcommand per registered task, with only the options that task takes."""
+    from texttune.tasks import TASKS
+    from texttune.tasks.registry import generation_fields
+
+    train = sub.add_parser("train", help="Fine-tune a backbone for a task.", description="Fine-tune a backbone for a task.")
+    tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
+    for name, cls in TASKS.items():
+        p = tasks.add_parser(name, parents=[common], help=cls.description, description=f"Fine-tune for {name}: {cls.description}.")
+        p.add_argument("--config", dest="_config", metavar="YAML", help="Read options from a YAML file (keys are option names); flags override it.")
+        add_columns(p, [(r.role, r.help, r.defaults) for r in cls().roles])
+        add_section(p, "data", only=TRAIN_DATA_OPTIONS)
+        add_section(p, "task", cls=cls.options, title=f"{name} options")
+        for section in ("model", "train", "peft"):
+            add_section(p, section)
+        add_section(p, GENERATION, only=set(generation_fields(cls)),
+                    title=None if cls.generates else "evaluation")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from texttune import __version__
-    from texttune.tasks import TASKS
-
     parser = argparse.ArgumentParser(prog="texttune", description="Fine-tune, evaluate, run and serve transformer models for text tasks, offline.")
     parser.add_argument("--version", action="version", version=f"texttune {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="Only print results and errors.")
@@ -44,18 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="Only print results and errors.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-
-    train = sub.add_parser("train", help="Fine-tune a backbone for a task.", description="Fine-tune a backbone for a task.")
-    tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
-    for name, cls in TASKS.items():
-        task = cls()
-        p = tasks.add_parser(name, parents=[common], help=cls.description, description=f"Fine-tune for {name}: {cls.description}.")
-        p.add_argument("--config", dest="_config", metavar="YAML", help="Read options from a YAML file (keys are option names); flags override it.")
-        add_columns(p, [(r.role, r.help, r.defaults) for r in task.roles])
-        for section in ("data", "task", "model", "train", "peft", "generation"):
-            add_section(p, section, only=None if section != "data" else {
-                "train_file", "validation_file", "validation_fraction", "max_train_samples", "max_eval_samples",
-                "max_source_length", "max_target_length", "streaming", "shuffle_buffer"})
+    _add_train(sub, common)
 
     ev = sub.add_parser("evaluate", parents=[common], help="Score a trained model on a labelled data file.")
     ev.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR", help="A texttune run directory or its model/ directory.")
@@ -63,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--predictions-file", help="Write per-row predictions here as JSONL.")
     add_section(ev, "data", only={"data_file", "max_eval_samples"})
     add_columns(ev, _all_roles())
-    add_section(ev, GENERATION)
+    add_section(ev, GENERATION, title="generation (generation tasks) and evaluation batch size")
     add_section(ev, INFERENCE)
 
     pr = sub.add_parser("predict", parents=[common], help="Run a trained model on inputs (file or stdin).")
@@ -72,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--output-file", help="Where to write predictions: .jsonl or .csv. Default: stdout (JSONL).")
     add_section(pr, "data", only={"max_predict_samples"})
     add_columns(pr, _all_roles())
-    add_section(pr, GENERATION)
+    _add_request_options(pr)
+    add_section(pr, GENERATION, only={"generation_batch_size"}, title="batching")
     add_section(pr, INFERENCE)
 
     _add_export(sub, common)
@@ -108,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", parents=[common], help="Fine-tune the default offline backbone on bundled Debian summaries (~5 min on 2 CPU cores).")
     demo.add_argument("--output-dir", default="runs/demo", help="Run directory (default: runs/demo; replaced if it is a previous demo run).")
     demo.add_argument("--backbone", default=None, help="Backbone to use instead of the summarization default.")
-    demo.add_argument("--max-steps", type=int, default=None, help="Training steps (default: 40).")
+    demo.add_argument("--max-steps", type=int, default=None, help=f"Training steps (default: {DEMO_OPTIONS['max_steps']}).")
     return parser
 
 
@@ -157,13 +189,13 @@ def _configure_logging(quiet: bool, *, training: bool) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from texttune.api import API_CLASSES
+    from texttune.api import api_class
     from texttune.config_yaml import read_yaml
     from texttune.runs.summary import comparison_table
 
     options = read_yaml(args._config) if args._config else {}
     options.update(given(args, exclude={"command", "task", "quiet"}))
-    model = API_CLASSES[args.task].from_options(options)
+    model = api_class(args.task).from_options(options)
     train_file = model.config.data.train_file
     if not train_file:
         from texttune.errors import ConfigError
@@ -184,21 +216,38 @@ def _load(args: argparse.Namespace) -> object:
                 threads=getattr(args, "threads", None))
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from texttune.errors import ConfigError
-    from texttune.runs.files import write_json
+def _model_task(args: argparse.Namespace) -> Any:
+    """The task (default options) of the model ``args.model_dir``, from its texttune.json: options are checked
+    against it before the model loads, so a typo costs no loading time."""
+    from texttune.api import saved_task
 
+    return saved_task(args.model_dir)
+
+
+def _split(opts: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
+    """(columns by role, the other options) of evaluate/predict's flags."""
+    columns = {k[: -len("_column")]: v for k, v in opts.items() if k.endswith("_column")}
+    rest = {k: v for k, v in opts.items() if not k.endswith("_column") and k not in INFERENCE_OPTIONS}
+    return columns, rest
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
     from texttune.config import generation_from_mapping
     from texttune.data import load_table
-    from texttune.runs import find_model_dir
+    from texttune.errors import ConfigError
+    from texttune.runs.files import write_json
+    from texttune.tasks.registry import generation_fields
 
     opts = given(args, exclude={"command", "quiet", "model_dir", "metrics_file", "predictions_file", "data_file", "max_eval_samples"})
     if not getattr(args, "data_file", None):
         raise ConfigError("pass --data-file with the data to evaluate on")
-    columns = {k[: -len("_column")]: v for k, v in opts.items() if k.endswith("_column")}
-    generation = {k: v for k, v in opts.items() if not k.endswith("_column") and k not in INFERENCE_OPTIONS}
-    # The model directory, options and data file are checked before the model loads: a typo costs no loading time.
-    find_model_dir(args.model_dir)
+    columns, generation = _split(opts)
+    task = _model_task(args)
+    taken = generation_fields(type(task))
+    for option in generation:
+        if option not in taken:
+            raise ConfigError(f"option {option!r} does not apply to task {task.name!r} (it does not generate); "
+                              f"valid: {', '.join(taken)}")
     generation_from_mapping(generation)
     limit = _limit(args, "max_eval_samples")
     data = load_table(args.data_file, split="validation")
@@ -213,17 +262,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from texttune.config import generation_from_mapping
-    from texttune.runs import find_model_dir
+    from texttune.tasks.registry import split_request_options
 
     opts = given(args, exclude={"command", "quiet", "model_dir", "input_file", "output_file", "max_predict_samples"})
-    columns = {k[: -len("_column")]: v for k, v in opts.items() if k.endswith("_column")}
-    generation = {k: v for k, v in opts.items() if not k.endswith("_column") and k not in INFERENCE_OPTIONS}
-    find_model_dir(args.model_dir)  # the model directory, options and inputs are checked before the model loads
-    gen = generation_from_mapping(generation)
+    columns, options = _split(opts)
+    batch_size = options.pop("generation_batch_size", None)
+    generation, own = split_request_options(_model_task(args), options)  # refuses another task's option by name
+    generation_from_mapping({**generation, **({"generation_batch_size": batch_size} if batch_size is not None else {})})
     raw = cli_io.read_raw_inputs(args.input_file, limit=_limit(args, "max_predict_samples"))
     model = _load(args)
     records = cli_io.read_inputs(model, raw, from_stdin=not args.input_file, columns=columns)
-    outputs = model.predict([r["row"] for r in records], **cli_io.predict_options(gen, generation))
+    outputs = model.predict([r["row"] for r in records], batch_size=batch_size, **generation, **own)
     cli_io.write_outputs(args.output_file, records, outputs)
     return 0
 
@@ -248,11 +297,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     from texttune.tasks import TASKS
+    from texttune.tasks.registry import own_option_names
 
     for name, cls in TASKS.items():
-        task = cls()
-        cols = ", ".join(f"--{r.role}-column ({'/'.join(r.defaults[:3])})" for r in task.roles)
-        print(f"{name}\n  {cls.description}\n  columns: {cols}\n  metrics: {', '.join(cls.metric_names)}\n  default backbone: {cls.default_backbone}")
+        cols = ", ".join(f"--{r.role}-column ({'/'.join(r.defaults[:3])})" for r in cls().roles)
+        own = ", ".join(f"--{o.replace('_', '-')}" for o in own_option_names(cls)) or "none"
+        print(f"{name}\n  {cls.description}\n  Python: texttune.{cls.api_name}\n  columns: {cols}\n  options: {own}\n"
+              f"  metrics: {', '.join(cls.metric_names)}\n  default backbone: {cls.default_backbone}")
     return 0
 
 
@@ -305,9 +356,33 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
             "demo": cmd_demo}
 
 
+def _foreign_flag(args: argparse.Namespace, unknown: list[str]) -> str | None:
+    """The one-line refusal of a flag that belongs to another task than ``texttune train TASK``'s, or None."""
+    from texttune.config import not_an_option
+    from texttune.tasks.registry import option_owners
+
+    if getattr(args, "command", None) != "train":
+        return None
+    owners = option_owners()
+    for word in unknown:
+        if not word.startswith("--"):
+            continue
+        name = word[2:].split("=", 1)[0].replace("-", "_")
+        name = name if name in owners or not name.startswith("no_") else name[3:]
+        if args.task not in owners.get(name, (args.task,)):
+            return not_an_option(word.split("=", 1)[0], args.task, valid=[], owners=owners[name])
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        foreign = _foreign_flag(args, unknown)
+        if foreign is not None:
+            print(f"texttune: error: {foreign}", file=sys.stderr)
+            return 2
+        parser.parse_args(argv)  # argparse's own message for any other unknown argument (exit 2)
     _configure_logging(args.quiet, training=args.command in {"train", "demo"})
     try:
         return COMMANDS[args.command](args)

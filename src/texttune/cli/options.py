@@ -33,14 +33,21 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_section(parser: argparse.ArgumentParser, section: str, *, only: set[str] | None = None) -> None:
-    """Add one config section's fields as flags, in their own --help group."""
-    group = parser.add_argument_group(TITLES[section])
-    for f in fields(FLAG_SECTIONS[section]):
-        if f.name == "columns" or (only is not None and f.name not in only):
-            continue
+def add_section(parser: argparse.ArgumentParser, section: str, *, only: set[str] | None = None,
+                cls: type | None = None, title: str | None = None) -> None:
+    """Add one config section's fields as flags, in their own --help group.
+
+    ``cls``/``title``: a dataclass that is not a shared section (a task's own options).
+    """
+    add_fields(parser.add_argument_group(title or TITLES[section]),
+               [f for f in fields(cls or FLAG_SECTIONS[section]) if f.name != "columns" and (only is None or f.name in only)])
+
+
+def add_fields(group: Any, option_fields: list[Any], *, help_of: dict[str, str] | None = None) -> None:
+    """One flag per dataclass field: type, choices, default and help from the field (``help_of`` overrides help)."""
+    for f in option_fields:
         base, _ = _allowed(f.type)
-        help_text = f.metadata.get("help", "")
+        help_text = (help_of or {}).get(f.name) or f.metadata.get("help", "")
         if f.default is not None and base is not bool:
             help_text += f" (default: {f.default})"
         if base is bool:

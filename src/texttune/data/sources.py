@@ -175,8 +175,6 @@ def _lines(text: str) -> list[str]:
 
 
 def _read_jsonl(path: Path) -> Table:
-    from datasets import Dataset
-
     records: list[dict[str, Any]] = []
     lines: list[int] = []
     for number, line in enumerate(_lines(_read_text(path)), start=1):

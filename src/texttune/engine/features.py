@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from texttune._version import __version__
 from texttune.runs.files import atomic_directory, read_json, write_json
 
 log = logging.getLogger("texttune")
@@ -31,8 +32,6 @@ def _tokenizer_identity(tokenizer: Any) -> str:
 
 def cache_key(task: Any, rows: Any, tokenizer: Any) -> str:
     """A short hex digest of what the encoded features of ``rows`` depend on."""
-    from texttune import __version__
-
     ingredients = {
         "rows": getattr(rows, "_fingerprint", None) or hashlib.sha256(repr(rows.to_dict()).encode()).hexdigest(),
         "task": task.name,

@@ -20,7 +20,9 @@ from texttune.backbones.adapters import finish_training, parameter_counts, prepa
 from texttune.config import RunConfig
 from texttune.data import Table, holdout, take
 from texttune.errors import ConfigError, TexttuneError
+from texttune.metrics.registry import higher_is_better
 from texttune.runs import RunDir, save_model_dir
+from texttune.runs.model_dir import model_metadata
 from texttune.runs.environment import environment
 from texttune.engine.auto_batch import resolve_batch_size
 from texttune.engine.preflight import check_free_space, check_writable
@@ -41,14 +43,18 @@ class FitResult:
 
 
 def monitor_of(task: Any, config: RunConfig) -> tuple[str, str]:
-    """(logged metric name, 'min' or 'max') that picks the best checkpoint."""
+    """(logged metric name, 'min' or 'max') that picks the best checkpoint; the direction is the metric registry's."""
     metric = config.train.checkpoint_metric or task.main_metric
     if metric == "loss":
         return "val_loss", "min"
+    ranked = [m for m in task.metric_names if higher_is_better(m) is not None]
     if metric not in task.metric_names:
-        raise ConfigError(f"checkpoint_metric {metric!r} is not reported by task {task.name!r}; valid: loss, {', '.join(task.metric_names)}")
-    lower_better = metric in {"perplexity", "gen_len"} or (metric == task.main_metric and not task.higher_is_better)
-    return f"val_{metric}", "min" if lower_better else "max"
+        raise ConfigError(f"checkpoint_metric {metric!r} is not reported by task {task.name!r}; valid: loss, {', '.join(ranked)}")
+    higher = higher_is_better(metric)
+    if higher is None:
+        raise ConfigError(f"checkpoint_metric {metric!r} is neither better high nor low, so it cannot pick a checkpoint; "
+                          f"valid: loss, {', '.join(ranked)}")
+    return f"val_{metric}", "max" if higher else "min"
 
 
 def check_precision(config: RunConfig, backbone: Backbone) -> None:
@@ -212,18 +218,20 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         remove_stale_temp_files(run.checkpoints)  # left by a write the last process was killed in
         run.write_config(config.flat())
         write_json(run.environment, environment(seed=config.train.seed))
-        run.set_status("running", task=task.name, backbone=backbone.name)
+        run.set_status("running", task=task.name, backbone=backbone.name, main_metric=task.main_metric)
     try:
         check_precision(config, backbone)
         pl.seed_everything(config.train.seed, verbose=False)
         stream = _stream_of(train, validation)  # --streaming: the stream trains, its first rows stand for it here
         train, val = split_data(config, stream.sample if stream else train, validation)
+        # A scratch:SIZE backbone trains its tokenizer and initialises its weights on the training rows here.
+        initialised = backbone.initialise(train.rows, directory=run.root / "init-model",
+                                          min_positions=getattr(config.task_options, "max_length", 0) or 0)
         task.bind(backbone, config)
-        learned = task.learn(train.rows)
+        learned = {**task.learn(train.rows), **initialised}
         if backbone.model is None:  # the head may depend on what learn() found (e.g. labels)
             backbone.load_model(task.auto_class(backbone.family), model_kwargs=task.model_kwargs())
-        adapted = prepare_model(backbone, task_name=task.name, options=config.peft,
-                                from_scratch=config.task_options.from_scratch is not None)  # LoRA, checkpointing
+        adapted = prepare_model(backbone, heads=task.heads, options=config.peft)  # LoRA, checkpointing
         if primary:
             record_model(run, backbone.model, family=backbone.family, extra=adapted)
             run.update_metrics(parameters=parameter_counts(backbone.model))  # what the optimizer updates, of how many
@@ -289,7 +297,7 @@ def _rebuilt_module(task: Any, backbone: Backbone, config: RunConfig, val: Table
 
     backbone.model = None
     backbone.load_model(task.auto_class(backbone.family), model_kwargs=task.model_kwargs())
-    prepare_model(backbone, task_name=task.name, options=config.peft, from_scratch=config.task_options.from_scratch is not None)
+    prepare_model(backbone, heads=task.heads, options=config.peft)
     return TextModule(model=backbone.model, task=task, train_config=config.train, generation=config.generation,
                       eval_rows=val.rows, on_evaluation=record)
 
@@ -354,17 +362,8 @@ def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: B
     peft = finish_training(backbone, options=config.peft)  # merges the adapters unless --no-merge-adapters
     model = backbone.model
     task.finalize_model(model)
-    metadata = {
-        "task": task.name,
-        "texttune_version": _version(),
-        "backbone": backbone.name,
-        "family": backbone.family,
-        "auto_class": task.auto_class(backbone.family),
-        "task_state": task.metadata(),
-        "columns": config.data.columns,
-        "trained_steps": int(trainer.global_step),
-        **({"peft": peft} if peft else {}),
-    }
+    metadata = model_metadata(task=task, backbone=backbone, columns=config.data.columns, peft=peft,
+                              trained_steps=trainer.global_step)
     model_dir = save_model_dir(run.model, model=model, tokenizer=backbone.tokenizer, metadata=metadata, adapter=backbone.peft)
     record_saved_model(run, model_dir)
     all_metrics = run.update_metrics(fine_tuned=metrics, best_checkpoint=best or None, steps=int(trainer.global_step),
@@ -373,8 +372,3 @@ def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: B
     record_plots(run)
     return FitResult(run.root, model_dir, all_metrics)
 
-
-def _version() -> str:
-    from texttune import __version__
-
-    return __version__

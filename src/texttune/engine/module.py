@@ -97,21 +97,37 @@ class TextModule(pl.LightningModule):
         totals = torch.stack([self._val_sum, torch.tensor(float(self._val_count), device=self._val_sum.device)])
         totals = self.trainer.strategy.reduce(totals, reduce_op="sum") if self.trainer.world_size > 1 else totals
         self._val_sum, self._val_count = torch.zeros(()), 0
+        logged: dict[str, Any] = {}
         if totals[1] > 0:
-            # Already the same on every process; sync_dist (a mean of equal values) only keeps Lightning quiet.
-            self.log("val_loss", totals[0] / totals[1], prog_bar=True, sync_dist=True)
+            logged["val_loss"] = totals[0] / totals[1]
         if self.trainer.sanity_checking or self.eval_rows is None:
+            self._log_validation(logged)
             return
         # Every process generates for its share of the rows; the same metrics come back on every rank.
         metrics, predictions = evaluate_everywhere(self.task, self.model, self.eval_rows, generation=self.generation,
                                                    sharded=is_sharded(self.train_config.strategy))
-        for name, value in metrics.items():
-            self.log(f"val_{name}", float(value), prog_bar=name == self.task.main_metric, sync_dist=True)
+        # A task metric named "loss" (masked-lm, causal-lm: the loss that perplexity is exp() of, on the task's
+        # fixed evaluation, e.g. masked once with a fixed seed) replaces the loss pass's val_loss: one number
+        # per name, the one evals.jsonl and metrics.json record and --checkpoint-metric loss compares.
+        logged.update({f"val_{name}": float(value) for name, value in metrics.items()})
+        self._log_validation(logged)
         self.last_evaluation = (int(self.global_step), metrics, predictions)
         self.evaluations += 1
         self.eval_seconds += time.perf_counter() - getattr(self, "_eval_started", time.perf_counter())
         if self.on_evaluation is not None and self.trainer.is_global_zero:  # only rank 0 writes the run directory
             self.on_evaluation(int(self.global_step), metrics, predictions)
+
+    def _log_validation(self, values: dict[str, Any]) -> None:
+        """Log each value once per evaluation, always with the same arguments for the same name.
+
+        Lightning refuses a second ``self.log`` of one name in one hook with different arguments
+        (``MisconfigurationException``, at the first evaluation inside ``fit``), and a second one with
+        the same arguments would average the two values: so every name is logged exactly once.
+        """
+        progress = {"val_loss", f"val_{self.task.main_metric}"}
+        for name, value in values.items():
+            # Already the same on every process; sync_dist (a mean of equal values) only keeps Lightning quiet.
+            self.log(name, value, prog_bar=name in progress, sync_dist=True)
 
     # -- checkpoints: with frozen weights (LoRA), only what training changes ----------------------
     def frozen_keys(self) -> set[str]:

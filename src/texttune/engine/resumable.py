@@ -8,7 +8,9 @@ leaves out are added here as callbacks:
   steps and/or M minutes between evaluations, so a SIGKILL costs minutes. It
   never writes on a step that will be evaluated: the evaluation's own
   checkpoint follows it, and a checkpoint taken just before it would make
-  Lightning skip that evaluation on resume.
+  Lightning skip that evaluation on resume. Which steps Lightning evaluates is
+  worked out from public Trainer attributes (``_validation_due``); a Lightning
+  without them is refused when training starts, never skipped in silence.
 - ``RandomState`` stores the torch / CUDA / numpy / Python random generators in
   every checkpoint and restores them on resume, so dropout and sampling continue
   the same random stream.
@@ -29,16 +31,60 @@ from typing import Any
 
 from lightning.pytorch.callbacks import Callback
 
+from texttune.errors import TexttuneError
+
 log = logging.getLogger("texttune")
 
 
-def _validation_due(trainer: Any) -> bool:
-    """Whether Lightning will validate right after this training batch (its own decision, not a copy of it)."""
-    loop = trainer.fit_loop
-    try:
-        return bool(loop.epoch_loop._should_check_val_fx(loop._data_fetcher))
-    except (AttributeError, TypeError):  # a Lightning without these internals: assume it will, skip this save
+#: What :func:`_validation_due` reads: public Trainer attributes and public properties of its training loop.
+_TRAINER_ATTRIBUTES = ("enable_validation", "check_val_every_n_epoch", "current_epoch", "should_stop", "val_check_batch",
+                       "fit_loop")
+_LOOP_ATTRIBUTES = ("total_batch_idx", "batch_progress")
+
+
+def _validation_due(trainer: Any, batch_idx: int) -> bool:
+    """Whether Lightning validates right after training batch ``batch_idx`` (of this epoch), which just ended.
+
+    Lightning's own rule (``_should_check_val_fx`` of its training epoch loop, a private method) for
+    the ways texttune configures it (``_trainer`` in engine/finetune.py): validation every
+    ``val_check_batch`` batches of the epoch (``check_val_every_n_epoch`` set: once per epoch, at its
+    last batch) or of the whole run (``check_val_every_n_epoch=None``: ``--eval-every-steps``, a stream),
+    at the last batch of a training set without a length, and before any requested stop. Computed
+    from public attributes only, so a Lightning that renames its internals cannot silently turn
+    every periodic save off; tests/unit/test_resumable_hook.py checks it against what Lightning
+    actually does.
+    """
+    if not trainer.enable_validation:
+        return False
+    every_epochs = trainer.check_val_every_n_epoch
+    if every_epochs is not None and (trainer.current_epoch + 1) % every_epochs:
+        return False
+    if trainer.should_stop:  # an early stop validates first (or ends the run): no save worth taking now
         return True
+    loop = trainer.fit_loop.epoch_loop
+    interval = trainer.val_check_batch
+    if interval is None or interval == float("inf"):  # no length known (e.g. a stream): at its last batch
+        return bool(loop.batch_progress.is_last_batch)
+    iteration = loop.total_batch_idx if every_epochs is None else batch_idx
+    return (iteration + 1) % int(interval) == 0
+
+
+def check_lightning(trainer: Any) -> None:
+    """Fail at the start of training when this Lightning lacks what :func:`_validation_due` reads.
+
+    A periodic checkpoint must not be skipped, or written just before an evaluation, in silence.
+    """
+    missing = [name for name in _TRAINER_ATTRIBUTES if not hasattr(trainer, name)]
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)
+    missing += [f"fit_loop.epoch_loop.{name}" for name in _LOOP_ATTRIBUTES if not hasattr(loop, name)]
+    if missing:
+        import lightning
+
+        raise TexttuneError(
+            f"periodic checkpoints (--checkpoint-every-steps / --checkpoint-every-minutes) do not support Lightning "
+            f"{lightning.__version__}: its Trainer has no {', '.join(missing)}. Install a Lightning release texttune "
+            "supports (lightning>=2.4,<3), or turn periodic checkpoints off (--checkpoint-every-minutes 0 and no "
+            "--checkpoint-every-steps)")
 
 
 class PeriodicCheckpoint(Callback):
@@ -52,6 +98,8 @@ class PeriodicCheckpoint(Callback):
         self._saved_at = time.monotonic()
 
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        if self.every_steps or self.every_seconds:
+            check_lightning(trainer)
         self._step = trainer.global_step
         self._saved_at = time.monotonic()
 
@@ -66,9 +114,12 @@ class PeriodicCheckpoint(Callback):
         due = (self.every_steps and step % self.every_steps == 0) or (
             self.every_seconds and time.monotonic() - self._saved_at >= self.every_seconds)
         due = bool(trainer.strategy.broadcast(bool(due)))  # every process takes the same decision
-        if not due or _validation_due(trainer):
+        if not due or _validation_due(trainer, batch_idx):
             return
-        trainer.save_checkpoint(self.path)
+        # weights_only=False, said explicitly: a full checkpoint (optimizer, loops, callbacks) to resume from.
+        # Left unset, Lightning logs "`weights_only` was not set, defaulting to `False`" at every save, which
+        # reads like an unsafe *load*; loads stay weights-only (AtomicCheckpointIO.load_checkpoint).
+        trainer.save_checkpoint(self.path, weights_only=False)
         self._saved_at = time.monotonic()
 
 

@@ -17,6 +17,8 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any, ClassVar
 
 from texttune.config import GenerationConfig
+from texttune.errors import ConfigError
+from texttune.inference.options import TRANSFORMERS
 
 #: Waits for one submitted batch and returns each completion's token ids, in batch order.
 BatchResult = Callable[[], list[list[int]]]
@@ -138,3 +140,16 @@ class TransformersBackend(GenerationBackend):
 def backend_for(model: Any) -> GenerationBackend:
     """``model`` itself when it is a backend, else a transformers model wrapped in one."""
     return model if isinstance(model, GenerationBackend) else TransformersBackend(model)
+
+
+def backend_name(model: Any) -> str:
+    """"transformers", or the name of the :class:`GenerationBackend` ``model`` is."""
+    return model.name if isinstance(model, GenerationBackend) else TRANSFORMERS
+
+
+def refuse_backend(model: Any, verb: str) -> None:
+    """ConfigError when ``model`` is not a transformers model: training, saving, perplexity need one."""
+    name = backend_name(model)
+    if name != TRANSFORMERS:
+        raise ConfigError(f"a model loaded with the {name} backend cannot be {verb}; load its model directory with the "
+                          "transformers backend (the default) for that")

@@ -20,17 +20,17 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from texttune._version import __version__
 from texttune.backbones.aliases import cache_home, sha256_file
 from texttune.errors import BackboneError, ConfigError, choices
 from texttune.inference.ct2_backend import INSTALL_HINT, require_ctranslate2
 from texttune.runs.files import atomic_directory, read_json, write_json
 from texttune.runs.model_dir import METADATA_FILE, find_model_dir, read_metadata
+from texttune.tasks import TASKS
 
 #: What ``texttune export --quantization`` and the conversion cache accept (the converter's choices).
 QUANTIZATIONS: tuple[str, ...] = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float32", "float16",
                                   "bfloat16")
-#: Tasks whose predictions are generated text; the others need the encoder's per-token outputs.
-GENERATION_TASKS: tuple[str, ...] = ("summarization", "translation", "text2text", "causal-lm")
 EXPORT_CONFIG_DIR = "transformers-config"
 #: Converter entries that are not text generators (encoders, speech).
 _NOT_TEXT_GENERATION = {"Bert", "Camembert", "DistilBert", "Roberta", "XLMRoberta", "Wav2Vec2", "Wav2Vec2Bert", "Whisper"}
@@ -50,8 +50,9 @@ def supported_families() -> list[str]:
 
 def check_supported(task: str, config: Any) -> None:
     """BackboneError, naming what is supported, unless CTranslate2 can run this task on this model."""
-    if task not in GENERATION_TASKS:
-        raise BackboneError(f"the ctranslate2 backend runs text generation tasks ({', '.join(GENERATION_TASKS)}); "
+    generating = [name for name, cls in TASKS.items() if cls.generates]  # the others need per-token outputs
+    if task not in generating:
+        raise BackboneError(f"the ctranslate2 backend runs text generation tasks ({', '.join(generating)}); "
                             f"task {task!r} needs the transformers backend")
     require_ctranslate2()
     name = type(config).__name__.removesuffix("Config")
@@ -184,8 +185,6 @@ def export(source: str | Path, *, output: str | Path, quantization: str = "int8"
     """Write a CTranslate2 export of a texttune run or model directory to ``output`` (atomically)."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from texttune import __version__
-
     model_dir, output = find_model_dir(source), Path(output)
     metadata = read_metadata(model_dir)
     if is_export(metadata):
@@ -219,5 +218,5 @@ def generation_config(model_dir: Path, config: Any) -> Any:
     return GenerationConfig.from_model_config(config)
 
 
-__all__ = ["INSTALL_HINT", "QUANTIZATIONS", "GENERATION_TASKS", "cached_conversion", "check_supported", "convert", "export",
+__all__ = ["INSTALL_HINT", "QUANTIZATIONS", "cached_conversion", "check_supported", "convert", "export",
            "generation_config", "is_export", "model_digest", "supported_families"]

@@ -50,21 +50,6 @@ def check_backend(model_dir: Path, metadata: dict[str, Any], inference: Inferenc
         check_supported(metadata["task"], AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
 
 
-def backend_name(model: Any) -> str:
-    """"transformers", or the name of the :class:`~texttune.inference.backends.GenerationBackend` ``model`` is."""
-    from texttune.inference.backends import GenerationBackend
-
-    return model.name if isinstance(model, GenerationBackend) else TRANSFORMERS
-
-
-def refuse_backend(model: Any, verb: str) -> None:
-    """ConfigError when ``model`` is not a transformers model: training, saving, perplexity need one."""
-    name = backend_name(model)
-    if name != TRANSFORMERS:
-        raise ConfigError(f"a model loaded with the {name} backend cannot be {verb}; load its model directory with the "
-                          "transformers backend (the default) for that")
-
-
 def _wants_ctranslate2(metadata: dict[str, Any], inference: InferenceConfig) -> bool:
     """Whether a saved model runs on CTranslate2: an export always does, a model directory when asked."""
     if is_export(metadata):

@@ -23,8 +23,10 @@ from pathlib import Path
 from typing import Any
 
 from texttune.errors import ConfigError
-from texttune.runs.layout import RunDir
+from texttune.metrics.registry import higher_is_better
 from texttune.runs.files import read_jsonl_records
+from texttune.runs.layout import RunDir
+from texttune.runs.plots import recorded_main_metric
 
 #: Directories inside a run that hold models, not runs: never searched.
 _RUN_INTERNALS = {"checkpoints", "model"}
@@ -100,7 +102,7 @@ def read_run(path: Path, *, name: str | None = None) -> RunInfo:
     state = "unknown" if not run.status.exists() else str(status.get("state", "unknown")) if status else "unreadable"
     status = status or {}
     task = status.get("task") or config.get("task")
-    metric, higher = _main_metric(task)
+    metric, higher = _main_metric(task, status)
     evals = _read_evals(run.evals)
     best, best_from = _best(metric, higher, metrics.get("fine_tuned"), evals)
     started = status.get("started") or _mtime_iso(run.config)
@@ -154,23 +156,10 @@ def _read_evals(path: Path) -> list[dict[str, Any]]:
     return read_jsonl_records(path) or []
 
 
-def _main_metric(task: Any) -> tuple[str | None, bool | None]:
-    from texttune.tasks import TASKS
-
-    cls = TASKS.get(task) if isinstance(task, str) else None
-    return (cls.main_metric, cls.higher_is_better) if cls else (None, None)
-
-
-def higher_is_better(metric: str) -> bool | None:
-    """Which way a metric improves: a task's main metric as the task says, losses down, gen_len neither way."""
-    from texttune.tasks import TASKS
-
-    for cls in TASKS.values():
-        if cls.main_metric == metric:
-            return bool(cls.higher_is_better)
-    if metric == "gen_len":
-        return None
-    return not (metric == "loss" or metric.endswith("_loss") or metric == "perplexity")
+def _main_metric(task: Any, status: dict[str, Any]) -> tuple[str | None, bool | None]:
+    """The run's main metric (recorded in status.json) and its direction."""
+    metric = recorded_main_metric(task, status)
+    return (metric, higher_is_better(metric)) if metric else (None, None)
 
 
 def _best(metric: str | None, higher: bool | None, final: Any, evals: list[dict[str, Any]]) -> tuple[float | None, str | None]:

@@ -13,11 +13,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from texttune._version import __version__
 from texttune.errors import BackboneError
 from texttune.runs.files import atomic_directory, read_json, write_json
 from texttune.runs.untrusted import check_model_files
 
 METADATA_FILE = "texttune.json"
+
+
+def model_metadata(*, task: Any, backbone: Any, columns: dict[str, str], peft: dict[str, Any] | None,
+                   trained_steps: int | None = None) -> dict[str, Any]:
+    """The saved model's ``texttune.json`` (built here only): what ``texttune.load`` needs to rebuild the task.
+
+    ``task`` and ``backbone`` are the bound task and its backbone; ``trained_steps`` is known after training.
+    """
+    return {
+        "task": task.name, "texttune_version": __version__, "backbone": backbone.name, "family": backbone.family,
+        "auto_class": task.auto_class(backbone.family), "task_state": task.metadata(), "columns": dict(columns),
+        **({"trained_steps": int(trained_steps)} if trained_steps is not None else {}),
+        **({"peft": peft} if peft else {}),
+    }
 
 
 def save_model_dir(path: str | Path, *, model: Any, tokenizer: Any, metadata: dict[str, Any], adapter: Any = None) -> Path:

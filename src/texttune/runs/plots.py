@@ -21,6 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from texttune.metrics.registry import higher_is_better
 from texttune.runs.files import read_jsonl_records
 
 logger = logging.getLogger(__name__)
@@ -86,15 +87,24 @@ def number(value: Any) -> float | None:
 
 
 def main_metric(run_dir: Path) -> tuple[str | None, bool | None]:
-    """The task's main metric and whether higher is better, from status.json or config.yaml.
+    """The run's main metric and whether higher is better, from status.json (``(None, None)`` when not known)."""
+    status = read_json_file(run_dir / "status.json")
+    metric = recorded_main_metric(run_task(run_dir), status if isinstance(status, dict) else {})
+    return (metric, higher_is_better(metric)) if metric else (None, None)
 
-    ``(None, None)`` when the task is unknown (a run of a task texttune no longer has, or no record of it).
-    """
-    from texttune.tasks import TASKS
 
-    task = run_task(run_dir)
-    cls = TASKS.get(task) if task else None
-    return (cls.main_metric, cls.higher_is_better) if cls else (None, None)
+#: The main metric of runs written before status.json recorded it (texttune 0.1.0 up to 2026-12-04). A
+#: frozen record of history: new tasks always record theirs, so this never grows.
+_EARLIER_MAIN_METRICS = {"summarization": "rougeL", "translation": "bleu", "text2text": "rougeL", "masked-lm": "perplexity",
+                         "causal-lm": "perplexity", "question-answering": "f1", "token-classification": "f1"}
+
+
+def recorded_main_metric(task: Any, status: dict[str, Any]) -> str | None:
+    """status.json's ``main_metric``; for a run that predates it, its task's main metric then."""
+    metric = status.get("main_metric")
+    if isinstance(metric, str):
+        return metric
+    return _EARLIER_MAIN_METRICS.get(task) if isinstance(task, str) else None
 
 
 def run_task(run_dir: Path) -> str | None:

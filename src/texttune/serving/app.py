@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from texttune._version import __version__
 from texttune.config import ServeConfig
 from texttune.errors import TexttuneError
 from texttune.serving.batcher import MicroBatcher, QueueFull
@@ -218,8 +219,6 @@ def _limits(config: ServeConfig) -> dict[str, Any]:
 
 
 def _version() -> str:
-    from texttune import __version__
-
     return __version__
 
 

@@ -13,8 +13,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
-from texttune.config import GENERATION_OPTIONS, GenerationConfig, generation_from_mapping
-from texttune.errors import ConfigError, choices
+from texttune._version import __version__
+from texttune.config import GENERATION_OPTIONS, GenerationConfig
 
 
 class Predictor(Protocol):
@@ -74,7 +74,6 @@ class ModelPredictor:
     def __init__(self, model_dir: str | Path, *, backend: str | None = None, compute_type: str | None = None,
                  threads: int | None = None) -> None:
         """``backend``, ``compute_type``, ``threads``: as :func:`texttune.api.load` (``--backend`` and friends)."""
-        from texttune import __version__
         from texttune.api import load
         from texttune.runs import find_model_dir, read_metadata
 
@@ -82,14 +81,14 @@ class ModelPredictor:
         self.metadata = read_metadata(self.model_dir)
         self.model = load(self.model_dir, backend=backend, compute_type=compute_type, threads=threads)
         self.task = self.model.task_name
-        self.options = tuple(self.model.task.predict_options)
+        self.options = tuple(self.model.task.request_options)
         self._version = __version__
 
     def info(self) -> dict[str, Any]:
         task = self.model.task
         hf_config = self.model.backbone.model.config
         labels = getattr(task, "labels", None)
-        gen = self.generation_defaults() if set(self.options) & set(GENERATION_OPTIONS) else None
+        gen = self.generation_defaults() if task.generates else None
         return {
             "task": self.task,
             "description": task.description,
@@ -127,20 +126,7 @@ class ModelPredictor:
         return self.model.check_input(value, index)
 
     def check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        given = {k: v for k, v in options.items() if v is not None}
-        unknown = sorted(set(given) - set(self.options))
-        if unknown:
-            valid = f"valid: {choices(self.options)}" if self.options else "it takes none"
-            raise ConfigError(f"option {unknown[0]!r} does not apply to task {self.task!r}; {valid}")
-        generation = {k: v for k, v in given.items() if k in GENERATION_OPTIONS}
-        if generation:
-            generation_from_mapping(generation)  # ranges and contradictions (min > max...)
-        if "aggregation" in given:
-            from texttune.config import TaskOptions, coerce
-
-            field = TaskOptions.__dataclass_fields__["aggregation"]
-            coerce("aggregation", given["aggregation"], str, field.metadata["choices"])
-        return given
+        return self.model.check_request_options(options)
 
     def predict(self, rows: list[Any], options: dict[str, Any]) -> list[Any]:
         return self.model.predict(rows, batch_size=len(rows), **options)

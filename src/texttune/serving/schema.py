@@ -12,36 +12,52 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from texttune.config import ServeConfig
+from texttune.config import ServeConfig, _allowed
+from texttune.tasks import TASKS
+from texttune.tasks.registry import request_fields
 
 #: One input: a text, or an object keyed by the task's inputs ({"question", "context"},
 #: {"tokens": [words]} for token classification...).
 Input = str | dict[str, str | list[str]]
 
-AGGREGATIONS = Literal["none", "simple", "first", "max", "average"]
-#: Smallest temperature and repetition penalty a request may ask for (logits are divided by them).
-MIN_DIVISOR = 0.01
+#: Server limits that cap a request option below its declared bound (ServeConfig field names).
+_CAPS: dict[str, str] = {"max_new_tokens": "max_new_tokens_limit", "min_new_tokens": "max_new_tokens_limit",
+                         "num_beams": "max_beams_limit"}
+
+
+def request_options() -> dict[str, tuple[Any, list[str]]]:
+    """Every task's per-request options: name -> (the declaring dataclass field, the tasks that take it)."""
+    found: dict[str, tuple[Any, list[str]]] = {}
+    for name, cls in TASKS.items():
+        for option, f in request_fields(cls).items():
+            found.setdefault(option, (f, []))[1].append(name)
+    return found
+
+
+def _option_field(name: str, f: Any, tasks: list[str], config: ServeConfig) -> tuple[Any, Any]:
+    """(annotation, pydantic Field) of one request option: its type, choices and bounds as declared, capped by the server."""
+    base, _ = _allowed(f.type)
+    kind: Any = Literal[tuple(f.metadata["choices"])] if f.metadata.get("choices") else base
+    bounds = dict(f.metadata.get("bounds") or {})
+    if name in _CAPS:
+        bounds["le"] = min(bounds.get("le", float("inf")), getattr(config, _CAPS[name]))
+    text = f"{f.metadata.get('help', '')} Tasks: {', '.join(tasks)}."
+    return kind | None, Field(None, description=text, **bounds)
 
 
 def request_model(config: ServeConfig) -> type[BaseModel]:
-    """The ``POST /v1/predict`` body for a server with these limits."""
+    """The ``POST /v1/predict`` body for a server with these limits.
+
+    The options are every registered task's request options, declared once with their
+    bounds (``config.py`` and the tasks' options); a served model refuses those its task
+    does not take (422, naming them).
+    """
     inputs_doc = ("One input or a list of inputs. An input is a text, or an object keyed by the task's inputs "
                   "(see GET /v1/model: 'inputs'), e.g. {\"question\": ..., \"context\": ...}.")
     fields: dict[str, Any] = {
         "inputs": (Input | Annotated[list[Input], Field(min_length=1, max_length=config.max_inputs_per_request)],
                    Field(description=inputs_doc, examples=["A text to run the model on."])),
-        "max_new_tokens": (int | None, Field(None, ge=1, le=config.max_new_tokens_limit, description="Most tokens to generate.")),
-        "min_new_tokens": (int | None, Field(None, ge=0, le=config.max_new_tokens_limit, description="Fewest tokens to generate.")),
-        "num_beams": (int | None, Field(None, ge=1, le=config.max_beams_limit, description="Beam search width.")),
-        "do_sample": (bool | None, Field(None, description="Sample instead of greedy or beam decoding.")),
-        # Lower bounds keep sampling finite: logits divided by 1e-300 overflow to inf and sampling fails.
-        "temperature": (float | None, Field(None, ge=MIN_DIVISOR, le=100, description="Sampling temperature.")),
-        "top_k": (int | None, Field(None, ge=1, le=1000, description="Generation: sample from the k most likely tokens. Fill-mask: candidates per mask.")),
-        "top_p": (float | None, Field(None, gt=0, le=1, description="Nucleus sampling probability mass.")),
-        "no_repeat_ngram_size": (int | None, Field(None, ge=1, le=100, description="Never repeat an n-gram of this size.")),
-        "length_penalty": (float | None, Field(None, ge=-100, le=100, description="Beam search length penalty.")),
-        "repetition_penalty": (float | None, Field(None, ge=MIN_DIVISOR, le=100, description="Penalty for repeated tokens.")),
-        "aggregation": (AGGREGATIONS | None, Field(None, description="Token classification: how sub-token predictions form entities.")),
+        **{name: _option_field(name, f, tasks, config) for name, (f, tasks) in request_options().items()},
     }
     model = create_model(  # type: ignore[call-overload]
         "PredictRequest",

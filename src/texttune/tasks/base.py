@@ -1,10 +1,19 @@
-"""The Task protocol: everything the one engine needs to know about a task.
+"""The Task protocol: everything texttune needs to know about a task, declared by the task's module.
 
 A task turns rows into tensors, computes a loss from a model and a batch, and
 turns model outputs back into predictions and metrics. It owns no training loop,
 no optimizer and no files: the engine (``texttune.engine``) trains, the run
-directory (``texttune.runs``) stores. A new task is one small module that
-implements this protocol and one line in ``texttune.tasks.registry.TASKS``.
+directory (``texttune.runs``) stores. Its class attributes are the data the rest of
+texttune reads: its options (CLI flags, YAML keys, API keywords), column roles,
+heads (trained in full under LoRA), whether it generates, its per-request options
+(predict and serve) and its metrics. A new task is one module that implements
+this protocol and one line in ``texttune.tasks.registry.TASKS`` (docs/adding-a-task.md).
+
+Optional hooks, looked up with ``getattr``: ``check_table(table, *, training)``
+checks cells only the task understands while rows still map to file lines;
+``choose_backbone(given)`` picks the backbone from ``--backbone`` (default: the
+given one, else ``default_backbone``); ``parse_input(value, index)`` turns one raw
+predict input into the task's row (default: :func:`text_input_row`).
 """
 
 from __future__ import annotations
@@ -14,20 +23,26 @@ from typing import Any, ClassVar, Protocol
 from texttune.backbones import Backbone
 from texttune.config import GenerationConfig, RunConfig
 from texttune.data import ColumnRole
+from texttune.errors import DataError
 
 
 class Task(Protocol):
     """What a task provides. Instances hold only task state (options, learned label lists, lengths)."""
 
     name: ClassVar[str]
+    api_name: ClassVar[str]  # the public Python class, e.g. "Summarization" (texttune.api generates it)
     description: ClassVar[str]
+    options: ClassVar[type]  # the task's own options dataclass: constructor argument, CLI/YAML/API options
+    generates: ClassVar[bool]  # takes the generation options; CTranslate2 can run it
+    heads: ClassVar[tuple[str, ...]]  # module names of a head the task adds (trained in full under LoRA)
     roles: ClassVar[tuple[ColumnRole, ...]]
     input_keys: ClassVar[tuple[str, ...]]  # column keys that predict needs (the rest are targets)
     main_metric: ClassVar[str]  # picks the best checkpoint unless --checkpoint-metric says otherwise
     metric_names: ClassVar[tuple[str, ...]]  # what evaluate reports (flat names)
-    higher_is_better: ClassVar[bool]
     default_backbone: ClassVar[str]  # an offline alias, so a fresh machine can run it
-    predict_options: ClassVar[tuple[str, ...]]  # per-request options predict and serve accept (GenerationConfig names or task's own)
+    # Per-request options predict and serve accept: GenerationConfig fields, or fields of ``options``
+    # (passed to :meth:`predict` as keyword arguments).
+    request_options: ClassVar[tuple[str, ...]]
 
     def auto_class(self, family: str) -> str:
         """The transformers Auto class for a backbone family, or raise BackboneError."""
@@ -65,8 +80,9 @@ class Task(Protocol):
         """Model-free baselines (lead-k, copy-source...) scored like the model."""
         ...
 
-    def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig) -> list[dict[str, Any]]:
-        """Outputs for raw inputs (dicts keyed by role), in input order."""
+    def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig,
+                **options: Any) -> list[dict[str, Any]]:
+        """Outputs for raw inputs (dicts keyed by role), in input order; ``options``: its own request options."""
         ...
 
     def finalize_model(self, model: Any) -> None:
@@ -80,6 +96,28 @@ class Task(Protocol):
     def restore(self, metadata: dict[str, Any], *, tokenizer: Any = None, model: Any = None) -> None:
         """Inverse of :meth:`metadata`; with tokenizer and model, ready to predict."""
         ...
+
+
+def text_input_row(task: Any, value: Any, index: int) -> dict[str, Any]:
+    """One predict input as ``task``'s row: a string for a one-input task, else a dict keyed by role or column key.
+
+    Raises DataError naming ``index`` and what the task needs when the input cannot be used.
+    """
+    keys = task.input_keys
+    by_role = {r.role: r.column_key for r in task.roles}
+    names = {key: role for role, key in by_role.items()}  # messages name what users type: the role
+    if isinstance(value, str):
+        if len(keys) != 1:
+            raise DataError(f"input {index}: task {task.name!r} needs a dict with {', '.join(names.get(k, k) for k in keys)}")
+        value = {keys[0]: value}
+    if not isinstance(value, dict):
+        raise DataError(f"input {index}: expected a string or a dict, got {type(value).__name__}")
+    row = {by_role.get(k, k): v for k, v in value.items()}
+    for key in keys:
+        if not isinstance(row.get(key), str) or not row[key].strip():
+            got = "" if key in row else f" (got keys {', '.join(map(repr, value))})"
+            raise DataError(f"input {index}: {names.get(key, key)!r} must be non-empty text{got}")
+    return row
 
 
 def pad_batch(features: list[dict[str, Any]], *, pad_token_id: int, label_pad: int = -100) -> dict[str, Any]:

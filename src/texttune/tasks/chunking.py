@@ -15,19 +15,11 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from texttune.errors import BackboneError, ConfigError, DataError
+from texttune.errors import BackboneError, DataError
 
 DEFAULT_MAX_LENGTH = 128
 IGNORE = -100  # label value the loss ignores
 _TOKENIZE_BATCH = 1000  # documents per tokenizer call: bounded memory, fast-tokenizer parallelism
-
-
-def chunk_length(max_length: int | None) -> int:
-    """The chunk size from ``--max-length`` (default 128), checked."""
-    size = DEFAULT_MAX_LENGTH if max_length is None else max_length
-    if size < 2:
-        raise ConfigError(f"option 'max_length' must be at least 2 tokens for language modelling, got {size}")
-    return size
 
 
 def check_fits(size: int, backbone: Any) -> None:

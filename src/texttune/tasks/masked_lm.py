@@ -11,37 +11,62 @@ token classification or question answering like any other.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from texttune.backbones import Backbone
-from texttune.config import GenerationConfig, RunConfig, TaskOptions
+from texttune.config import GenerationConfig, RunConfig, option
 from texttune.data import ColumnRole
-from texttune.errors import BackboneError, ConfigError, DataError
-from texttune.tasks.chunking import check_fits, chunk_documents, chunk_length, chunk_records, fingerprint, perplexity, score_chunks
+from texttune.errors import BackboneError, DataError
+from texttune.tasks.chunking import (
+    DEFAULT_MAX_LENGTH,
+    check_fits,
+    chunk_documents,
+    chunk_records,
+    fingerprint,
+    perplexity,
+    score_chunks,
+)
 
 EVAL_MASK_SEED = 1234  # fixed, not the run's --seed: every run scores the same masked tokens
-DEFAULT_CANDIDATES = 5  # fill-mask candidates per mask when --top-k is not given
 TEXT_ROLE = ColumnRole("text", ("text", "document", "content", "sentence"), help="plain text (one document per row)")
+
+
+@dataclass
+class MaskedLMOptions:
+    """What masked language modelling asks of an encoder, and how many fill-mask candidates predict returns."""
+
+    max_length: int = option(DEFAULT_MAX_LENGTH, "Tokens per training chunk (documents are concatenated and cut).", ge=2)
+    mlm_probability: float = option(0.15, "Fraction of tokens to mask.", gt=0, lt=1)
+    whole_word_masking: bool = option(False, "Mask whole words instead of single sub-tokens.")
+    pad_last_chunk: bool = option(False, "Pad the last partial chunk instead of dropping it.")
+    top_k: int = option(5, "Fill-mask candidates per mask token that predict and serve return (a request may ask for "
+                        "another number).", ge=1, le=1000)
 
 
 class MaskedLMTask:
     """Plain text -> chunks -> masked-token prediction; perplexity on a fixed masking."""
 
     name: ClassVar[str] = "masked-lm"
+    api_name: ClassVar[str] = "MaskedLM"
+    options: ClassVar[type] = MaskedLMOptions
+    generates: ClassVar[bool] = False
+    # The MLM head's transform (hidden x hidden): new when the backbone shipped without an MLM head
+    # (sentence-embedding checkpoints such as MiniLM), so LoRA trains it in full. The decoder stays
+    # tied to the frozen embeddings.
+    heads: ClassVar[tuple[str, ...]] = ("cls.predictions.transform", "lm_head.dense", "lm_head.layer_norm")
     description: ClassVar[str] = "masked language modelling on plain text: adapt an encoder to a domain (perplexity)"
     roles: ClassVar[tuple[ColumnRole, ...]] = (TEXT_ROLE,)
     input_keys: ClassVar[tuple[str, ...]] = ("text",)
     main_metric: ClassVar[str] = "perplexity"
     metric_names: ClassVar[tuple[str, ...]] = ("perplexity", "loss")
-    higher_is_better: ClassVar[bool] = False
     default_backbone: ClassVar[str] = "minilm"
-    predict_options: ClassVar[tuple[str, ...]] = ("top_k",)  # candidates per mask
+    request_options: ClassVar[tuple[str, ...]] = ("top_k",)  # candidates per mask
 
-    def __init__(self, options: TaskOptions | None = None) -> None:
-        options = options or TaskOptions()
-        if not 0 < options.mlm_probability < 1:
-            raise ConfigError(f"option 'mlm_probability' must be in (0, 1), got {options.mlm_probability!r}")
-        self.max_length = chunk_length(options.max_length)
+    def __init__(self, options: MaskedLMOptions | None = None) -> None:
+        options = options or MaskedLMOptions()
+        self.max_length = options.max_length
+        self.top_k = options.top_k
         self.mlm_probability = options.mlm_probability
         self.whole_word_masking = options.whole_word_masking
         self.pad_last_chunk = options.pad_last_chunk
@@ -116,8 +141,11 @@ class MaskedLMTask:
     def baselines(self, rows: Any) -> dict[str, dict[str, float]]:
         return {}  # perplexity has no model-free counterpart here; the zero-shot model is the reference
 
-    def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig) -> list[dict[str, Any]]:
+    def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig,
+                top_k: int | None = None) -> list[dict[str, Any]]:
         """Top-k fillers of each mask token, with scores (transformers' fill-mask pipeline).
+
+        ``top_k``: candidates per mask for this call (default: the ``--top-k`` the model was trained with).
 
         One mask: ``candidates`` is a list of {token, token_str, score, sequence};
         several masks: one such list per mask, in order (the pipeline's own shapes).
@@ -130,7 +158,7 @@ class MaskedLMTask:
             if mask not in row["text"]:
                 raise DataError(f"input {i + 1} ({row['text'][:60]!r}) has no mask token; write {mask} where the missing "
                                 f"word goes, e.g. 'Paris is the {mask} of France.'")
-        top_k = generation.top_k or DEFAULT_CANDIDATES
+        top_k = top_k or self.top_k
         top_k = min(top_k, getattr(model.config, "vocab_size", None) or top_k)  # never more candidates than tokens
         fill = pipeline("fill-mask", model=model, tokenizer=self.tokenizer, device=next(model.parameters()).device)
         was_training = model.training
@@ -152,13 +180,14 @@ class MaskedLMTask:
 
     def metadata(self) -> dict[str, Any]:
         return {"max_length": self.max_length, "mlm_probability": self.mlm_probability,
-                "whole_word_masking": self.whole_word_masking, "pad_last_chunk": self.pad_last_chunk}
+                "whole_word_masking": self.whole_word_masking, "pad_last_chunk": self.pad_last_chunk, "top_k": self.top_k}
 
     def restore(self, metadata: dict[str, Any], *, tokenizer: Any = None, model: Any = None) -> None:
         self.max_length = metadata["max_length"]
         self.mlm_probability = metadata["mlm_probability"]
         self.whole_word_masking = metadata["whole_word_masking"]
         self.pad_last_chunk = metadata.get("pad_last_chunk", False)
+        self.top_k = metadata.get("top_k", MaskedLMOptions.top_k)
         if tokenizer is not None:
             self._attach(tokenizer)
 

@@ -13,23 +13,47 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from texttune.backbones import Backbone
-from texttune.config import GenerationConfig, RunConfig, TaskOptions
+from texttune.config import GenerationConfig, RunConfig, option
 from texttune.data import ColumnRole, Table
 from texttune.data.squad import parse_answers, span_mismatch
 from texttune.errors import BackboneError, ConfigError, DataError
 from texttune.tasks.qa_postprocess import BASELINES, Answer, Window, best_answer, score_answers
 
 log = logging.getLogger("texttune")
-DEFAULT_MAX_LENGTH = 384
+DEFAULT_STRIDE = 128  # tokens shared by neighbouring windows, when it fits (see default_stride)
+
+
+@dataclass
+class QuestionAnsweringOptions:
+    """How contexts are cut into windows and how answers are chosen."""
+
+    max_length: int = option(384, "Tokens per window (question and context together).", ge=8)
+    stride: int | None = option(None, f"Tokens of overlap between windows of a long context. Default: {DEFAULT_STRIDE}, or "
+                                "less when --max-length leaves too little room for it.", ge=0)
+    max_answer_length: int = option(30, "Longest answer, in tokens.", ge=1)
+    n_best: int = option(20, "Start/end candidates considered per window.", ge=1)
+    version_2: bool = option(False, "Allow 'no answer' (SQuAD v2).")
+    null_threshold: float = option(0.0, "With --version-2: answer only when the best span beats no-answer by this score margin.")
+
+
+def default_stride(max_length: int) -> int:
+    """128 tokens of overlap, or half the room a window leaves for context when 128 does not fit."""
+    room = max_length - max_length // 2 - 3  # the question may take half the window, plus 3 special tokens
+    return DEFAULT_STRIDE if DEFAULT_STRIDE < room else max(room // 2, 0)
 
 
 class QuestionAnsweringTask:
     """(question, context) -> answer span; SQuAD exact match and F1."""
 
     name: ClassVar[str] = "question-answering"
+    api_name: ClassVar[str] = "QuestionAnswering"
+    options: ClassVar[type] = QuestionAnsweringOptions
+    generates: ClassVar[bool] = False
+    heads: ClassVar[tuple[str, ...]] = ("qa_outputs",)  # the new start/end head, trained in full under LoRA
     description: ClassVar[str] = "extractive QA: (question, context) -> answer span (SQuAD EM/F1; window-overlap baseline)"
     roles: ClassVar[tuple[ColumnRole, ...]] = (
         ColumnRole("question", ("question",), help="question"),
@@ -40,19 +64,16 @@ class QuestionAnsweringTask:
     input_keys: ClassVar[tuple[str, ...]] = ("question", "context")
     main_metric: ClassVar[str] = "f1"
     metric_names: ClassVar[tuple[str, ...]] = ("exact_match", "f1")
-    higher_is_better: ClassVar[bool] = True
     default_backbone: ClassVar[str] = "minilm"
-    predict_options: ClassVar[tuple[str, ...]] = ()
+    request_options: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, options: TaskOptions | None = None) -> None:
-        o = options or TaskOptions()
-        self.max_length = o.max_length or DEFAULT_MAX_LENGTH
-        self.stride, self.max_answer_length, self.n_best = o.stride, o.max_answer_length, o.n_best
+    def __init__(self, options: QuestionAnsweringOptions | None = None) -> None:
+        o = options or QuestionAnsweringOptions()
+        self.max_length = o.max_length
+        self.stride = default_stride(o.max_length) if o.stride is None else o.stride
+        self.max_answer_length, self.n_best = o.max_answer_length, o.n_best
         self.version_2, self.null_threshold = o.version_2, o.null_threshold
         self.question_cap = self.max_length // 2  # longer questions are cut so the context keeps room
-        for name in ("max_answer_length", "n_best"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"option {name!r} must be >= 1, got {getattr(self, name)!r}")
         if not 0 <= self.stride < self.max_length - self.question_cap - 3:
             raise ConfigError(f"option 'stride' must be in [0, {self.max_length - self.question_cap - 3}) for max_length "
                               f"{self.max_length} (windows need room for the question), got {self.stride!r}")

@@ -1,7 +1,16 @@
-"""The task registry: a literal dict, so what exists is readable in one place."""
+"""The task registry: a literal dict, the only list of tasks, so what exists is readable in one place.
+
+Everything else about a task is read from its class (``tasks/base.py``): the CLI's
+per-task flags, the API classes (``texttune.api``), the server's request options,
+LoRA's trainable heads and CTranslate2's generation tasks all come from here.
+"""
 
 from __future__ import annotations
 
+from dataclasses import fields
+from typing import Any
+
+from texttune.config import EVALUATION_ONLY, GENERATION_OPTIONS, RunConfig, build_config, coerce_field, option_fields
 from texttune.errors import ConfigError, choices
 from texttune.tasks.causal_lm import CausalLMTask
 from texttune.tasks.masked_lm import MaskedLMTask
@@ -26,3 +35,65 @@ def task_class(name: str) -> type:
         return TASKS[name]
     except KeyError:
         raise ConfigError(f"unknown task {name!r}; valid tasks: {choices(TASKS)}") from None
+
+
+def generation_fields(cls: type) -> tuple[str, ...]:
+    """The GenerationConfig fields a task takes: all when it generates, the evaluation batch size otherwise."""
+    return (*GENERATION_OPTIONS, *EVALUATION_ONLY) if cls.generates else EVALUATION_ONLY
+
+
+def task_fields(cls: type) -> dict[str, tuple[str, Any]]:
+    """Every flat option the task takes -> (section, dataclass field): the shared sections and its own."""
+    return option_fields(cls.options, generation_fields=generation_fields(cls))
+
+
+def request_fields(cls: type) -> dict[str, Any]:
+    """The dataclass field behind each of the task's per-request options (help, type, choices, bounds)."""
+    known = task_fields(cls)
+    return {name: known[name][1] for name in cls.request_options}
+
+
+def split_request_options(task: Any, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Per-request options (predict keywords, HTTP fields) checked against the task's own list and bounds.
+
+    Returns (generation overrides, the task's own ``predict`` keyword arguments); None values are dropped.
+    """
+    given = {k: v for k, v in options.items() if v is not None}
+    unknown = sorted(set(given) - set(task.request_options))
+    if unknown:
+        valid = f"valid: {choices(task.request_options)}" if task.request_options else "it takes none"
+        raise ConfigError(f"option {unknown[0]!r} does not apply to task {task.name!r}; {valid}")
+    known = task_fields(type(task))
+    generation: dict[str, Any] = {}
+    own: dict[str, Any] = {}
+    for key, value in given.items():
+        section, f = known[key]
+        (generation if section == "generation" else own)[key] = coerce_field(key, value, f)
+    return generation, own
+
+
+def option_owners() -> dict[str, tuple[str, ...]]:
+    """Options that only some tasks take -> those tasks (for refusing an option of another task by name)."""
+    taken = {name: set(task_fields(cls)) for name, cls in TASKS.items()}
+    every = set.intersection(*taken.values())
+    owners: dict[str, list[str]] = {}
+    for task, names in taken.items():
+        for option in sorted(names - every):
+            owners.setdefault(option, []).append(task)
+    return {option: tuple(tasks) for option, tasks in owners.items()}
+
+
+def run_config(name: str, options: dict[str, Any]) -> RunConfig:
+    """The checked RunConfig of task ``name`` from flat options (CLI flags, a --config file, API keywords).
+
+    An option of another task is refused naming that task and this one.
+    """
+    cls = task_class(name)
+    roles = tuple(r.role for r in cls().roles)
+    return build_config(name, options, task_options=cls.options, column_roles=roles,
+                        generation_fields=generation_fields(cls), elsewhere=option_owners())
+
+
+def own_option_names(cls: type) -> tuple[str, ...]:
+    """The names of the task's own options (its options dataclass), in declaration order."""
+    return tuple(f.name for f in fields(cls.options))

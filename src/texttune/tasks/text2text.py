@@ -7,10 +7,11 @@ prefix or instruction, the metrics and the model-free baseline.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from texttune.backbones import Backbone
-from texttune.config import GENERATION_OPTIONS, GenerationConfig, RunConfig, TaskOptions
+from texttune.config import GENERATION_OPTIONS, GenerationConfig, RunConfig, option
 from texttune.data import ColumnRole
 from texttune.errors import BackboneError, ConfigError
 from texttune.inference.generation import generate_texts
@@ -40,10 +41,32 @@ def position_limit(config: Any) -> int | None:
     return None
 
 
+@dataclass
+class Text2TextOptions:
+    """Options of the text-to-text tasks (text2text, summarization; translation adds its languages)."""
+
+    prefix: str | None = option(None, "Text put before every input: the T5 prefix, or the instruction for decoder-only "
+                                "backbones. Default: the task's own; '' for none.")
+    max_source_length: int = option(512, "Inputs longer than this many tokens are truncated (the count is reported).", ge=1)
+    max_target_length: int = option(128, "Targets longer than this many tokens are truncated for training (the count is reported).", ge=1)
+
+
+@dataclass
+class TranslationOptions(Text2TextOptions):
+    """Translation's options: the text-to-text ones and the two languages."""
+
+    source_lang: str = option("en", "Source language code (also the default source column), e.g. en.")
+    target_lang: str = option("fr", "Target language code (also the default target column), e.g. fr.")
+
+
 class Text2TextTask:
     """Input text -> target text. Subclasses set columns, prompts, metrics and baselines."""
 
     name: ClassVar[str] = "text2text"
+    api_name: ClassVar[str] = "Text2Text"
+    options: ClassVar[type] = Text2TextOptions
+    generates: ClassVar[bool] = True  # generation options apply; CTranslate2 can run it
+    heads: ClassVar[tuple[str, ...]] = ()  # the generation head comes pretrained: nothing new to train under LoRA
     description: ClassVar[str] = "any text-to-text task, e.g. question generation (input -> target)"
     roles: ClassVar[tuple[ColumnRole, ...]] = (
         ColumnRole("input", ("input", "source", "text", "answer_context", "context"), help="input text"),
@@ -52,19 +75,18 @@ class Text2TextTask:
     input_keys: ClassVar[tuple[str, ...]] = ("input",)
     main_metric: ClassVar[str] = "rougeL"
     metric_names: ClassVar[tuple[str, ...]] = ("rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf", "gen_len")
-    higher_is_better: ClassVar[bool] = True
     default_backbone: ClassVar[str] = "smollm2-135m"
-    predict_options: ClassVar[tuple[str, ...]] = GENERATION_OPTIONS
+    request_options: ClassVar[tuple[str, ...]] = GENERATION_OPTIONS
 
-    def __init__(self, options: TaskOptions | None = None) -> None:
-        options = options or TaskOptions()
+    def __init__(self, options: Text2TextOptions | None = None) -> None:
+        options = options or self.options()
         self.prefix_option = options.prefix
-        self.source_lang = options.source_lang
-        self.target_lang = options.target_lang
+        self.source_lang: str | None = getattr(options, "source_lang", None)
+        self.target_lang: str | None = getattr(options, "target_lang", None)
         self.prefix = ""
         self.family = "seq2seq"
-        self.max_source_length = 512
-        self.max_target_length = 128
+        self.max_source_length = options.max_source_length
+        self.max_target_length = options.max_target_length
         self.max_new_tokens: int | None = None
         self.format: PromptFormat | None = None
 
@@ -94,8 +116,6 @@ class Text2TextTask:
     def bind(self, backbone: Backbone, config: RunConfig) -> None:
         self.family = backbone.family
         self.prefix = self.prefix_option if self.prefix_option is not None else self.default_prefix(backbone)
-        self.max_source_length = config.data.max_source_length
-        self.max_target_length = config.data.max_target_length
         self._attach(backbone.tokenizer, backbone.config)
 
     def _attach(self, tokenizer: Any, model_config: Any) -> None:
@@ -215,6 +235,7 @@ class SummarizationTask(Text2TextTask):
     """Long text -> short summary; ROUGE against a lead-k baseline."""
 
     name: ClassVar[str] = "summarization"
+    api_name: ClassVar[str] = "Summarization"
     description: ClassVar[str] = "long text -> summary (ROUGE; lead-k baseline)"
     roles: ClassVar[tuple[ColumnRole, ...]] = (
         ColumnRole("text", ("text", "document", "article", "input", "source"), help="text to summarize", key="input"),
@@ -253,14 +274,11 @@ class TranslationTask(Text2TextTask):
     """Source language -> target language; sacreBLEU and chrF against copying the source."""
 
     name: ClassVar[str] = "translation"
+    api_name: ClassVar[str] = "Translation"
+    options: ClassVar[type] = TranslationOptions
     description: ClassVar[str] = "source language -> target language (BLEU, chrF; copy-source baseline)"
     main_metric: ClassVar[str] = "bleu"
     metric_names: ClassVar[tuple[str, ...]] = ("bleu", "chrf", "gen_len")
-
-    def __init__(self, options: TaskOptions | None = None) -> None:
-        super().__init__(options)
-        self.source_lang = self.source_lang or "en"
-        self.target_lang = self.target_lang or "fr"
 
     @property
     def roles(self) -> tuple[ColumnRole, ...]:  # type: ignore[override]

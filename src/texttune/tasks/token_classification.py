@@ -17,16 +17,16 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from texttune.backbones import Backbone
-from texttune.config import GenerationConfig, RunConfig, TaskOptions
+from texttune.config import GenerationConfig, RunConfig, option
 from texttune.data import ColumnRole
 from texttune.errors import BackboneError, ConfigError, DataError, choices
 from texttune.metrics import seqeval_scores
 from texttune.tasks.base import pad_batch
 
-DEFAULT_MAX_LENGTH = 256
 IGNORE = -100  # label id the loss skips
 _PREFIXED = re.compile(r"^([BIESLU])-(.+)$")  # IOB/IOB2, IOBES and BILOU tags
 _PREFIX_ORDER = "BIESLU"
@@ -69,10 +69,25 @@ def _preview(words: Any) -> str:
     return text[:80]
 
 
+@dataclass
+class TokenClassificationOptions:
+    """Labels, how they map to sub-tokens, and how predict groups entities."""
+
+    max_length: int = option(256, "Tokens per sentence; longer sentences are truncated (their cut words get O).", ge=4)
+    label_list: str | None = option(None, "Comma-separated labels in id order (default: inferred from the training data).")
+    label_all_tokens: bool = option(False, "Label every sub-token (B- becomes I- after the first) instead of only the first.")
+    aggregation: str = option("simple", "How predict and serve group sub-token predictions into entities (a request may ask "
+                              "for another).", choices=("none", "simple", "first", "max", "average"))
+
+
 class TokenClassificationTask:
     """Words -> one tag each; seqeval entity F1 against a majority-tag baseline."""
 
     name: ClassVar[str] = "token-classification"
+    api_name: ClassVar[str] = "TokenClassification"
+    options: ClassVar[type] = TokenClassificationOptions
+    generates: ClassVar[bool] = False
+    heads: ClassVar[tuple[str, ...]] = ("classifier", "score")  # the new tag head (BERT-like, decoder-only), trained in full under LoRA
     description: ClassVar[str] = "one tag per word: NER, POS tagging, chunking (seqeval F1; majority-tag baseline)"
     roles: ClassVar[tuple[ColumnRole, ...]] = (
         # "text" last: prediction inputs may be raw text (a string), training rows may not.
@@ -84,25 +99,37 @@ class TokenClassificationTask:
     input_keys: ClassVar[tuple[str, ...]] = ("tokens",)  # a string (raw text) or a list of words
     main_metric: ClassVar[str] = "f1"
     metric_names: ClassVar[tuple[str, ...]] = ("precision", "recall", "f1", "accuracy")
-    higher_is_better: ClassVar[bool] = True
     default_backbone: ClassVar[str] = "minilm"
-    predict_options: ClassVar[tuple[str, ...]] = ("aggregation",)
+    request_options: ClassVar[tuple[str, ...]] = ("aggregation",)
 
-    def __init__(self, options: TaskOptions | None = None) -> None:
-        options = options or TaskOptions()
+    def __init__(self, options: TokenClassificationOptions | None = None) -> None:
+        options = options or TokenClassificationOptions()
         self.label_option = parse_label_list(options.label_list) if options.label_list else None
         self.labels: list[str] = list(self.label_option or [])  # id order
         self.label_source = "in --label-list" if self.label_option else "in the training data"
         self._file_labels: list[str] | None = None  # inferred from the whole training file by check_table
         self.label_all_tokens = options.label_all_tokens
         self.aggregation = options.aggregation
-        self.max_length = options.max_length or DEFAULT_MAX_LENGTH
-        if self.max_length < 4:
-            raise ConfigError(f"option 'max_length' must be at least 4 tokens, got {self.max_length}")
+        self.max_length = options.max_length
         self.majority = "O"
         self.tokenizer: Any = None
 
     # -- the Task protocol ------------------------------------------------------
+    def parse_input(self, value: Any, index: int) -> dict[str, Any]:
+        """``{"tokens": text or words}`` from a string (raw text), a list of words, or a dict with text or tokens."""
+        if isinstance(value, dict):
+            tokens = value.get("tokens") if value.get("tokens") is not None else value.get("text")
+        elif isinstance(value, (str, list, tuple)):
+            tokens = value
+        else:
+            raise DataError(f"input {index}: expected raw text, a list of words or a dict, got {type(value).__name__}")
+        words = isinstance(tokens, (list, tuple)) and len(tokens) > 0 and all(isinstance(w, str) for w in tokens)
+        if not words and not (isinstance(tokens, str) and tokens.strip()):
+            got = "nothing (one input file holds either texts or word lists, not both)" if tokens is None else repr(str(tokens)[:60])
+            raise DataError(f"input {index}: needs raw text (a non-empty string, key 'text') or a non-empty list of words "
+                            f"(key 'tokens'), got {got}")
+        return {"tokens": list(tokens) if words else tokens}
+
     def auto_class(self, family: str) -> str:
         # Any family may have a token-classification head (Llama, GPT-2, T5 do); bind() checks the model type.
         return "AutoModelForTokenClassification"
@@ -212,7 +239,9 @@ class TokenClassificationTask:
         words, references = self._read(rows, known=self.labels)
         return {"majority_tag": self._score([[self.majority] * len(w) for w in words], references)}
 
-    def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig) -> list[dict[str, Any]]:
+    def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig,
+                aggregation: str | None = None) -> list[dict[str, Any]]:
+        """Entities with offsets for raw text, one tag per word for word lists; ``aggregation`` for this call only."""
         texts: dict[int, str] = {}
         word_lists: dict[int, list[str]] = {}
         for i, row in enumerate(inputs):
@@ -226,7 +255,8 @@ class TokenClassificationTask:
                                 f"got {str(value)[:60]!r}")
         out: dict[int, dict[str, Any]] = {}
         batch = generation.generation_batch_size
-        for i, entities in zip(texts, self._entities(model, list(texts.values()), batch_size=batch)):
+        found = self._entities(model, list(texts.values()), batch_size=batch, aggregation=aggregation or self.aggregation)
+        for i, entities in zip(texts, found):
             out[i] = {"entities": entities}
         for i, tags in zip(word_lists, self._tag_words(model, list(word_lists.values()), batch_size=batch)):
             out[i] = {"tags": tags}
@@ -244,7 +274,7 @@ class TokenClassificationTask:
         self.label_option = list(self.labels)  # integer tags in new data are ids into these labels
         self.label_source = "among the model's labels"
         self.majority = metadata.get("majority", "O")
-        self.max_length = metadata.get("max_length", DEFAULT_MAX_LENGTH)
+        self.max_length = metadata.get("max_length", TokenClassificationOptions.max_length)
         self.label_all_tokens = metadata.get("label_all_tokens", False)
         self.aggregation = metadata.get("aggregation", "simple")
         if tokenizer is not None:
@@ -344,7 +374,7 @@ class TokenClassificationTask:
             model.train(was_training)
         return results
 
-    def _entities(self, model: Any, texts: list[str], *, batch_size: int) -> list[list[dict[str, Any]]]:
+    def _entities(self, model: Any, texts: list[str], *, batch_size: int, aggregation: str) -> list[list[dict[str, Any]]]:
         """Entities with character offsets, from transformers' TokenClassificationPipeline."""
         if not texts:
             return []
@@ -354,10 +384,10 @@ class TokenClassificationTask:
         model.eval()
         try:
             tagger = pipeline("token-classification", model=model, tokenizer=self.tokenizer,
-                              aggregation_strategy=self.aggregation, device=model.device)
+                              aggregation_strategy=aggregation, device=model.device)
             limit = self.tokenizer.model_max_length
             # With a stride the pipeline reads long texts in overlapping windows instead of cutting them.
-            stride = {"stride": min(32, limit // 4)} if self.aggregation != "none" and limit < 100_000 else {}
+            stride = {"stride": min(32, limit // 4)} if aggregation != "none" and limit < 100_000 else {}
             found = tagger(texts, batch_size=batch_size, **stride)
         finally:
             model.train(was_training)
