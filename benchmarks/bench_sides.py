@@ -85,12 +85,12 @@ def run_texttune(case: Case, directory: Path) -> dict[str, Any]:
 def texttune_features(case: Case, directory: Path) -> dict[str, Any]:
     """The task, tokenizer and token ids texttune uses, so the baseline trains on identical sequences."""
     from texttune.backbones import load_backbone
-    from texttune.config import build_config
     from texttune.data import from_lists
     from texttune.tasks import task_class
+    from texttune.tasks.registry import run_config
 
     cls = task_class(case.task)
-    config = build_config(case.task, shared_options(case), column_roles=tuple(r.role for r in cls().roles))
+    config = run_config(case.task, shared_options(case))
     task = cls(config.task_options)
     backbone = load_backbone(case.backbone)
     task.bind(backbone, config)
