@@ -44,19 +44,12 @@ def _all_roles() -> list[tuple[str, str, tuple[str, ...]]]:
 def _add_request_options(parser: argparse.ArgumentParser) -> None:
     """predict's per-request options: every task's, each refused (before loading) by a model whose task lacks it."""
     from texttune.cli.options import add_fields
-    from texttune.tasks import TASKS
-    from texttune.tasks.registry import request_fields
+    from texttune.tasks.registry import all_request_options, request_option_help
 
-    found: dict[str, tuple[Any, dict[str, list[str]]]] = {}
-    for name, cls in TASKS.items():
-        for option, f in request_fields(cls).items():
-            entry = found.setdefault(option, (f, {}))
-            entry[1].setdefault(f.metadata.get("help", ""), []).append(name)
-    helps = {option: " ".join(f"{', '.join(tasks)}: {text}" for text, tasks in by_help.items()) if len(by_help) > 1
-             else next(iter(by_help)) + f" ({', '.join(next(iter(by_help.values())))})"
-             for option, (_, by_help) in found.items()}
+    found = all_request_options()
+    helps = {option: request_option_help(by_task) for option, by_task in found.items()}
     add_fields(parser.add_argument_group("per-request options (the model's task says which apply)"),
-               [f for f, _ in found.values()], help_of=helps)
+               [next(iter(by_task.values())) for by_task in found.values()], help_of=helps)
 
 
 def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

@@ -13,8 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from texttune.config import ServeConfig, _allowed
-from texttune.tasks import TASKS
-from texttune.tasks.registry import request_fields
+from texttune.tasks.registry import all_request_options, request_option_help
 
 #: One input: a text, or an object keyed by the task's inputs ({"question", "context"},
 #: {"tokens": [words]} for token classification...).
@@ -25,24 +24,15 @@ _CAPS: dict[str, str] = {"max_new_tokens": "max_new_tokens_limit", "min_new_toke
                          "num_beams": "max_beams_limit"}
 
 
-def request_options() -> dict[str, tuple[Any, list[str]]]:
-    """Every task's per-request options: name -> (the declaring dataclass field, the tasks that take it)."""
-    found: dict[str, tuple[Any, list[str]]] = {}
-    for name, cls in TASKS.items():
-        for option, f in request_fields(cls).items():
-            found.setdefault(option, (f, []))[1].append(name)
-    return found
-
-
-def _option_field(name: str, f: Any, tasks: list[str], config: ServeConfig) -> tuple[Any, Any]:
+def _option_field(name: str, by_task: dict[str, Any], config: ServeConfig) -> tuple[Any, Any]:
     """(annotation, pydantic Field) of one request option: its type, choices and bounds as declared, capped by the server."""
+    f = next(iter(by_task.values()))  # tasks sharing a name share its type and bounds (top_k)
     base, _ = _allowed(f.type)
     kind: Any = Literal[tuple(f.metadata["choices"])] if f.metadata.get("choices") else base
     bounds = dict(f.metadata.get("bounds") or {})
     if name in _CAPS:
         bounds["le"] = min(bounds.get("le", float("inf")), getattr(config, _CAPS[name]))
-    text = f"{f.metadata.get('help', '')} Tasks: {', '.join(tasks)}."
-    return kind | None, Field(None, description=text, **bounds)
+    return kind | None, Field(None, description=request_option_help(by_task), **bounds)
 
 
 def request_model(config: ServeConfig) -> type[BaseModel]:
@@ -57,7 +47,7 @@ def request_model(config: ServeConfig) -> type[BaseModel]:
     fields: dict[str, Any] = {
         "inputs": (Input | Annotated[list[Input], Field(min_length=1, max_length=config.max_inputs_per_request)],
                    Field(description=inputs_doc, examples=["A text to run the model on."])),
-        **{name: _option_field(name, f, tasks, config) for name, (f, tasks) in request_options().items()},
+        **{name: _option_field(name, by_task, config) for name, by_task in all_request_options().items()},
     }
     model = create_model(  # type: ignore[call-overload]
         "PredictRequest",

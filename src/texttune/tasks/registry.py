@@ -53,6 +53,30 @@ def request_fields(cls: type) -> dict[str, Any]:
     return {name: known[name][1] for name in cls.request_options}
 
 
+def all_request_options() -> dict[str, dict[str, Any]]:
+    """Every task's per-request options: name -> {task: the dataclass field declaring it for that task}.
+
+    What ``texttune predict`` offers and the server's request schema holds before a model is known;
+    the model's task then refuses the ones it does not take. One name may be declared by two
+    sections (``top_k``: sampling for generation tasks, candidates for masked-lm).
+    """
+    found: dict[str, dict[str, Any]] = {}
+    for name, cls in TASKS.items():
+        for option, f in request_fields(cls).items():
+            found.setdefault(option, {})[name] = f
+    return found
+
+
+def request_option_help(by_task: dict[str, Any]) -> str:
+    """The help of one entry of :func:`all_request_options`, saying which tasks take it (and what it means to each)."""
+    by_help: dict[str, list[str]] = {}  # one option may mean different things to different tasks (--top-k)
+    for task, f in by_task.items():
+        by_help.setdefault(f.metadata.get("help", ""), []).append(task)
+    if len(by_help) > 1:
+        return " ".join(f"{', '.join(tasks)}: {text}" for text, tasks in by_help.items())
+    return f"{next(iter(by_help))} ({', '.join(by_task)})"
+
+
 def split_request_options(task: Any, options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     """Per-request options (predict keywords, HTTP fields) checked against the task's own list and bounds.
 
