@@ -21,7 +21,7 @@ demo: install
 
 # ruff (pyproject's [tool.ruff]), then the layer contract of DEVELOPERS.md (tests/unit/test_layers.py as a
 # script: the violations grouped by layer pair, exit 1 if any).
-# `test` will depend on it (`test: lint`) once the redesign of issue 14 has cleared today's findings.
+# `make test` (CI) runs it first.
 lint: install
 	$(PY) -m ruff check src tests benchmarks scripts
 	$(PY) tests/unit/test_layers.py
@@ -29,7 +29,7 @@ lint: install
 # Fast tiers on tiny random models, plus one real-backbone check (SmolLM2 on Debian summaries)
 # so CI proves the offline aliases install, convert and learn on a fresh machine, and the
 # bounded-memory check of training on data that grows 4x (about 3 minutes, docs/scaling.md).
-test: install
+test: lint
 	$(PY) -m pytest -q -m "slow or not slow" tests/unit tests/integration tests/slow/test_real_backbone.py \
 		tests/slow/test_large_data.py
 

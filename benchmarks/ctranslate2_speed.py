@@ -103,7 +103,8 @@ def main() -> int:
     print("\n| side | examples/s | speed-up | ROUGE-L | ROUGE-1 | gen_len | seconds |\n|---|---|---|---|---|---|---|")
     for r in results:
         speedup = f"{r['examples_per_s'] / base['examples_per_s']:.2f}x" if base else "-"
-        print(f"| {r['side']} | {r['examples_per_s']:.2f} | {speedup} | {r['rougeL']:.2f} | {r['rouge1']:.2f} | {r['gen_len']:.1f} | {r['seconds']:.1f} |")
+        print(f"| {r['side']} | {r['examples_per_s']:.2f} | {speedup} | {r['rougeL']:.2f} | {r['rouge1']:.2f} | {r['gen_len']:.1f} | "
+              f"{r['seconds']:.1f} |")
     if args.out:
         Path(args.out).write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -104,7 +104,8 @@ def run_one(setting: str, args: argparse.Namespace) -> dict[str, Any]:
         losses.append(float(loss))  # a host sync: the step is finished when timed
         times.append(time.perf_counter() - started)
     timed = times[1:] or times
-    result = {"setting": setting, "device": device.type, "dtype": str(next(model.parameters()).dtype), "trainable": counts["trainable"], "total": counts["total"],
+    result = {"setting": setting, "device": device.type, "dtype": str(next(model.parameters()).dtype),
+              "trainable": counts["trainable"], "total": counts["total"],
               "trainable_percent": counts["trainable_percent"], "step_s": min(timed), "step_mean_s": sum(timed) / len(timed),
               "first_loss": losses[0], "last_loss": losses[-1]}
     if device.type == "cuda":
@@ -125,7 +126,8 @@ def table(results: list[dict[str, Any]]) -> str:
     for r in results:
         mem = f"{r['peak_mb']:.0f}" if gpu else f"{r['peak_mb']:.0f} | {r['growth_mb']:.0f}"
         ratio = f"{r['step_s'] / base['step_s']:.2f}x" if base else "-"
-        lines.append(f"| {r['setting']} | {r['trainable']:,} | {r['trainable_percent']:.2f} | {mem} | {r['step_s']:.2f} | {r['step_mean_s']:.2f} | "
+        lines.append(f"| {r['setting']} | {r['trainable']:,} | {r['trainable_percent']:.2f} | {mem} | {r['step_s']:.2f} | "
+                     f"{r['step_mean_s']:.2f} | "
                      f"{ratio} | {r['first_loss']:.3f} -> {r['last_loss']:.3f} |")
     return "\n".join(lines)
 

@@ -38,7 +38,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -76,9 +76,8 @@ def tiny_model() -> Path:
     if (target / "texttune.json").is_file():
         return target
     sys.path.insert(0, str(REPO / "tests"))
-    from tiny_models import build_tiny_model
-
     from texttune.api import MaskedLM
+    from tiny_models import build_tiny_model
 
     backbone = build_tiny_model("bert", CACHE / "tiny-bert-backbone")
     partial = target.with_name(target.name + ".partial")

@@ -139,7 +139,8 @@ def make_ner_samples(source: Path) -> dict[str, int]:
     ner = project(seeded_sample(conll, keep, 40), ["tokens", "pos_tags", "ner_tags"])
     counts = {"tests/data/ner.jsonl": write_jsonl(TEST_DATA / "ner.jsonl", ner)}
     # The first 20 rows in the shared task's own layout: "token POS tag" lines, blank line between sentences.
-    blocks = ["-DOCSTART- -X- O\n"] + ["".join(f"{w} {p} {t}\n" for w, p, t in zip(r["tokens"], r["pos_tags"], r["ner_tags"])) for r in ner[:20]]
+    blocks = ["-DOCSTART- -X- "
+              "O\n"] + ["".join(f"{w} {p} {t}\n" for w, p, t in zip(r["tokens"], r["pos_tags"], r["ner_tags"])) for r in ner[:20]]
     (TEST_DATA / "ner.conll").write_text("\n".join(blocks), encoding="utf-8", newline="\n")
     counts["tests/data/ner.conll"] = 20
     return counts

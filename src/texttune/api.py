@@ -30,6 +30,7 @@ from texttune.inference.backends import backend_name, refuse_backend
 from texttune.tasks import TASKS, task_class
 from texttune.tasks.base import text_input_row
 from texttune.tasks.registry import own_option_names, run_config, split_request_options
+from texttune.tasks.saving import save_trained
 from texttune.tasks.tables import DataArg, checked, input_roles, pairs_table, raw_table, task_table
 
 
@@ -206,19 +207,10 @@ class TaskModel:
 
     def save(self, directory: str | Path) -> Path:
         """Save model, tokenizer and task metadata (loads with transformers and texttune.load)."""
-        from texttune.backbones.adapters import finish_training
-        from texttune.runs import save_model_dir
-        from texttune.runs.model_dir import model_metadata
-
         refuse_backend(getattr(self._backbone, "model", None),
                        "saved (it is saved already; 'texttune export' writes CTranslate2 copies)")
-        backbone = self._ready()
         # Adapters still separate (fit with merge_adapters=False) are saved as adapters again.
-        peft = finish_training(backbone, options=self.config.peft) if backbone.peft is not None else None
-        self._task.finalize_model(backbone.model)
-        metadata = model_metadata(task=self._task, backbone=backbone, columns=self.config.data.columns, peft=peft)
-        return save_model_dir(directory, model=backbone.model, tokenizer=backbone.tokenizer, metadata=metadata,
-                              adapter=backbone.peft)
+        return save_trained(self._task, self._ready(), directory, columns=self.config.data.columns, peft=self.config.peft)
 
 
 _API_CLASSES: dict[str, type[TaskModel]] = {}

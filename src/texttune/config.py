@@ -72,8 +72,10 @@ STRATEGIES: tuple[str, ...] = ("auto", "ddp", "ddp_find_unused_parameters_true",
 class DataConfig:
     """Where the data comes from and how it is cut to size."""
 
-    train_file: str | None = option(None, "Training data: CSV, TSV, JSON, JSONL, Parquet, a datasets.save_to_disk directory, or a hub dataset name (online only).")
-    validation_file: str | None = option(None, "Validation data (same formats). When omitted, a seeded fraction of the training data is held out.")
+    train_file: str | None = option(None, "Training data: CSV, TSV, JSON, JSONL, Parquet, a datasets.save_to_disk directory, or a hub "
+                                          "dataset name (online only).")
+    validation_file: str | None = option(None, "Validation data (same formats). When omitted, a seeded fraction of the training data is "
+                                               "held out.")
     data_file: str | None = option(None, "Data to evaluate on or predict from (evaluate/predict).")
     columns: dict[str, str] = field(default_factory=dict, metadata={"help": "column role -> column name", "choices": None})
     validation_fraction: float = option(0.1, "Fraction of training rows held out for validation when no validation file is given.")
@@ -106,7 +108,8 @@ class TrainConfig:
         "help": "Training examples per step on each device, or 'auto': the largest power of two whose forward and "
                 "backward pass at the longest training sequence fits in memory (recorded in batch_size.json).",
         "choices": None, "special": ("auto",)})
-    effective_batch_size: int | None = option(None, "With --batch-size auto: examples per optimizer step to keep, via gradient accumulation (auto-batch x accumulation = this).")
+    effective_batch_size: int | None = option(None, "With --batch-size auto: examples per optimizer step to keep, via gradient "
+                                                    "accumulation (auto-batch x accumulation = this).")
     max_epochs: int | None = option(None, "Stop after this many epochs (default 3 when --max-steps is not given).")
     max_steps: int | None = option(None, "Stop after this many optimizer steps.")
     learning_rate: float = option(5e-5, "Peak learning rate of AdamW.")
@@ -116,7 +119,8 @@ class TrainConfig:
     accumulate_grad_batches: int = option(1, "Accumulate gradients over this many batches per optimizer step.")
     gradient_clip_val: float | None = option(1.0, "Clip the gradient norm to this value (0 or none to disable).")
     seed: int = option(42, "Seed for data order, held-out split, dropout and sampling.")
-    precision: str = option("32", "Numeric precision. fp16 is refused for T5-family backbones (it overflows); use bf16-mixed.", choices=("32", "bf16-mixed", "16-mixed"))
+    precision: str = option("32", "Numeric precision. fp16 is refused for T5-family backbones (it overflows); use "
+                                  "bf16-mixed.", choices=("32", "bf16-mixed", "16-mixed"))
     accelerator: str = option("auto", "Lightning accelerator.", choices=("auto", "cpu", "gpu", "mps"))
     devices: int | str = field(default=1, metadata={
         "help": "Devices (GPUs, or CPU processes) per node, or 'auto' for all visible ones. Global batch per optimizer "
@@ -126,20 +130,26 @@ class TrainConfig:
     strategy: str = option("auto", "Lightning's distributed strategy: ddp replicates the model; fsdp and deepspeed_stage_3 "
                            "shard it (deepspeed needs the deepspeed package).", choices=STRATEGIES)
     eval_every_steps: int | None = option(None, "Validate (and checkpoint) every N optimizer steps instead of once per epoch.")
-    checkpoint_metric: str | None = option(None, "Metric that picks the best checkpoint, e.g. rougeL, bleu or loss. Default: the task's main metric.")
+    checkpoint_metric: str | None = option(None, "Metric that picks the best checkpoint, e.g. rougeL, bleu or loss. Default: the task's "
+                                                 "main metric.")
     early_stopping_patience: int | None = option(None, "Stop when the checkpoint metric has not improved for this many evaluations.")
     resume: str | None = option(None, "Continue an interrupted run: 'latest' (the run directory's last checkpoint) or a checkpoint path.")
-    checkpoint_every_steps: int | None = option(None, "Also write checkpoints/last.ckpt every N optimizer steps between evaluations, so a crash loses at most N steps.")
-    checkpoint_every_minutes: float | None = option(10.0, "Also write checkpoints/last.ckpt after this many minutes of training since the last one, so a crash loses minutes, not the run (0 or none: off).")
+    checkpoint_every_steps: int | None = option(None, "Also write checkpoints/last.ckpt every N optimizer steps between evaluations, so a "
+                                                      "crash loses at most N steps.")
+    checkpoint_every_minutes: float | None = option(10.0, "Also write checkpoints/last.ckpt after this many minutes of training since the "
+                                                          "last one, so a crash loses minutes, not the run (0 or none: off).")
     baselines: bool = option(True, "Before training, evaluate the untrained model (zero-shot) and the task's simple baseline.")
     progress_bar: bool = option(True, "Show progress bars.")
     tensorboard: bool = option(True, "Also log to TensorBoard (RUN_DIR/logs/tensorboard; CSV is always written).")
     mlflow: bool = option(False, "Also log to MLflow (needs the mlflow package).")
-    mlflow_tracking_uri: str | None = option(None, "MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else a SQLite file in the run directory.")
-    log_every_steps: int = option(5, "Log loss, learning rate and throughput every N steps (fewer for runs with few steps, so each has a curve).")
+    mlflow_tracking_uri: str | None = option(None, "MLflow tracking URI. Default: $MLFLOW_TRACKING_URI, else a SQLite file in the run "
+                                                   "directory.")
+    log_every_steps: int = option(5, "Log loss, learning rate and throughput every N steps (fewer for runs with few steps, so each has a "
+                                     "curve).")
     samples_per_eval: int = option(16, "Predictions saved at each evaluation in RUN_DIR/samples/ (0: none).")
     num_workers: int = option(0, "DataLoader worker processes.")
-    group_by_length: bool = option(True, "Batch training examples of similar length together (seeded, batches still in random order) so little compute goes to padding.")
+    group_by_length: bool = option(True, "Batch training examples of similar length together (seeded, batches still in random order) so "
+                                         "little compute goes to padding.")
 
 
 #: Smallest temperature and repetition penalty (logits are divided by them: 1e-300 overflows to inf).
@@ -154,7 +164,8 @@ class GenerationConfig:
     request schema (with these bounds; the server caps two of them further) all come from here.
     """
 
-    max_new_tokens: int | None = option(None, "Most tokens to generate. Default: from the target lengths seen in training (never a silent 20).", ge=1)
+    max_new_tokens: int | None = option(None, "Most tokens to generate. Default: from the target lengths seen in training (never a silent "
+                                              "20).", ge=1)
     min_new_tokens: int | None = option(None, "Fewest tokens to generate.", ge=0)
     num_beams: int = option(1, "Beam search width (1 = greedy or sampling).", ge=1)
     do_sample: bool = option(False, "Sample instead of greedy/beam decoding.")
@@ -189,7 +200,8 @@ class ServeConfig:
 
     host: str = option("127.0.0.1", "Address to bind. Loopback by default; use 0.0.0.0 only behind auth (--api-key-env).")
     port: int = option(8000, "TCP port (0 picks a free one and prints it).")
-    api_key_env: str | None = option(None, "Name of the environment variable holding the API key. Requests then need 'Authorization: Bearer KEY' or 'X-API-Key: KEY'.")
+    api_key_env: str | None = option(None, "Name of the environment variable holding the API key. Requests then need 'Authorization: "
+                                           "Bearer KEY' or 'X-API-Key: KEY'.")
     max_batch_size: int = option(16, "Most inputs run together in one model call (1 turns dynamic batching off).")
     max_wait_ms: float = option(10.0, "How long the first queued input waits for others to join its batch.")
     max_queue: int = option(256, "Most inputs waiting for the model; beyond it requests get 503 with Retry-After.")
@@ -199,8 +211,10 @@ class ServeConfig:
     max_inputs_per_request: int = option(64, "Most inputs in one request (422 beyond).")
     max_new_tokens_limit: int = option(512, "Largest max_new_tokens a request may ask for (422 beyond).")
     max_beams_limit: int = option(8, "Largest num_beams a request may ask for (422 beyond).")
-    threads: int | None = option(None, "Threads for the model: torch intra-op threads, or CTranslate2 workers of one thread each (default: torch's choice; one worker per core).")
-    backend: str | None = option(None, "Inference backend. Default: the model's own (ctranslate2 for a 'texttune export', else transformers).", choices=BACKENDS)
+    threads: int | None = option(None, "Threads for the model: torch intra-op threads, or CTranslate2 workers of one thread each "
+                                       "(default: torch's choice; one worker per core).")
+    backend: str | None = option(None, "Inference backend. Default: the model's own (ctranslate2 for a 'texttune export', else "
+                                       "transformers).", choices=BACKENDS)
     compute_type: str | None = option(None, COMPUTE_TYPE_HELP, choices=COMPUTE_TYPES)
     access_log: bool = option(False, "Log every request (uvicorn's access log).")
 

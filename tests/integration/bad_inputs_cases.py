@@ -93,7 +93,8 @@ NER = {"tokens": ["EU", "rejects", "German", "call"], "ner_tags": ["B-ORG", "O",
 OUTPUTS = ("out.jsonl", "metrics.json", "predictions.jsonl")
 
 DATA_CASES = [
-    Case("latin-1 CSV", "data", lambda e: e.train(data=e.write("latin1.csv", "document,summary\ncaf\xe9 cr\xe8me,short\n".encode("latin-1"))),
+    Case("latin-1 CSV", "data", lambda e: e.train(data=e.write("latin1.csv", "document,summary\ncaf\xe9 "
+                                                                             "cr\xe8me,short\n".encode("latin-1"))),
          ("latin1.csv line 2", "not UTF-8", "re-save the file as UTF-8")),
     Case("UTF-16 JSONL", "data", lambda e: e.train(data=e.write("utf16.jsonl", (json.dumps(ROW) + "\n").encode("utf-16"))),
          ("utf16.jsonl", "UTF-16", "re-save it as UTF-8")),
@@ -185,7 +186,8 @@ DATA_CASES = [
          lambda e: e.tagger("--validation-file", e.jsonl("nerval.jsonl", [NER | {"ner_tags": ["B-ORG", "O", "B-FOOD", "O"]}]),
                             data=e.jsonl("nertrain.jsonl", [NER, NER])),
          ("nerval.jsonl line 1", "tag 'B-FOOD' is not in the training data", "--label-list")),
-    Case("tokens given as one string", "data", lambda e: e.tagger(data=e.jsonl("string.jsonl", [NER | {"tokens": "EU rejects German call"}])),
+    Case("tokens given as one "
+         "string", "data", lambda e: e.tagger(data=e.jsonl("string.jsonl", [NER | {"tokens": "EU rejects German call"}])),
          ("string.jsonl line 1", "tokens cell must be a non-empty list of words")),
     Case("integer tags without label names", "data", lambda e: e.tagger(data=e.jsonl("ids.jsonl", [NER | {"ner_tags": [1, 0, 2, 0]}])),
          ("ids.jsonl line 1", "tags are integer ids but no label names are known", "--label-list")),
@@ -193,7 +195,8 @@ DATA_CASES = [
          lambda e: e.tagger("--label-list", "O,B-ORG", data=e.jsonl("bigid.jsonl", [NER | {"ner_tags": [1, 0, 5, 0]}])),
          ("bigid.jsonl line 1", "tag id 5 is outside the 2 labels")),
     Case("answer_start beyond the context", "data",
-         lambda e: e.reader(data=e.jsonl("far.jsonl", [_squad(), _squad(id="q2", answers={"text": ["$1.2 billion"], "answer_start": [900]})])),
+         lambda e: e.reader(data=e.jsonl("far.jsonl", [
+             _squad(), _squad(id="q2", answers={"text": ["$1.2 billion"], "answer_start": [900]})])),
          ("1 of 2 rows have answer spans that do not match the context", "far.jsonl line 2", "at character 900")),
     Case("answer text not where answer_start says", "data",
          lambda e: e.reader(data=e.jsonl("shift.jsonl", [_squad(answers={"text": ["$1.2 billion"], "answer_start": [0]})])),
@@ -225,7 +228,8 @@ OPTION_CASES = [
          ("option 'learning_rate' needs a finite number, got 'nan'",)),
     Case("negative learning rate", "options", lambda e: e.train("--learning-rate=-1e-4"), ("option 'learning_rate' must be > 0",)),
     Case("fractional step count", "options", lambda e: e.train("--max-steps", "2.5"), ("option 'max_steps' needs an integer, got '2.5'",)),
-    Case("warmup ratio of 1.5", "options", lambda e: e.train("--warmup-ratio", "1.5"), ("option 'warmup_ratio' must be in [0, 1), got 1.5",)),
+    Case("warmup ratio of "
+         "1.5", "options", lambda e: e.train("--warmup-ratio", "1.5"), ("option 'warmup_ratio' must be in [0, 1), got 1.5",)),
     Case("validation fraction of 1", "options", lambda e: e.train("--validation-fraction", "1"),
          ("option 'validation_fraction' must be in (0, 1), got 1.0",)),
     Case("batch size 0", "options", lambda e: e.train("--batch-size", "0"), ("option 'batch_size' must be > 0, got 0",)),
@@ -279,7 +283,8 @@ CONFIG_FILE_CASES = [
     Case("key given twice in the config file", "config file",
          lambda e: e.train("--config", e.write("twice.yaml", "seed: 1\nlearning_rate: 1e-4\nseed: 2\n")),
          ("twice.yaml line 3 column 1", "option 'seed' is given twice")),
-    Case("latin-1 config file", "config file", lambda e: e.train("--config", e.write("l1.yaml", "prefix: r\xe9sum\xe9\n".encode("latin-1"))),
+    Case("latin-1 config "
+         "file", "config file", lambda e: e.train("--config", e.write("l1.yaml", "prefix: r\xe9sum\xe9\n".encode("latin-1"))),
          ("l1.yaml: not UTF-8 text", "re-save the file as UTF-8")),
     Case("config file for another task", "config file", lambda e: e.train("--config", e.write("task.yaml", "task: translation\n")),
          ("config says task 'translation' but the command is for task 'summarization'",)),

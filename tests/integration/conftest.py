@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,12 +85,13 @@ def t5_summarizer(tiny_model_dir: Callable[[str], Path], tmp_path_factory: pytes
 @pytest.fixture(scope="module")
 def server(t5_summarizer: Path, ready_client: Callable[..., Any]) -> Iterator[Any]:
     """An in-process server of the tiny T5 summarizer with small limits (4 inputs, 200 chars, 4000-byte bodies...)."""
+    from texttune.api import load
     from texttune.config import serve_config
     from texttune.serving import ModelPredictor, create_app
 
     config = serve_config({"max_inputs_per_request": 4, "max_input_chars": 200, "max_body_bytes": 4000,
                            "max_new_tokens_limit": 16, "max_beams_limit": 2, "max_wait_ms": 20})
-    with ready_client(create_app(config=config, load=lambda: ModelPredictor(t5_summarizer))) as client:
+    with ready_client(create_app(config=config, load=lambda: ModelPredictor(t5_summarizer, load=load))) as client:
         yield client
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -78,9 +78,10 @@ def sharpen(source: Path, target: Path, *, decoder_only: bool, std: float = 0.3)
 def build_tiny_marian(directory: Path) -> Path:
     """A Marian model like opus-mt: ``</s>``=0, ``<unk>``=1, ``<pad>`` last and the decoder start, never generated."""
     import torch
-    from tiny_models import corpus_texts
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import MarianConfig, MarianMTModel, PreTrainedTokenizerFast
+
+    from tiny_models import corpus_texts
 
     tok = Tokenizer(models.BPE(unk_token="<unk>"))
     tok.normalizer = normalizers.NFKC()

@@ -110,9 +110,8 @@ def test_predict_continues_prompts(run_dir: Path, cli: Cli, tmp_path: Path) -> N
 def test_eos_is_a_label_even_when_it_is_the_pad_token(tiny_model_dir: Callable[[str], Path]) -> None:
     from texttune.backbones import load_backbone
     from texttune.config import RunConfig
-    from texttune.tasks.causal_lm import CausalLMOptions
     from texttune.data import from_lists
-    from texttune.tasks.causal_lm import CausalLMTask
+    from texttune.tasks.causal_lm import CausalLMOptions, CausalLMTask
 
     backbone = load_backbone(str(tiny_model_dir("llama-chat")))  # pad = eos = <|im_end|>
     task = CausalLMTask(CausalLMOptions(max_length=16, pad_last_chunk=True))
@@ -165,7 +164,8 @@ def test_from_scratch_resume_keeps_the_trained_tokenizer(corpus: Path, tmp_path:
     assert read_json(out / "model" / "tokenizer.json") == json.loads(tokenizer)
 
 
-def test_from_scratch_cannot_predict_before_fit_or_take_a_backbone(tiny_model_dir: Callable[[str], Path], corpus: Path, cli: Cli, tmp_path: Path) -> None:
+def test_from_scratch_cannot_predict_before_fit_or_take_a_backbone(tiny_model_dir: Callable[[str], Path], corpus: Path,
+                                                                   cli: Cli, tmp_path: Path) -> None:
     from texttune import CausalLM
     from texttune.errors import ConfigError
 

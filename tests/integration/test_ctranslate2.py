@@ -16,10 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from ct2_models import KINDS, TEXTS, build_model_dir, require_ctranslate2
 
 from texttune.api import CausalLM, Summarization, load
 from texttune.errors import BackboneError, ConfigError
+from ct2_models import KINDS, TEXTS, build_model_dir, require_ctranslate2
 
 
 @pytest.fixture(scope="module", autouse=True)

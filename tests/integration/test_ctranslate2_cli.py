@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ct2_models import TEXTS, build_model_dir, require_ctranslate2
-from run_files import assert_user_error, read_json, read_jsonl
 
 from texttune.api import Summarization, load
 from texttune.config import serve_config
 from texttune.serving import ModelPredictor, create_app
+from ct2_models import TEXTS, build_model_dir, require_ctranslate2
+from run_files import assert_user_error, read_json, read_jsonl
 
 Cli = Callable[..., tuple[int, str, str]]
 
@@ -137,7 +137,8 @@ def test_backend_flag_errors(cli: Cli, t5_dir: Path, tiny_model_dir: Callable[[s
 def test_serve_on_ctranslate2(t5_dir: Path, ready_client: Callable[..., Any], tmp_path: Path) -> None:
     expected = load(t5_dir).predict(TEXTS, max_new_tokens=8)
     config = serve_config({"backend": "ctranslate2", "compute_type": "float32", "threads": 1})
-    app = create_app(config=config, load=lambda: ModelPredictor(t5_dir, backend="ctranslate2", compute_type="float32", threads=1))
+    app = create_app(config=config, load=lambda: ModelPredictor(t5_dir, load=load, backend="ctranslate2",
+                                                                     compute_type="float32", threads=1))
     with ready_client(app) as client:
         info = client.get("/v1/model").json()
         assert info["backend"]["name"] == "ctranslate2" and info["backend"]["compute_type"] == "float32"
@@ -148,7 +149,7 @@ def test_serve_on_ctranslate2(t5_dir: Path, ready_client: Callable[..., Any], tm
     from texttune.inference.ct2_export import export
 
     export(t5_dir, output=exported, quantization="float32")
-    with ready_client(create_app(config=serve_config({}), load=lambda: ModelPredictor(exported))) as client:
+    with ready_client(create_app(config=serve_config({}), load=lambda: ModelPredictor(exported, load=load))) as client:
         assert client.get("/v1/model").json()["backend"]["name"] == "ctranslate2"
         assert client.post("/v1/predict", json={"inputs": TEXTS, "max_new_tokens": 8}).json()["outputs"] == expected
 

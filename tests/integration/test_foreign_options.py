@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from run_files import assert_user_error
 from texttune.api import api_class
 from texttune.errors import ConfigError
+from run_files import assert_user_error
 
 Cli = Callable[..., tuple[int, str, str]]
 

@@ -124,9 +124,8 @@ def test_whole_word_masking_masks_every_piece_of_a_word(tiny_model_dir: Callable
 
     from texttune.backbones import load_backbone
     from texttune.config import RunConfig
-    from texttune.tasks.masked_lm import MaskedLMOptions
     from texttune.data import from_lists
-    from texttune.tasks.masked_lm import MaskedLMTask
+    from texttune.tasks.masked_lm import MaskedLMOptions, MaskedLMTask
 
     torch.manual_seed(0)
     task = MaskedLMTask(MaskedLMOptions(whole_word_masking=True, mlm_probability=0.4, max_length=32))
@@ -152,9 +151,11 @@ def test_whole_word_masking_masks_every_piece_of_a_word(tiny_model_dir: Callable
     assert words_seen > 0  # the sample has multi-piece words, so the check meant something
 
 
-def test_decoder_backbone_is_refused_without_a_model_dir(tiny_model_dir: Callable[[str], Path], corpus: Path, cli: Cli, tmp_path: Path) -> None:
+def test_decoder_backbone_is_refused_without_a_model_dir(tiny_model_dir: Callable[[str], Path], corpus: Path, cli: Cli,
+                                                         tmp_path: Path) -> None:
     out = tmp_path / "run"
-    code, _, err = cli("-q", "train", "masked-lm", "--backbone", tiny_model_dir("llama"), "--train-file", corpus, "--output-dir", out, *FAST)
+    code, _, err = cli("-q", "train", "masked-lm", "--backbone", tiny_model_dir("llama"), "--train-file", corpus,
+                       "--output-dir", out, *FAST)
     assert_user_error(code, err, "encoder backbone", "causal-lm")
     assert not (out / "model").exists()
 
@@ -162,11 +163,13 @@ def test_decoder_backbone_is_refused_without_a_model_dir(tiny_model_dir: Callabl
 def test_text_column_holding_numbers_is_refused(tiny_model_dir: Callable[[str], Path], cli: Cli, tmp_path: Path) -> None:
     data = tmp_path / "numbers.jsonl"
     data.write_text("".join(json.dumps({"text": n}) + "\n" for n in range(5)), encoding="utf-8")
-    code, _, err = cli("-q", "train", "masked-lm", "--backbone", tiny_model_dir("bert"), "--train-file", data, "--output-dir", tmp_path / "r", *FAST)
+    code, _, err = cli("-q", "train", "masked-lm", "--backbone", tiny_model_dir("bert"), "--train-file", data,
+                       "--output-dir", tmp_path / "r", *FAST)
     assert_user_error(code, err, "numbers.jsonl line 1", "'text'", "not text")
 
 
-def test_chunks_longer_than_the_backbone_reads_are_refused(tiny_model_dir: Callable[[str], Path], corpus: Path, cli: Cli, tmp_path: Path) -> None:
+def test_chunks_longer_than_the_backbone_reads_are_refused(tiny_model_dir: Callable[[str], Path], corpus: Path, cli: Cli,
+                                                           tmp_path: Path) -> None:
     code, _, err = cli("-q", "train", "masked-lm", "--backbone", tiny_model_dir("bert"), "--train-file", corpus,
                        "--output-dir", tmp_path / "run", "--max-length", "1000", "--max-steps", "1")
     assert_user_error(code, err, "--max-length 1000", "at most 512")

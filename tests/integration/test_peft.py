@@ -150,6 +150,7 @@ def test_merged_and_separate_saves_predict_the_same(trained: Callable[[str], Any
 
 def test_api_save_keeps_adapters_separate_and_serve_reads_them(trained: Callable[[str], Any], tmp_path: Path,
                                                                ready_client: Callable[..., Any]) -> None:
+    from texttune.api import load
     from texttune.config import serve_config
     from texttune.serving import ModelPredictor, create_app
 
@@ -158,7 +159,7 @@ def test_api_save_keeps_adapters_separate_and_serve_reads_them(trained: Callable
     assert (saved / "adapter_model.safetensors").is_file() and not (saved / "model.safetensors").exists()
     text = "John lives in Paris"
     expected = texttune.load(saved).predict([text])
-    app = create_app(config=serve_config({}), load=lambda: ModelPredictor(saved))
+    app = create_app(config=serve_config({}), load=lambda: ModelPredictor(saved, load=load))
     with ready_client(app) as client:
         response = client.post("/v1/predict", json={"inputs": [text]})
         assert response.status_code == 200, response.text

@@ -7,9 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from lightning.pytorch.callbacks import Callback
+from safetensors.torch import load_file
 
 from texttune.cli.main import main
 from texttune.engine import finetune as fit_module

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from run_files import read_json, read_jsonl
 
 DATA = Path(__file__).resolve().parents[1] / "data"

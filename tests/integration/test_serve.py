@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from texttune.api import load
 from texttune.config import GENERATION_OPTIONS, serve_config
 from texttune.errors import DataError
 from texttune.serving import ModelPredictor, create_app
@@ -32,7 +33,7 @@ def t5_dir(t5_summarizer: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def keyed(t5_dir: Path, ready_client: Callable[..., Any]) -> Iterator[TestClient]:
-    with ready_client(create_app(config=serve_config({}), load=lambda: ModelPredictor(t5_dir), api_key=KEY)) as client:
+    with ready_client(create_app(config=serve_config({}), load=lambda: ModelPredictor(t5_dir, load=load), api_key=KEY)) as client:
         yield client
 
 

@@ -173,7 +173,8 @@ def test_a_busy_port_and_a_directory_without_a_model(cli: Callable[..., tuple[in
 
 
 def test_serving_never_imports_the_training_engine(t5_dir: Path) -> None:
-    probe = ("import sys; from texttune.serving import ModelPredictor; p = ModelPredictor(sys.argv[1]); "
+    probe = ("import sys; from texttune.api import load; from texttune.serving import ModelPredictor; "
+             "p = ModelPredictor(sys.argv[1], load=load); "
              "p.predict(['hello'], {'max_new_tokens': 2}); "
              "print(sorted(m for m in sys.modules if m.startswith(('texttune.engine', 'lightning'))))")
     out = subprocess.run([sys.executable, "-c", probe, str(t5_dir)], capture_output=True, text=True, timeout=120,

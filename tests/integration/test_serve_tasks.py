@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from texttune.api import load
 from texttune.config import serve_config
 from texttune.serving import ModelPredictor, create_app
 
@@ -21,7 +22,7 @@ from texttune.serving import ModelPredictor, create_app
 @pytest.fixture
 def serve(ready_client: Callable[..., Any]) -> Callable[[Path], Any]:
     """``with serve(model_dir) as client:`` the model behind a default-configured app."""
-    return lambda model_dir: ready_client(create_app(config=serve_config({}), load=lambda: ModelPredictor(model_dir)))
+    return lambda model_dir: ready_client(create_app(config=serve_config({}), load=lambda: ModelPredictor(model_dir, load=load)))
 
 
 @pytest.fixture(scope="module")

@@ -20,12 +20,12 @@ from typing import Any, ClassVar
 
 import pytest
 
-from run_files import assert_user_error, read_json, read_jsonl
 from texttune.config import GenerationConfig, RunConfig, option
 from texttune.data import ColumnRole
 from texttune.errors import BackboneError
 from texttune.tasks import TASKS
 from texttune.tasks.base import pad_batch
+from run_files import assert_user_error, read_json, read_jsonl
 
 Cli = Callable[..., tuple[int, str, str]]
 FAST = ["--max-steps", "3", "--batch-size", "4", "--no-progress-bar", "--learning-rate", "1e-3"]
@@ -191,6 +191,7 @@ def test_help_lists_only_its_options_and_refuses_others(cli: Cli, data: Path, tm
 def test_api_class_and_serving(tiny_model_dir: Callable[[str], Path], data: Path, tmp_path: Path,
                                ready_client: Callable[..., Any]) -> None:
     import texttune
+    from texttune.api import load
     from texttune.config import serve_config
     from texttune.errors import ConfigError
     from texttune.serving import ModelPredictor, create_app
@@ -204,7 +205,7 @@ def test_api_class_and_serving(tiny_model_dir: Callable[[str], Path], data: Path
     with pytest.raises(ConfigError, match="'top_labels' must be in"):
         model.predict(["the owl"], top_labels=50)
 
-    app = create_app(config=serve_config({}), load=lambda: ModelPredictor(tmp_path / "run"))
+    app = create_app(config=serve_config({}), load=lambda: ModelPredictor(tmp_path / "run", load=load))
     with ready_client(app) as client:
         ok = client.post("/v1/predict", json={"inputs": ["the cat", "the road"], "top_labels": 2})
         assert ok.status_code == 200 and [len(o["labels"]) for o in ok.json()["outputs"]] == [2, 2]

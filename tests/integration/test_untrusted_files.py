@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from run_files import assert_user_error
 from texttune.errors import BackboneError
+from run_files import assert_user_error
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 Cli = Callable[..., tuple[int, str, str]]
@@ -94,10 +94,11 @@ def test_the_cli_commands_refuse_pickled_weights(pickled_model: Path, marker: Pa
 
 
 def test_the_server_predictor_refuses_pickled_weights(pickled_model: Path, marker: Path) -> None:
+    from texttune.api import load
     from texttune.serving import ModelPredictor
 
     with pytest.raises(BackboneError, match="pytorch_model.bin"):
-        ModelPredictor(pickled_model)
+        ModelPredictor(pickled_model, load=load)
     assert not marker.exists()
 
 

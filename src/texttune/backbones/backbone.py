@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from texttune.backbones.hub import hub_reachable
 from texttune.errors import BackboneError
+from texttune.hub import hub_reachable
 
 T5_STYLE = {"t5", "mt5", "umt5", "longt5"}  # trained with task prefixes such as "summarize: "
 

@@ -14,12 +14,13 @@ from typing import Any
 
 from texttune.backbones.aliases import ALIASES, resolve_alias
 from texttune.backbones.backbone import Backbone
-from texttune.backbones.hub import hub_reachable
 from texttune.backbones.scratch import is_scratch, scratch_backbone
 from texttune.errors import BackboneError, ConfigError, choices
+from texttune.hub import hub_reachable
 
 # Encoder-only models that transformers also lists under causal LM (as decoders of an EncoderDecoder).
-_ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "electra", "distilbert", "deberta", "deberta-v2", "camembert", "albert", "ernie", "mpnet", "megatron-bert"}
+_ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "electra", "distilbert", "deberta", "deberta-v2", "camembert", "albert",
+                  "ernie", "mpnet", "megatron-bert"}
 
 
 def detect_family(config: Any) -> str:

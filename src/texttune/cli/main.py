@@ -11,7 +11,6 @@ import json
 import logging
 import sys
 from pathlib import Path
-
 from typing import Any
 
 from texttune._version import __version__
@@ -61,7 +60,8 @@ def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
     tasks = train.add_subparsers(dest="task", metavar="TASK", required=True)
     for name, cls in TASKS.items():
         p = tasks.add_parser(name, parents=[common], help=cls.description, description=f"Fine-tune for {name}: {cls.description}.")
-        p.add_argument("--config", dest="_config", metavar="YAML", help="Read options from a YAML file (keys are option names); flags override it.")
+        p.add_argument("--config", dest="_config", metavar="YAML", help="Read options from a YAML file (keys are option names); flags "
+                                                                        "override it.")
         add_columns(p, [(r.role, r.help, r.defaults) for r in cls().roles])
         add_section(p, "data", only=TRAIN_DATA_OPTIONS)
         add_section(p, "task", cls=cls.options, title=f"{name} options")
@@ -72,7 +72,8 @@ def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="texttune", description="Fine-tune, evaluate, run and serve transformer models for text tasks, offline.")
+    parser = argparse.ArgumentParser(prog="texttune", description="Fine-tune, evaluate, run and serve transformer models for text tasks, "
+                                                                  "offline.")
     parser.add_argument("--version", action="version", version=f"texttune {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="Only print results and errors.")
     # -q also after the subcommand; SUPPRESS keeps the subparser from resetting a -q given before it.
@@ -122,16 +123,20 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="texttune runs [DIR]\n  List the run directories under DIR (default: the current directory): task, backbone,\n"
                     "  data, status, steps, main metric (zero-shot -> fine-tuned), duration, start time.\n"
-                    "texttune runs compare RUN RUN [RUN ...]\n  The config options that differ between the runs, their metrics side by side\n"
+                    "texttune runs compare RUN RUN [RUN ...]\n  The config options that differ between the runs, their metrics side by "
+                    "side\n"
                     "  (best marked) and each run's status, steps and duration.\n"
                     "A first word 'compare' always means the comparison: list a directory named compare\n"
                     "as ./compare.")
-    runs.add_argument("words", nargs="*", metavar="DIR | compare RUN RUN", help="A directory to search, or 'compare' and two or more run directories.")
+    runs.add_argument("words", nargs="*", metavar="DIR | compare RUN "
+                                                  "RUN", help="A directory to search, or 'compare' and two or more run directories.")
     runs.add_argument("--depth", type=int, default=3, help="How many directory levels below DIR to search (default: 3).")
     runs.add_argument("--json", action="store_true", help="Print JSON instead of a table (for scripts).")
 
-    demo = sub.add_parser("demo", parents=[common], help="Fine-tune the default offline backbone on bundled Debian summaries (~5 min on 2 CPU cores).")
-    demo.add_argument("--output-dir", default="runs/demo", help="Run directory (default: runs/demo; replaced if it is a previous demo run).")
+    demo = sub.add_parser("demo", parents=[common], help="Fine-tune the default offline backbone on bundled Debian summaries (~5 min on 2 "
+                                                         "CPU cores).")
+    demo.add_argument("--output-dir", default="runs/demo", help="Run directory (default: runs/demo; replaced if it is a previous demo "
+                                                                "run).")
     demo.add_argument("--backbone", default=None, help="Backbone to use instead of the summarization default.")
     demo.add_argument("--max-steps", type=int, default=None, help=f"Training steps (default: {DEMO_OPTIONS['max_steps']}).")
     return parser
@@ -271,11 +276,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from texttune.api import load
     from texttune.config import serve_config
     from texttune.serving import serve
 
     config = serve_config(given(args, exclude={"command", "quiet", "model_dir"}))
-    return serve(args.model_dir, config=config)
+    return serve(args.model_dir, config=config, load_model=load)
 
 
 def cmd_export(args: argparse.Namespace) -> int:

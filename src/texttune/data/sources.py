@@ -2,7 +2,8 @@
 
 Supported: CSV, TSV, JSON (a list of objects, or ``{"data": [...]}``, or the
 official SQuAD layout, flattened to one row per question), JSONL,
-Parquet, plain text (``.txt``: one document per non-empty line, column ``text``), CoNLL-style column files (``.conll``, ``.iob``, ``.iob2``, ``.bio``; see
+Parquet, plain text (``.txt``: one document per non-empty line, column ``text``), CoNLL-style
+column files (``.conll``, ``.iob``, ``.iob2``, ``.bio``; see
 :mod:`texttune.data.conll`), a directory written by ``datasets.save_to_disk``,
 in-memory lists, and a hub dataset name (through ``datasets``, online only). Every error names the file
 and, where it can, the line or row, because "ArrowInvalid: JSON parse error" on
@@ -22,6 +23,7 @@ from texttune.data.conll import parse_conll
 from texttune.data.large import is_large, load_memory_mapped
 from texttune.data.squad import flatten_squad, is_squad_layout
 from texttune.errors import DataError, choices
+from texttune.hub import hub_reachable
 
 FORMATS = {
     ".csv": "csv",
@@ -338,8 +340,6 @@ def _load_saved(path: Path, split: str) -> Table:
 
 
 def _load_hub(name: str, split: str) -> Table:
-    from texttune.backbones.hub import hub_reachable
-
     if not hub_reachable():
         raise DataError(
             f"{name}: no such file, and the dataset hub cannot be reached (offline). "

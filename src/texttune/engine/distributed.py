@@ -138,7 +138,8 @@ def synced_generation(model: Any, enabled: bool) -> Iterator[None]:
         del model.generate  # the class's method again
 
 
-def evaluate_everywhere(task: Any, model: Any, rows: Any, *, generation: Any, sharded: bool) -> tuple[dict[str, float], list[dict[str, Any]]]:
+def evaluate_everywhere(task: Any, model: Any, rows: Any, *, generation: Any,
+                        sharded: bool) -> tuple[dict[str, float], list[dict[str, Any]]]:
     """``task.evaluate`` on ``rows`` split across the processes; the same (metrics, records) on every rank.
 
     Tasks whose records carry their own references (``score_records``) are

@@ -16,19 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from texttune.backbones import Backbone
-from texttune.backbones.adapters import finish_training, parameter_counts, prepare_model
+from texttune.backbones.adapters import parameter_counts, prepare_model
 from texttune.config import RunConfig
 from texttune.data import Table, holdout, take
+from texttune.engine.auto_batch import resolve_batch_size
+from texttune.engine.features import encode_cached
+from texttune.engine.preflight import check_free_space, check_writable
+from texttune.engine.recording import evaluation_recorder, record_data, record_model, record_plots, record_saved_model
 from texttune.errors import ConfigError, TexttuneError
 from texttune.metrics.registry import higher_is_better
-from texttune.runs import RunDir, save_model_dir
-from texttune.runs.model_dir import model_metadata
+from texttune.runs import RunDir
 from texttune.runs.environment import environment
-from texttune.engine.auto_batch import resolve_batch_size
-from texttune.engine.preflight import check_free_space, check_writable
-from texttune.engine.features import encode_cached
-from texttune.engine.recording import evaluation_recorder, record_data, record_model, record_plots, record_saved_model
 from texttune.runs.files import write_json, write_jsonl
+from texttune.tasks.saving import save_trained
 
 log = logging.getLogger("texttune")
 
@@ -359,12 +359,8 @@ def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: B
     final_eval_s = time.perf_counter() - started
     write_jsonl(run.predictions, predictions)
     log.info("fine-tuned: %s", metrics)
-    peft = finish_training(backbone, options=config.peft)  # merges the adapters unless --no-merge-adapters
-    model = backbone.model
-    task.finalize_model(model)
-    metadata = model_metadata(task=task, backbone=backbone, columns=config.data.columns, peft=peft,
-                              trained_steps=trainer.global_step)
-    model_dir = save_model_dir(run.model, model=model, tokenizer=backbone.tokenizer, metadata=metadata, adapter=backbone.peft)
+    model_dir = save_trained(task, backbone, run.model, columns=config.data.columns, peft=config.peft,
+                             trained_steps=trainer.global_step)
     record_saved_model(run, model_dir)
     all_metrics = run.update_metrics(fine_tuned=metrics, best_checkpoint=best or None, steps=int(trainer.global_step),
                                      timing=_timing(module, timing, final_eval_s))

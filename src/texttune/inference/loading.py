@@ -14,8 +14,7 @@ from typing import Any
 
 from texttune.errors import BackboneError, ConfigError
 from texttune.inference.ct2_backend import default_compute_type, default_device, open_model, require_ctranslate2
-from texttune.inference.ct2_export import (EXPORT_CONFIG_DIR, QUANTIZATIONS, cached_conversion, check_supported,
-                                           generation_config, is_export)
+from texttune.inference.ct2_export import EXPORT_CONFIG_DIR, QUANTIZATIONS, cached_conversion, check_supported, generation_config, is_export
 from texttune.inference.options import CTRANSLATE2, TRANSFORMERS, InferenceConfig
 
 

@@ -18,8 +18,17 @@ from typing import Any
 
 from texttune.errors import ConfigError
 from texttune.runs.catalog import (
-    RunInfo, finite, format_duration, format_value, higher_is_better, is_run_dir, read_config, read_metrics, read_run,
-    shorten, table,
+    RunInfo,
+    finite,
+    format_duration,
+    format_value,
+    higher_is_better,
+    is_run_dir,
+    read_config,
+    read_metrics,
+    read_run,
+    shorten,
+    table,
 )
 
 #: Options that differ between any two runs by construction: not compared.
@@ -189,7 +198,8 @@ def format_comparison(comparison: Comparison) -> str:
     out.append("")
     if c.metrics:
         lower = sorted({m.name for m in c.metrics if m.higher_is_better is False})
-        out.append("metrics (fine-tuned unless marked zero-shot; * = best" + (f"; lower is better for {', '.join(lower)}" if lower else "") + ")")
+        out.append("metrics (fine-tuned unless marked zero-shot; * = "
+                   "best" + (f"; lower is better for {', '.join(lower)}" if lower else "") + ")")
         rows = [["metric", *labels]]
         for m in c.metrics:
             cells = [format_value(v) + ("*" if i in m.best else " ") for i, v in enumerate(m.values)]

@@ -69,7 +69,8 @@ class RunDir:
     def write_config(self, flat: dict[str, Any]) -> None:
         import yaml
 
-        write_text(self.config, "# texttune run configuration (reuse with --config)\n" + yaml.safe_dump(flat, sort_keys=False, allow_unicode=True))
+        write_text(self.config, "# texttune run configuration (reuse with "
+                                "--config)\n" + yaml.safe_dump(flat, sort_keys=False, allow_unicode=True))
 
     def set_status(self, state: str, **fields: Any) -> None:
         """Update status.json; the first call stamps ``started``, a final state ``finished`` and ``duration_s``."""

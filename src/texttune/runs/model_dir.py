@@ -10,6 +10,7 @@ full weights; ``texttune.json``'s ``peft`` entry names the backbone they apply t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,17 +36,16 @@ def model_metadata(*, task: Any, backbone: Any, columns: dict[str, str], peft: d
     }
 
 
-def save_model_dir(path: str | Path, *, model: Any, tokenizer: Any, metadata: dict[str, Any], adapter: Any = None) -> Path:
+def save_model_dir(path: str | Path, *, model: Any, tokenizer: Any, metadata: dict[str, Any],
+                   save_weights: Callable[[Path], None] | None = None) -> Path:
     """Write model, tokenizer and metadata to ``path`` atomically (temp dir + rename).
 
-    ``adapter``: the PeftModel of a model with unmerged LoRA adapters; then only the adapters and the
-    model config are written (``metadata["peft"]`` names the backbone they apply to).
+    ``save_weights(directory)`` writes the weights instead of ``model.save_pretrained`` (unmerged LoRA
+    adapters: only the adapters and the model config; ``metadata["peft"]`` names their backbone).
     """
     with atomic_directory(path) as tmp:
-        if adapter is not None:
-            from texttune.backbones.adapters import save_adapters
-
-            save_adapters(tmp, wrapped=adapter, model=model)
+        if save_weights is not None:
+            save_weights(tmp)
         else:
             model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)

@@ -260,7 +260,7 @@ def _draw_metric(fig: Any, run_dir: Path) -> bool:
     baselines = metrics.get("baselines") if isinstance(metrics.get("baselines"), dict) else {}
     references += [(f"baseline {b}", v.get(name)) for b, v in baselines.items() if isinstance(v, dict)]
     styles = ["dotted", "dashed", "dashdot", (0, (5, 1)), (0, (3, 1, 1, 1, 1, 1))]
-    for (label, value), style in zip([(l, number(v)) for l, v in references], styles * 4):
+    for (label, value), style in zip([(ref, number(v)) for ref, v in references], styles * 4):
         if value is not None:
             ax.axhline(value, linestyle=style, color="tab:gray" if label != "zero-shot" else "tab:red",
                        linewidth=1.2, label=f"{label} ({value:.4g})")

@@ -9,12 +9,14 @@ model needs ``texttune.api.load`` and the task's own ``predict``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Protocol
 
 from texttune._version import __version__
 from texttune.config import GENERATION_OPTIONS, GenerationConfig
+from texttune.runs import find_model_dir, read_metadata
 
 
 class Predictor(Protocol):
@@ -69,14 +71,15 @@ def unencodable(row: Any) -> str | None:
 
 
 class ModelPredictor:
-    """A model saved by texttune (any task), loaded with :func:`texttune.api.load`."""
+    """A model saved by texttune (any task), loaded with ``load`` (:func:`texttune.api.load`).
 
-    def __init__(self, model_dir: str | Path, *, backend: str | None = None, compute_type: str | None = None,
-                 threads: int | None = None) -> None:
+    The loader is passed in: serving sits below the API layer (DEVELOPERS.md) and never imports it,
+    so the server cannot reach training code; ``texttune serve`` hands it ``texttune.load``.
+    """
+
+    def __init__(self, model_dir: str | Path, *, load: Callable[..., Any], backend: str | None = None,
+                 compute_type: str | None = None, threads: int | None = None) -> None:
         """``backend``, ``compute_type``, ``threads``: as :func:`texttune.api.load` (``--backend`` and friends)."""
-        from texttune.api import load
-        from texttune.runs import find_model_dir, read_metadata
-
         self.model_dir = find_model_dir(model_dir)
         self.metadata = read_metadata(self.model_dir)
         self.model = load(self.model_dir, backend=backend, compute_type=compute_type, threads=threads)

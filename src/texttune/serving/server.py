@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -81,8 +82,10 @@ def _graceful_server(config: object) -> object:
     return Server(config)  # type: ignore[arg-type]
 
 
-def serve(model_dir: str | Path, *, config: ServeConfig, announce: TextIO = sys.stdout) -> int:
+def serve(model_dir: str | Path, *, config: ServeConfig, load_model: Callable[..., Any], announce: TextIO = sys.stdout) -> int:
     """Serve the model saved in ``model_dir`` (a run or model directory) until SIGTERM/Ctrl-C. Returns 0.
+
+    ``load_model``: how a saved model is loaded (:func:`texttune.api.load`, passed in by the CLI).
 
     Raises a TexttuneError before listening when the directory is not a model, the
     port is taken or the API key variable is empty, and after listening when the
@@ -117,7 +120,8 @@ def serve(model_dir: str | Path, *, config: ServeConfig, announce: TextIO = sys.
             server.should_exit = True
 
     def load() -> ModelPredictor:
-        return ModelPredictor(found, backend=config.backend, compute_type=config.compute_type, threads=config.threads)
+        return ModelPredictor(found, load=load_model, backend=config.backend, compute_type=config.compute_type,
+                              threads=config.threads)
 
     app = create_app(config=config, load=load, api_key=api_key, on_load_failure=stop_on_failure)
     server = _graceful_server(uvicorn.Config(

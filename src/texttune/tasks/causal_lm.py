@@ -56,7 +56,8 @@ class CausalLMTask:
     generates: ClassVar[bool] = True
     heads: ClassVar[tuple[str, ...]] = ()  # the LM head is tied to the embeddings or pretrained
     description: ClassVar[str] = "causal language modelling on plain text: fine-tune a decoder or train one from scratch (perplexity)"
-    roles: ClassVar[tuple[ColumnRole, ...]] = (replace(TEXT_ROLE, help="plain text (one document per row); for predict, the prompt to continue"),)
+    roles: ClassVar[tuple[ColumnRole, ...]] = (replace(TEXT_ROLE, help="plain text (one document per row); for predict, the prompt to "
+                                                                       "continue"),)
     input_keys: ClassVar[tuple[str, ...]] = ("text",)
     main_metric: ClassVar[str] = "perplexity"
     metric_names: ClassVar[tuple[str, ...]] = ("perplexity", "loss")

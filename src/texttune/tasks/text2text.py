@@ -20,7 +20,8 @@ from texttune.tasks.base import pad_batch
 from texttune.tasks.causal_loss import supports_target_only, target_only_loss
 from texttune.tasks.prompting import PromptFormat
 
-LANGUAGES = {"en": "English", "fr": "French", "de": "German", "ro": "Romanian", "es": "Spanish", "it": "Italian", "pt": "Portuguese", "nl": "Dutch"}
+LANGUAGES = {"en": "English", "fr": "French", "de": "German", "ro": "Romanian", "es": "Spanish", "it": "Italian",
+             "pt": "Portuguese", "nl": "Dutch"}
 
 
 def position_limit(config: Any) -> int | None:
