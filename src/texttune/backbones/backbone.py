@@ -40,7 +40,7 @@ class Backbone:
         """Whether the weights are new (``scratch:SIZE``) rather than pretrained: LoRA has nothing to adapt."""
         return False
 
-    def initialise(self, rows: Any, *, directory: Path, min_positions: int = 0) -> dict[str, Any]:
+    def initialise(self, rows: Any, *, directory: Path) -> dict[str, Any]:
         """Called once by the recipe with the training rows before the task binds; a pretrained backbone needs nothing."""
         return {}
 

@@ -22,7 +22,7 @@ from texttune.errors import ConfigError, choices
 PREFIX = "scratch:"
 DEFAULT_VOCAB_SIZE = 8000
 MIN_VOCAB = 300  # 256 byte symbols come first in a byte-level BPE vocabulary
-MIN_POSITIONS = 2048
+POSITIONS = 2048  # longest sequence a new model reads (tasks refuse longer chunks with a clear message)
 END_OF_TEXT = "<|endoftext|>"  # the one special token of a from-scratch tokenizer: BOS, EOS and padding
 # Llama shapes: small enough to train on a CPU in minutes.
 SIZES: dict[str, dict[str, int]] = {
@@ -52,7 +52,7 @@ class ScratchBackbone(Backbone):
             raise ConfigError(f"a {self.name} model exists only after training; call fit() (texttune train) first")
         return super().load_model(auto_class, model_kwargs=model_kwargs)
 
-    def initialise(self, rows: Any, *, directory: Path, min_positions: int = 0) -> dict[str, Any]:
+    def initialise(self, rows: Any, *, directory: Path) -> dict[str, Any]:
         """Train the tokenizer on every text column of ``rows``, random-initialise the model, save both to ``directory``."""
         from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM
 
@@ -62,10 +62,9 @@ class ScratchBackbone(Backbone):
             self.source, self.tokenizer, self.config = str(directory), AutoTokenizer.from_pretrained(directory), \
                 AutoConfig.from_pretrained(directory)
             return {"init_model": str(directory)}
-        positions = max(min_positions, MIN_POSITIONS)
-        tokenizer = train_tokenizer(_texts(rows), vocab_size=self.vocab_size, max_length=positions)
+        tokenizer = train_tokenizer(_texts(rows), vocab_size=self.vocab_size, max_length=POSITIONS)
         eos = tokenizer.eos_token_id
-        config = type(self.config)(**{**self.config.to_dict(), "vocab_size": len(tokenizer), "max_position_embeddings": positions,
+        config = type(self.config)(**{**self.config.to_dict(), "vocab_size": len(tokenizer), "max_position_embeddings": POSITIONS,
                                       "bos_token_id": eos, "eos_token_id": eos, "pad_token_id": eos})
         model = LlamaForCausalLM(config)  # random weights from the torch RNG the recipe seeded with --seed
         model.generation_config.eos_token_id = model.generation_config.pad_token_id = eos

@@ -225,8 +225,7 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         stream = _stream_of(train, validation)  # --streaming: the stream trains, its first rows stand for it here
         train, val = split_data(config, stream.sample if stream else train, validation)
         # A scratch:SIZE backbone trains its tokenizer and initialises its weights on the training rows here.
-        initialised = backbone.initialise(train.rows, directory=run.root / "init-model",
-                                          min_positions=getattr(config.task_options, "max_length", 0) or 0)
+        initialised = backbone.initialise(train.rows, directory=run.root / "init-model")
         task.bind(backbone, config)
         learned = {**task.learn(train.rows), **initialised}
         if backbone.model is None:  # the head may depend on what learn() found (e.g. labels)
