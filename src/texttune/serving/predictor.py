@@ -102,7 +102,7 @@ class ModelPredictor:
             "inputs": [r.role for r in self.model.input_roles()],
             "options": list(self.options),
             "labels": list(labels) if labels else None,
-            "mask_token": getattr(self.model.backbone.tokenizer, "mask_token", None) if self.task == "masked-lm" else None,
+            "mask_token": getattr(task, "mask_token", None),  # a task whose inputs hold a mask token says which
             "generation_defaults": gen,
             "backend": self.backend_info(),
             "texttune_version": self._version,

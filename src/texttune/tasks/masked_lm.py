@@ -99,8 +99,13 @@ class MaskedLMTask:
         self._collator = DataCollatorForLanguageModeling(
             tokenizer, mlm_probability=self.mlm_probability, whole_word_mask=self.whole_word_masking, **replace)
 
+    @property
+    def mask_token(self) -> str | None:
+        """The token predict inputs mark the missing word with (``[MASK]`` for BERT); None before bind/restore."""
+        return None if self.tokenizer is None else self.tokenizer.mask_token
+
     def learn(self, train_rows: Any) -> dict[str, Any]:
-        return {"max_length": self.max_length, "mask_token": self.tokenizer.mask_token}
+        return {"max_length": self.max_length, "mask_token": self.mask_token}
 
     def model_kwargs(self) -> dict[str, Any]:
         return {}  # the MLM head ties its output to the input embeddings; a missing head is created
