@@ -15,6 +15,7 @@ another task.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -24,14 +25,19 @@ from typing import Any, ClassVar
 
 from texttune.config import RunConfig, generation_from_mapping
 from texttune.config_checks import check_limit
+from texttune.config_resume import resumed_options
+from texttune.config_yaml import read_yaml
 from texttune.data import Table, select_columns, take
 from texttune.errors import ConfigError
 from texttune.inference.backends import backend_name, refuse_backend
+from texttune.runs import RunDir
 from texttune.tasks import TASKS, task_class
 from texttune.tasks.base import text_input_row
 from texttune.tasks.registry import own_option_names, run_config, split_request_options
 from texttune.tasks.saving import save_trained
 from texttune.tasks.tables import DataArg, checked, input_roles, pairs_table, raw_table, task_table
+
+log = logging.getLogger("texttune")
 
 
 def _run_stamp() -> str:
@@ -113,16 +119,20 @@ class TaskModel:
         Returns a :class:`texttune.engine.FitResult` with the run directory and metrics.
         """
         from texttune.engine import fit as run_fit
-        from texttune.runs import RunDir
 
         refuse_backend(getattr(self._backbone, "model", None), "trained")
         named = {"max_epochs": max_epochs, "max_steps": max_steps, "batch_size": batch_size, "learning_rate": learning_rate}
         extra = {k: v for k, v in named.items() if v is not None} | (options or {})
         extra |= {f"{role}_column": col for role, col in (columns or {}).items()}
-        if output_dir is None:
-            output_dir = Path("texttune-runs") / f"{self.task_name}-{_run_stamp()}"
-        extra["output_dir"] = str(output_dir)
-        self.config = config = run_config(self.task_name, {**self._options, **extra})
+        # A path is recorded in config.yaml, so the run says what it trained on (and --resume finds it again).
+        extra |= {f"{k}_file": str(v) for k, v in (("train", train), ("validation", validation))
+                  if isinstance(v, (str, Path)) and f"{k}_file" not in extra}
+        extra["output_dir"] = str(output_dir or Path("texttune-runs") / f"{self.task_name}-{_run_stamp()}")
+        config = self._configure({**self._options, **extra})
+        train = train if train is not None else config.data.train_file
+        validation = validation if validation is not None else config.data.validation_file
+        if train is None and inputs is None:
+            raise ConfigError("no training data: pass --train-file (or train_file in --config)")
         if config.data.streaming:  # read as training goes (docs/scaling.md, "Data larger than memory")
             from texttune.data.streaming import open_stream
 
@@ -136,8 +146,21 @@ class TaskModel:
             self._task, self._table(validation, split="validation", columns=config.data.columns), training=False)
         backbone = self._load_backbone()
         self.last_run = run_fit(task=self._task, backbone=backbone, config=config, train=train_table,
-                                validation=val_table, run=RunDir(Path(config.train.output_dir or output_dir)))
+                                validation=val_table, run=RunDir(Path(config.train.output_dir)))
         return self.last_run
+
+    def _configure(self, options: dict[str, Any]) -> RunConfig:
+        """``self.config`` for a run; with ``resume``, the run's own config.yaml is the base (config_resume)."""
+        saved = RunDir(Path(options["output_dir"])).config
+        if options.get("resume") and saved.is_file():
+            options, changes = resumed_options(task=self.task_name, given=options, saved=read_yaml(saved), source=saved,
+                                               build=lambda o: run_config(self.task_name, o))
+            for key, (old, new) in changes.items():
+                log.info("resuming with %s=%r (the run had %r); config.yaml records the new value", key, new, old)
+        before, self.config = self.config.task_options, run_config(self.task_name, options)
+        if self.config.task_options != before:  # e.g. the resumed run's lengths or labels
+            self._task = task_class(self.task_name)(self.config.task_options)
+        return self.config
 
     def _generation(self, overrides: dict[str, Any]) -> Any:
         base = asdict(self.config.generation)

@@ -194,13 +194,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     options = read_yaml(args._config) if args._config else {}
     options.update(given(args, exclude={"command", "task", "quiet"}))
     model = api_class(args.task).from_options(options)
-    train_file = model.config.data.train_file
-    if not train_file:
-        from texttune.errors import ConfigError
-
-        raise ConfigError("no training data: pass --train-file (or train_file in --config)")
-    result = model.fit(train=train_file, validation=model.config.data.validation_file,
-                       output_dir=model.config.train.output_dir)
+    # The data files come from the options (with --resume, from the run's own config.yaml).
+    result = model.fit(output_dir=model.config.train.output_dir)
     print(comparison_table(result.metrics))
     print(f"\nrun directory: {result.run_dir}\nmodel: {result.model_dir}")
     return 0

@@ -67,10 +67,13 @@ class RunDir:
             raise ConfigError(f"output directory {self.root} is not writable ({exc.strerror})") from None
 
     def write_config(self, flat: dict[str, Any]) -> None:
+        """config.yaml: what the run is, not how this process was started (``resume`` is left out, so a
+        ``--config`` rerun in a new directory starts afresh; ``--resume latest`` reads this file back)."""
         import yaml
 
-        write_text(self.config, "# texttune run configuration (reuse with "
-                                "--config)\n" + yaml.safe_dump(flat, sort_keys=False, allow_unicode=True))
+        described = {k: v for k, v in flat.items() if k != "resume"}
+        write_text(self.config, "# texttune run configuration (reuse with --config; "
+                                "continue with --resume latest)\n" + yaml.safe_dump(described, sort_keys=False, allow_unicode=True))
 
     def set_status(self, state: str, **fields: Any) -> None:
         """Update status.json; the first call stamps ``started``, a final state ``finished`` and ``duration_s``."""
