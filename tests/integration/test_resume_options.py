@@ -61,7 +61,7 @@ def test_a_changed_option_is_refused_and_config_yaml_kept(run: Path, cli: Cli, a
 def test_resuming_as_another_task_is_refused_naming_the_command(run: Path, cli: Cli) -> None:
     code, _, err = cli("-q", "train", "translation", "--resume", "latest", "--output-dir", run)
     assert code == 2
-    assert f"is a 'summarization' run, not a 'translation' one; continue it with 'texttune train summarization" in err
+    assert "is a 'summarization' run, not a 'translation' one; continue it with 'texttune train summarization" in err
 
 
 def test_the_api_resumes_from_the_run_directory_alone(run: Path) -> None:
