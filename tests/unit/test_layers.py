@@ -37,9 +37,12 @@ LAYERS: dict[str, int] = {
     "texttune.errors": 0,
     "texttune._version": 0,
     "texttune.hub": 0,
+    "texttune.files": 0,  # generic atomic writes, used by backbones, inference, runs and the engine
     "texttune.config": 0,
     "texttune.config_checks": 0,
     "texttune.config_yaml": 0,
+    "texttune.config_resume": 0,
+    "texttune.config_fields": 0,
     "texttune.peft_config": 0,
     # level 1: independent building blocks (none imports another)
     "texttune.data": 1,
@@ -79,10 +82,14 @@ SAME_LEVEL_ALLOWED: dict[str, set[str]] = {
     "texttune.peft_config": {"texttune.errors", "texttune._version"},
     # annotations only (under TYPE_CHECKING): config imports config_checks to run them
     "texttune.config_checks": {"texttune.errors", "texttune._version", "texttune.peft_config", "texttune.config"},
-    "texttune.config": {"texttune.errors", "texttune._version", "texttune.peft_config", "texttune.config_checks"},
+    "texttune.config_fields": {"texttune.errors"},
+    "texttune.config": {"texttune.errors", "texttune._version", "texttune.peft_config", "texttune.config_checks",
+                        "texttune.config_fields"},
     "texttune.config_yaml": {
         "texttune.errors", "texttune._version", "texttune.peft_config", "texttune.config_checks", "texttune.config",
+        "texttune.config_fields",
     },
+    "texttune.config_resume": {"texttune.errors", "texttune.config"},
 }
 
 #: Internal imports inside a function that are by design: importing texttune stays cheap.

@@ -336,8 +336,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def _limit(args: argparse.Namespace, name: str) -> int | None:
     """A ``--max-*-samples`` flag as a positive int (None when not given), checked like every option."""
-    from texttune.config import coerce
     from texttune.config_checks import check_limit
+    from texttune.config_fields import coerce
 
     value = getattr(args, name, None)
     return None if value is None else check_limit(name, coerce(name, value, int | None, None))
@@ -352,7 +352,7 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
 
 def _foreign_flag(args: argparse.Namespace, unknown: list[str]) -> str | None:
     """The one-line refusal of a flag that belongs to another task than ``texttune train TASK``'s, or None."""
-    from texttune.config import not_an_option
+    from texttune.config_fields import not_an_option
     from texttune.tasks.registry import option_owners
 
     if getattr(args, "command", None) != "train":

@@ -11,7 +11,8 @@ import argparse
 from dataclasses import fields
 from typing import Any
 
-from texttune.config import SECTIONS, ServeConfig, _allowed
+from texttune.config import SECTIONS, ServeConfig
+from texttune.config_fields import annotation_type
 from texttune.inference.options import InferenceConfig
 
 TITLES = {
@@ -46,7 +47,7 @@ def add_section(parser: argparse.ArgumentParser, section: str, *, only: set[str]
 def add_fields(group: Any, option_fields: list[Any], *, help_of: dict[str, str] | None = None) -> None:
     """One flag per dataclass field: type, choices, default and help from the field (``help_of`` overrides help)."""
     for f in option_fields:
-        base, _ = _allowed(f.type)
+        base, _ = annotation_type(f.type)
         help_text = (help_of or {}).get(f.name) or f.metadata.get("help", "")
         if f.default is not None and base is not bool:
             help_text += f" (default: {f.default})"

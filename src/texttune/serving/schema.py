@@ -12,7 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
-from texttune.config import ServeConfig, _allowed
+from texttune.config import ServeConfig
+from texttune.config_fields import annotation_type
 from texttune.tasks.registry import all_request_options, request_option_help
 
 #: One input: a text, or an object keyed by the task's inputs ({"question", "context"},
@@ -27,7 +28,7 @@ _CAPS: dict[str, str] = {"max_new_tokens": "max_new_tokens_limit", "min_new_toke
 def _option_field(name: str, by_task: dict[str, Any], config: ServeConfig) -> tuple[Any, Any]:
     """(annotation, pydantic Field) of one request option: its type, choices and bounds as declared, capped by the server."""
     f = next(iter(by_task.values()))  # tasks sharing a name share its type and bounds (top_k)
-    base, _ = _allowed(f.type)
+    base, _ = annotation_type(f.type)
     kind: Any = Literal[tuple(f.metadata["choices"])] if f.metadata.get("choices") else base
     bounds = dict(f.metadata.get("bounds") or {})
     if name in _CAPS:
