@@ -99,3 +99,24 @@ def test_a_tampered_converted_backbone_is_refused(tmp_path: Path, monkeypatch: p
     with pytest.raises(BackboneError, match="does not match the SHA-256 recorded"):
         aliases._build_cached("fake-alias", build)
     assert len(builds) == 1  # refused, not silently rebuilt over the evidence
+
+
+def test_an_interrupted_conversion_leaves_nothing_behind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The alias directory is built beside its final place and renamed in only when complete (texttune.files)."""
+    monkeypatch.setenv("TEXTTUNE_HOME", str(tmp_path / "home"))
+
+    def build(out: Path) -> None:
+        (out / "model.safetensors").write_bytes(CONTENT)
+        raise KeyboardInterrupt  # killed before the config was written
+
+    with pytest.raises(KeyboardInterrupt):
+        aliases._build_cached("fake-alias", build)
+    assert list((tmp_path / "home" / "backbones").iterdir()) == []  # no half directory, no temp directory
+
+    def complete(out: Path) -> None:
+        (out / "model.safetensors").write_bytes(CONTENT)
+        (out / "config.json").write_text("{}")
+
+    built = aliases._build_cached("fake-alias", complete)
+    assert sorted(p.name for p in built.iterdir()) == ["config.json", "model.safetensors", "texttune-manifest.json"]
+    assert [p.name for p in built.parent.iterdir()] == ["fake-alias"]

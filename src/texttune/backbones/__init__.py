@@ -2,6 +2,6 @@
 
 from texttune.backbones.aliases import ALIASES
 from texttune.backbones.backbone import Backbone
-from texttune.backbones.loading import detect_family, load_backbone, load_config, resolve_source
+from texttune.backbones.sources import detect_family, load_backbone, load_config, resolve_source
 
 __all__ = ["ALIASES", "Backbone", "detect_family", "load_backbone", "load_config", "resolve_source"]

@@ -202,7 +202,7 @@ def is_adapter_dir(metadata: dict[str, Any]) -> bool:
 
 def adapter_backbone(model_dir: Path, metadata: dict[str, Any]) -> Any:
     """The Backbone of an adapter directory: its backbone's weights, the adapters merged in, its own config and tokenizer."""
-    from texttune.backbones.loading import load_backbone, resolve_source
+    from texttune.backbones.sources import load_backbone, resolve_source
 
     base = metadata["peft"].get("base_model")
     try:

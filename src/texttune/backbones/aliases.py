@@ -16,13 +16,12 @@ import hashlib
 import importlib.metadata
 import json
 import os
-import shutil
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from texttune.errors import BackboneError
+from texttune.files import atomic_directory
 
 _CHUNK = 1 << 20
 
@@ -109,17 +108,10 @@ def _build_cached(name: str, build: Callable[[Path], None]) -> Path:
     target = cache_home() / "backbones" / name
     if target.exists() and _verify_manifest(target):
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
-    try:
+    with atomic_directory(target) as tmp:
         build(tmp)
         hashes = {p.name: sha256_file(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         (tmp / "texttune-manifest.json").write_text(json.dumps({"alias": name, "sha256": hashes}, indent=2))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

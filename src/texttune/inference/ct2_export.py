@@ -14,17 +14,14 @@ interrupted conversion leaves nothing behind.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from texttune._version import __version__
 from texttune.backbones.aliases import cache_home, sha256_file
 from texttune.errors import BackboneError, ConfigError, choices
+from texttune.files import atomic_directory, read_json, write_json
 from texttune.inference.ct2_backend import INSTALL_HINT, require_ctranslate2
-from texttune.runs.files import atomic_directory, read_json, write_json
 from texttune.runs.model_dir import METADATA_FILE, find_model_dir, read_metadata
 from texttune.tasks import TASKS
 
@@ -148,17 +145,11 @@ def cached_conversion(model_dir: Path, metadata: dict[str, Any], *, quantization
     target = cache_home() / "ctranslate2" / name
     if (target / "model.bin").is_file():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
-    try:
+    # keep_existing: another process may have finished the same conversion first
+    with atomic_directory(target, keep_existing=lambda existing: (existing / "model.bin").is_file()) as tmp:
         smoothed = convert(model_dir, tmp, quantization=quantization, calibration=_calibration(model_dir, metadata, quantization))
         write_json(tmp / "texttune-source.json", {"source_model": str(model_dir.resolve()), "quantization": quantization,
                                                   "smoothquant": smoothed, "ctranslate2_version": ct2.__version__})
-        if not (target / "model.bin").is_file():  # another process may have finished the same conversion first
-            shutil.rmtree(target, ignore_errors=True)
-            os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 

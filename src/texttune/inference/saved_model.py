@@ -87,7 +87,7 @@ def _export_backbone(model_dir: Path, metadata: dict[str, Any], inference: Infer
     from transformers import AutoConfig, AutoTokenizer
 
     from texttune.backbones import Backbone
-    from texttune.backbones.loading import detect_family
+    from texttune.backbones.sources import detect_family
 
     config_dir = model_dir / EXPORT_CONFIG_DIR
     try:

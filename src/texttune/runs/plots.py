@@ -16,13 +16,11 @@ import csv
 import json
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from texttune.files import atomic_file, read_jsonl_records
 from texttune.metrics.registry import higher_is_better
-from texttune.runs.files import read_jsonl_records
 
 logger = logging.getLogger(__name__)
 
@@ -187,16 +185,8 @@ def _render(path: Path, draw: Any) -> Path | None:
     if not draw(fig):
         logger.debug("skipped %s: no data", path.name)
         return None
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            fig.savefig(handle, format="png", dpi=DPI)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path, "wb") as handle:
+        fig.savefig(handle, format="png", dpi=DPI)
     return path
 
 

@@ -93,8 +93,8 @@ def serve(model_dir: str | Path, *, config: ServeConfig, load_model: Callable[..
     """
     import uvicorn
 
-    from texttune.inference.loading import check_backend
     from texttune.inference.options import inference_config
+    from texttune.inference.saved_model import check_backend
     from texttune.runs import find_model_dir, read_metadata
     from texttune.serving.app import create_app
     from texttune.serving.predictor import ModelPredictor
