@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from texttune.cli.main import build_parser
+from texttune.cli.parser import build_parser
 from texttune.config import (
     SECTIONS,
     GenerationConfig,
