@@ -23,14 +23,20 @@ from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
+from texttune.backbones import load_backbone
 from texttune.config import RunConfig, generation_from_mapping
 from texttune.config_checks import check_limit
 from texttune.config_resume import resumed_options
 from texttune.config_yaml import read_yaml
 from texttune.data import Table, select_columns, take
+from texttune.data.streaming import open_stream
+from texttune.engine import fit as run_fit
 from texttune.errors import ConfigError
 from texttune.inference.backends import backend_name, refuse_backend
-from texttune.runs import RunDir
+from texttune.inference.options import inference_config
+from texttune.inference.saved_model import saved_backbone
+from texttune.runs import RunDir, find_model_dir, read_metadata
+from texttune.runs.files import write_jsonl
 from texttune.tasks import TASKS, task_class
 from texttune.tasks.base import text_input_row
 from texttune.tasks.registry import own_option_names, run_config, split_request_options
@@ -47,7 +53,7 @@ def _run_stamp() -> str:
     environment, so they read it back. (torchrun and SLURM start processes
     independently: give them --output-dir.)
     """
-    from texttune.engine.distributed import launch_rank
+    from texttune.engine.distributed import launch_rank  # that module imports torch
 
     if launch_rank() == 0 or "TEXTTUNE_RUN_STAMP" not in os.environ:
         os.environ["TEXTTUNE_RUN_STAMP"] = time.strftime("%Y%m%d-%H%M%S")
@@ -90,8 +96,6 @@ class TaskModel:
     def _load_backbone(self) -> Any:
         """Config and tokenizer; the weights follow once the task knows its head (see engine.finetune)."""
         if self._backbone is None:
-            from texttune.backbones import load_backbone
-
             self._backbone = load_backbone(self.backbone_name, trust_remote_code=self.config.model.trust_remote_code,
                                            vocab_size=self.config.model.vocab_size)
             self._task.auto_class(self._backbone.family)  # refuse an unusable family before any data work
@@ -118,8 +122,6 @@ class TaskModel:
         ``options`` takes any other flat option (``warmup_ratio``, ``precision``...).
         Returns a :class:`texttune.engine.FitResult` with the run directory and metrics.
         """
-        from texttune.engine import fit as run_fit
-
         refuse_backend(getattr(self._backbone, "model", None), "trained")
         named = {"max_epochs": max_epochs, "max_steps": max_steps, "batch_size": batch_size, "learning_rate": learning_rate}
         extra = {k: v for k, v in named.items() if v is not None} | (options or {})
@@ -134,7 +136,6 @@ class TaskModel:
         if train is None and inputs is None:
             raise ConfigError("no training data: pass --train-file (or train_file in --config)")
         if config.data.streaming:  # read as training goes (docs/scaling.md, "Data larger than memory")
-            from texttune.data.streaming import open_stream
 
             if not isinstance(train, (str, Path)) or validation is None:
                 raise ConfigError("--streaming needs --train-file (JSONL/Parquet paths or glob patterns) and a --validation-file")
@@ -177,8 +178,6 @@ class TaskModel:
     def evaluate(self, data: DataArg, *, columns: dict[str, str] | None = None, max_samples: int | None = None,
                  predictions_file: str | Path | None = None, generation: dict[str, Any] | None = None) -> dict[str, float]:
         """Metrics of the current model on ``data``; optionally write per-row predictions as JSONL."""
-        from texttune.runs.files import write_jsonl
-
         check_limit("max_samples", max_samples)
         backbone = self._ready()
         table = checked(self._task, take(self._table(data, split="validation", columns=columns), max_samples), training=False)
@@ -270,8 +269,6 @@ def saved_task(directory: str | Path) -> Any:
 
     Lets the CLI check options against the model's task before loading the weights.
     """
-    from texttune.runs import find_model_dir, read_metadata
-
     model_dir = find_model_dir(directory)
     task = read_metadata(model_dir)["task"]
     if task not in TASKS:
@@ -290,10 +287,6 @@ def load(directory: str | Path, *, backend: str | None = None, compute_type: str
     (one thread each), or torch's process-wide threads for transformers. Only generation
     tasks run on CTranslate2; others get a clear error.
     """
-    from texttune.inference.loading import saved_backbone
-    from texttune.inference.options import inference_config
-    from texttune.runs import find_model_dir, read_metadata
-
     inference = inference_config(backend=backend, compute_type=compute_type, threads=threads)
     model_dir = find_model_dir(directory)
     meta = read_metadata(model_dir)

@@ -13,10 +13,25 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from texttune.api import api_class, load, saved_task
 from texttune.cli import io as cli_io
+from texttune.cli.demo import run_demo
 from texttune.cli.options import given
 from texttune.cli.parser import INFERENCE_OPTIONS, build_parser
-from texttune.errors import TexttuneError
+from texttune.config import generation_from_mapping, serve_config
+from texttune.config_checks import check_limit
+from texttune.config_fields import coerce, not_an_option
+from texttune.config_yaml import read_yaml
+from texttune.data import load_table
+from texttune.errors import ConfigError, TexttuneError
+from texttune.inference.ct2_export import export
+from texttune.runs.catalog import find_runs, format_runs, runs_json
+from texttune.runs.compare import compare_runs, format_comparison
+from texttune.runs.files import write_json
+from texttune.runs.report import write_report
+from texttune.runs.summary import comparison_table
+from texttune.tasks import TASKS
+from texttune.tasks.registry import generation_fields, option_owners, own_option_names, split_request_options
 
 
 def _configure_logging(quiet: bool, *, training: bool) -> None:
@@ -52,10 +67,6 @@ def _configure_logging(quiet: bool, *, training: bool) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from texttune.api import api_class
-    from texttune.config_yaml import read_yaml
-    from texttune.runs.summary import comparison_table
-
     options = read_yaml(args._config) if args._config else {}
     options.update(given(args, exclude={"command", "task", "quiet"}))
     model = api_class(args.task).from_options(options)
@@ -68,8 +79,6 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _load(args: argparse.Namespace) -> object:
     """The model of ``args.model_dir`` on the backend the flags ask for (checked before anything loads)."""
-    from texttune.api import load
-
     return load(args.model_dir, backend=getattr(args, "backend", None), compute_type=getattr(args, "compute_type", None),
                 threads=getattr(args, "threads", None))
 
@@ -77,8 +86,6 @@ def _load(args: argparse.Namespace) -> object:
 def _model_task(args: argparse.Namespace) -> Any:
     """The task (default options) of the model ``args.model_dir``, from its texttune.json: options are checked
     against it before the model loads, so a typo costs no loading time."""
-    from texttune.api import saved_task
-
     return saved_task(args.model_dir)
 
 
@@ -90,12 +97,6 @@ def _split(opts: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from texttune.config import generation_from_mapping
-    from texttune.data import load_table
-    from texttune.errors import ConfigError
-    from texttune.runs.files import write_json
-    from texttune.tasks.registry import generation_fields
-
     opts = given(args, exclude={"command", "quiet", "model_dir", "metrics_file", "predictions_file", "data_file", "max_eval_samples"})
     if not getattr(args, "data_file", None):
         raise ConfigError("pass --data-file with the data to evaluate on")
@@ -119,9 +120,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from texttune.config import generation_from_mapping
-    from texttune.tasks.registry import split_request_options
-
     opts = given(args, exclude={"command", "quiet", "model_dir", "input_file", "output_file", "max_predict_samples"})
     columns, options = _split(opts)
     batch_size = options.pop("generation_batch_size", None)
@@ -136,8 +134,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from texttune.api import load
-    from texttune.config import serve_config
     from texttune.serving import serve
 
     config = serve_config(given(args, exclude={"command", "quiet", "model_dir"}))
@@ -145,9 +141,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from texttune.errors import ConfigError
-    from texttune.inference.ct2_export import export
-
     if args.format != "ctranslate2":
         raise ConfigError(f"--format {args.format!r} is not supported; valid choices: 'ctranslate2'")
     print(export(args.model_dir, output=args.output, quantization=args.quantization))
@@ -155,9 +148,6 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from texttune.tasks import TASKS
-    from texttune.tasks.registry import own_option_names
-
     for name, cls in TASKS.items():
         cols = ", ".join(f"--{r.role}-column ({'/'.join(r.defaults[:3])})" for r in cls().roles)
         own = ", ".join(f"--{o.replace('_', '-')}" for o in own_option_names(cls)) or "none"
@@ -167,17 +157,11 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from texttune.runs.report import write_report
-
     print(write_report(Path(args.run_dir), output=Path(args.output) if args.output else None))
     return 0
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from texttune.errors import ConfigError
-    from texttune.runs.catalog import find_runs, format_runs, runs_json
-    from texttune.runs.compare import compare_runs, format_comparison
-
     if args.words[:1] == ["compare"]:
         comparison = compare_runs([Path(w) for w in args.words[1:]])
         print(json.dumps(comparison.to_dict(), indent=2, default=str) if args.json else format_comparison(comparison))
@@ -194,16 +178,11 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from texttune.cli.demo import run_demo
-
     return run_demo(output_dir=Path(args.output_dir), backbone=args.backbone, max_steps=args.max_steps)
 
 
 def _limit(args: argparse.Namespace, name: str) -> int | None:
     """A ``--max-*-samples`` flag as a positive int (None when not given), checked like every option."""
-    from texttune.config_checks import check_limit
-    from texttune.config_fields import coerce
-
     value = getattr(args, name, None)
     return None if value is None else check_limit(name, coerce(name, value, int | None, None))
 
@@ -217,9 +196,6 @@ COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict
 
 def _foreign_flag(args: argparse.Namespace, unknown: list[str]) -> str | None:
     """The one-line refusal of a flag that belongs to another task than ``texttune train TASK``'s, or None."""
-    from texttune.config_fields import not_an_option
-    from texttune.tasks.registry import option_owners
-
     if getattr(args, "command", None) != "train":
         return None
     owners = option_owners()
