@@ -24,6 +24,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from texttune.backbones.aliases import ALIASES
+from texttune.backbones.sources import load_backbone, resolve_source
 from texttune.errors import BackboneError, ConfigError
 from texttune.peft_config import PeftOptions, split_names
 
@@ -187,8 +189,6 @@ def finish_training(backbone: Any, *, options: PeftOptions) -> dict[str, Any] | 
 
 def base_reference(backbone: Any) -> str:
     """How an adapter directory names its backbone: the alias or hub name, or the absolute local directory."""
-    from texttune.backbones.aliases import ALIASES
-
     if backbone.name in ALIASES or not Path(backbone.source).is_dir():
         return backbone.name
     return str(Path(backbone.source).resolve())
@@ -202,8 +202,6 @@ def is_adapter_dir(metadata: dict[str, Any]) -> bool:
 
 def adapter_backbone(model_dir: Path, metadata: dict[str, Any]) -> Any:
     """The Backbone of an adapter directory: its backbone's weights, the adapters merged in, its own config and tokenizer."""
-    from texttune.backbones.sources import load_backbone, resolve_source
-
     base = metadata["peft"].get("base_model")
     try:
         source = resolve_source(str(base))

@@ -9,15 +9,14 @@ import sys
 import time
 from pathlib import Path
 
+from texttune.api import Summarization
 from texttune.demo import DEMO_OPTIONS, demo_data
 from texttune.errors import ConfigError
+from texttune.runs.summary import comparison_table
 
 
 def run_demo(*, output_dir: Path, backbone: str | None, max_steps: int | None) -> int:
     """Fine-tune, compare with zero-shot and lead-1, show examples, print next commands."""
-    from texttune.api import Summarization
-    from texttune.runs.summary import comparison_table
-
     if output_dir.exists():
         if not (output_dir / "config.yaml").is_file():
             raise ConfigError(f"{output_dir} exists and is not a texttune run; pass another --output-dir")

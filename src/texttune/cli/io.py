@@ -10,6 +10,7 @@ from typing import Any
 
 from texttune.data import Table, from_lists, load_table, take
 from texttune.errors import DataError
+from texttune.runs.files import write_text
 
 
 def _stdin_table() -> Table:
@@ -49,8 +50,6 @@ def read_inputs(model: Any, raw: Table, *, from_stdin: bool, columns: dict[str, 
 
 def write_outputs(output_file: str | None, records: list[dict[str, Any]], outputs: list[Any]) -> None:
     """JSONL (default, and on stdout) or CSV, chosen by the output file's extension."""
-    from texttune.runs.files import write_text
-
     rows = [{**r["record"], "prediction": out} for r, out in zip(records, outputs)]
     if output_file and output_file.lower().endswith((".csv", ".tsv")):
         buffer = io.StringIO()

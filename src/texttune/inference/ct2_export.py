@@ -21,7 +21,9 @@ from texttune._version import __version__
 from texttune.backbones.aliases import cache_home, sha256_file
 from texttune.errors import BackboneError, ConfigError, choices
 from texttune.files import atomic_directory, read_json, write_json
+from texttune.inference import ct2_smooth
 from texttune.inference.ct2_backend import INSTALL_HINT, require_ctranslate2
+from texttune.inference.ct2_smooth import RECIPE
 from texttune.runs.model_dir import METADATA_FILE, find_model_dir, read_metadata
 from texttune.tasks import TASKS
 
@@ -67,7 +69,6 @@ def convert(model_dir: Path, output: Path, *, quantization: str, calibration: li
     require_ctranslate2()
     from ctranslate2.converters import TransformersConverter
 
-    from texttune.inference import ct2_smooth
 
     maxima: dict[str, Any] = {}
 
@@ -102,7 +103,6 @@ def _calibration(model_dir: Path, metadata: dict[str, Any], quantization: str) -
     """Calibration token ids when an int8 conversion of this model is smoothed, else None."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from texttune.inference import ct2_smooth
 
     if not ct2_smooth.applies(AutoConfig.from_pretrained(model_dir).model_type, quantization):
         return None
@@ -137,8 +137,6 @@ def model_digest(model_dir: Path) -> str:
 
 def cached_conversion(model_dir: Path, metadata: dict[str, Any], *, quantization: str) -> Path:
     """The CTranslate2 conversion of ``model_dir`` at ``quantization``, converting it on first use."""
-    from texttune.inference.ct2_smooth import RECIPE
-
     ct2 = require_ctranslate2()
     version = ".".join(ct2.__version__.split(".")[:2])
     name = f"{model_digest(model_dir)[:24]}-{quantization}-{RECIPE}-ct2v{version}"

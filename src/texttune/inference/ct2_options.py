@@ -35,6 +35,7 @@ from typing import Any
 
 from texttune.config import GenerationConfig
 from texttune.errors import ConfigError
+from texttune.inference.backends import generation_kwargs
 
 log = logging.getLogger("texttune.inference")
 
@@ -61,8 +62,6 @@ class DecodingPlan:
 def effective_config(generation_config: Any, options: GenerationConfig, *, pad_token_id: int,
                      eos_token_id: int | list[int] | None) -> Any:
     """The config ``model.generate`` would run with: the model's own, updated with texttune's options."""
-    from texttune.inference.backends import generation_kwargs
-
     config = copy.deepcopy(generation_config)
     config.update(**generation_kwargs(options, pad_token_id=pad_token_id, eos_token_id=eos_token_id))
     return config

@@ -24,6 +24,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from texttune.tasks.prompting import PromptFormat
+
 #: Decoder families whose CTranslate2 spec this module knows (fused QKV, gated MLP, RMSNorm).
 SMOOTHED_MODEL_TYPES = frozenset({"llama", "mistral"})
 ALPHA = 0.85  # tried 0.5, 0.7, 0.85, 1.0 on the fine-tuned demo model (see docs/inference.md)
@@ -39,8 +41,6 @@ def applies(model_type: str, quantization: str) -> bool:
 
 def calibration_ids(tokenizer: Any, metadata: dict[str, Any]) -> list[list[int]]:
     """Token ids of the calibration rows, as the saved task would show them to the model."""
-    from texttune.tasks.prompting import PromptFormat
-
     path = Path(str(resources.files("texttune") / "demo_data" / "debian" / "train.jsonl"))
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()[:CALIBRATION_ROWS]]
     state = metadata.get("task_state") or {}

@@ -12,6 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from texttune.backbones import Backbone, load_backbone
+from texttune.backbones.adapters import adapter_backbone, is_adapter_dir
+from texttune.backbones.sources import detect_family
 from texttune.errors import BackboneError, ConfigError
 from texttune.inference.ct2_backend import default_compute_type, default_device, open_model, require_ctranslate2
 from texttune.inference.ct2_export import EXPORT_CONFIG_DIR, QUANTIZATIONS, cached_conversion, check_supported, generation_config, is_export
@@ -22,8 +25,6 @@ def saved_backbone(model_dir: Path, metadata: dict[str, Any], inference: Inferen
     """The backbone of a saved model with its model loaded, on the backend ``inference`` and the directory call for."""
     if _wants_ctranslate2(metadata, inference):
         return ct2_backbone(model_dir, metadata, inference)
-    from texttune.backbones import load_backbone
-    from texttune.backbones.adapters import adapter_backbone, is_adapter_dir
 
     if inference.compute_type is not None:
         raise ConfigError("compute_type applies to the ctranslate2 backend; add backend='ctranslate2' (--backend ctranslate2)")
@@ -57,8 +58,6 @@ def _wants_ctranslate2(metadata: dict[str, Any], inference: InferenceConfig) -> 
                               f"directory it came from ({metadata.get('ctranslate2', {}).get('source_model', '?')}) instead")
         return True
     if inference.backend == CTRANSLATE2:
-        from texttune.backbones.adapters import is_adapter_dir
-
         if is_adapter_dir(metadata):
             raise ConfigError("this directory holds LoRA adapters without their backbone's weights and CTranslate2 needs a "
                               "full model: use the transformers backend, or train with --merge-adapters (the default)")
@@ -70,7 +69,6 @@ def ct2_backbone(model_dir: Path, metadata: dict[str, Any], inference: Inference
     require_ctranslate2()
     if is_export(metadata):
         return _export_backbone(model_dir, metadata, inference)
-    from texttune.backbones import load_backbone
 
     backbone = load_backbone(str(model_dir))  # config and tokenizer only; no weights
     check_supported(metadata["task"], backbone.config)
@@ -86,8 +84,6 @@ def ct2_backbone(model_dir: Path, metadata: dict[str, Any], inference: Inference
 def _export_backbone(model_dir: Path, metadata: dict[str, Any], inference: InferenceConfig) -> Any:
     from transformers import AutoConfig, AutoTokenizer
 
-    from texttune.backbones import Backbone
-    from texttune.backbones.sources import detect_family
 
     config_dir = model_dir / EXPORT_CONFIG_DIR
     try:

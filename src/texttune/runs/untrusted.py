@@ -14,7 +14,7 @@ colleague trained. Two things in such a directory could run code on load:
 
 Backbones (``--backbone DIR``, hub names) are loaded by transformers, which reads
 safetensors first and ``.bin`` files only with ``torch.load(weights_only=True)``
-(tensors and plain data; anything else raises, see ``backbones/loading.py``);
+(tensors and plain data; anything else raises, see ``backbones/sources.py``);
 their custom code needs ``--trust-remote-code``.
 """
 

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from texttune._version import __version__
 from texttune.config import GENERATION_OPTIONS, GenerationConfig
+from texttune.inference.backends import GenerationBackend
 from texttune.runs import find_model_dir, read_metadata
 
 
@@ -110,8 +111,6 @@ class ModelPredictor:
 
     def backend_info(self) -> dict[str, Any]:
         """Which engine runs the model (``name``), and for CTranslate2 its compute type, device and threads."""
-        from texttune.inference.backends import GenerationBackend
-
         model = self.model.backbone.model
         return model.info() if isinstance(model, GenerationBackend) else {"name": "transformers"}
 

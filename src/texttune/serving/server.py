@@ -19,6 +19,11 @@ from typing import Any, TextIO
 
 from texttune.config import ServeConfig
 from texttune.errors import BackboneError, ConfigError
+from texttune.inference.options import inference_config
+from texttune.inference.saved_model import check_backend
+from texttune.runs import find_model_dir, read_metadata
+from texttune.serving.app import create_app
+from texttune.serving.predictor import ModelPredictor
 
 log = logging.getLogger("texttune.serving")
 
@@ -93,11 +98,6 @@ def serve(model_dir: str | Path, *, config: ServeConfig, load_model: Callable[..
     """
     import uvicorn
 
-    from texttune.inference.options import inference_config
-    from texttune.inference.saved_model import check_backend
-    from texttune.runs import find_model_dir, read_metadata
-    from texttune.serving.app import create_app
-    from texttune.serving.predictor import ModelPredictor
 
     found = find_model_dir(model_dir)
     metadata = read_metadata(found)  # a broken texttune.json fails here, before any socket
