@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shlex
 import signal
 import subprocess
 import sys
@@ -204,7 +205,8 @@ def test_ctrl_c_saves_a_checkpoint_exits_cleanly_and_resumes_exactly(server: For
     stopped = _train(server, tiny, run, log, CRASH_SIGINT="5")
     assert stopped.returncode == 2, stopped.stderr[-3000:]
     assert "Traceback" not in stopped.stderr
-    assert f"training interrupted; continue with --resume latest --output-dir {run}" in stopped.stderr
+    assert ("training interrupted at step 6; continue with: texttune train summarization --resume latest "
+            f"--output-dir {shlex.quote(str(run))}") in stopped.stderr
     assert json.loads((run / "status.json").read_text())["state"] == "interrupted"
     assert _checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 6
     assert not (run / "model").exists()

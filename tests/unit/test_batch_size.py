@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
+from texttune.engine import batch_probe
 from texttune.engine import batch_size as bs
 from texttune.engine.batch_size import find_batch_size, longest_example, split_batch
 from texttune.errors import ConfigError
@@ -115,7 +117,7 @@ def test_other_errors_are_not_mistaken_for_out_of_memory() -> None:
 
 
 def test_memory_budget_stops_before_a_doubling_that_would_not_fit(monkeypatch: pytest.MonkeyPatch) -> None:
-    if not bs._reset_peak_rss():
+    if not batch_probe.reset_peak_rss():
         pytest.skip("needs a resettable peak RSS (/proc/self/clear_refs)")
     row = 16 * 2**20
 
@@ -123,7 +125,7 @@ def test_memory_budget_stops_before_a_doubling_that_would_not_fit(monkeypatch: p
         held = torch.ones(batch["input_ids"].shape[0] * row // 4)  # 16 MiB per row, written so it is resident
         return plain_loss(model, batch) + held[0] * 0
 
-    monkeypatch.setattr(bs, "mem_available_bytes", lambda: 100 * 2**20)  # 80 MiB budget at 0.8
+    monkeypatch.setattr(batch_probe, "mem_available_bytes", lambda: 100 * 2**20)  # 80 MiB budget at 0.8
     result = search(hungry, limit=64)
     assert 2 <= result.chosen < 64  # stopped by the budget after extrapolating from two trials
     assert result.stopped_because.startswith(f"memory budget: {2 * result.chosen} would need ~")
@@ -135,7 +137,7 @@ def test_memory_budget_stops_before_a_doubling_that_would_not_fit(monkeypatch: p
 def test_budget_extrapolates_linearly_from_the_last_two_trials() -> None:
     mib = 2**20
 
-    class Fake(bs._Memory):
+    class Fake(batch_probe.Memory):
         held = 0
 
         def growth(self, peak: int | None) -> int | None:
@@ -145,17 +147,17 @@ def test_budget_extrapolates_linearly_from_the_last_two_trials() -> None:
             return self.held, 1000 * mib  # budget at 0.8: held + 800 MiB
 
     memory = Fake()
-    trials = [bs.Trial(1, True, 0.1, 300 * mib, None), bs.Trial(2, True, 0.1, 400 * mib, None)]
+    trials = [batch_probe.Trial(1, True, 0.1, 300 * mib, None), batch_probe.Trial(2, True, 0.1, 400 * mib, None)]
     assert bs._over_budget(memory, trials, 4, 0.8) == ""  # 400 + 100 * 2 = 600 <= 800
-    trials.append(bs.Trial(4, True, 0.1, 600 * mib, None))
+    trials.append(batch_probe.Trial(4, True, 0.1, 600 * mib, None))
     assert bs._over_budget(memory, trials, 8, 0.8) == "memory budget: 8 would need ~1000 MiB of 800 MiB available"
     # one trial: what it freed again scales with the batch, what it kept does not
     assert bs._over_budget(memory, trials[:1], 4, 0.8).startswith("memory budget: 4 ")  # 0 + 300 * 4 > 800
     memory.held = 200 * mib
     assert bs._over_budget(memory, trials[:1], 4, 0.8) == ""  # 200 + 100 * 4 = 600 <= 1000
     assert bs._over_budget(memory, trials[:1], 16, 0.8).startswith("memory budget: 16 would need ~1.76 GiB of")
-    assert bs._over_budget(bs._Memory(), trials, 8, 0.8) == ""  # nothing known: no budget
-    assert bs._over_budget(memory, [bs.Trial(1, True, 0.1, None, None)], 2, 0.8) == ""  # no peak measured
+    assert bs._over_budget(batch_probe.Memory(), trials, 8, 0.8) == ""  # nothing known: no budget
+    assert bs._over_budget(memory, [batch_probe.Trial(1, True, 0.1, None, None)], 2, 0.8) == ""  # no peak measured
 
 
 def test_search_leaves_a_real_t5_untouched(tiny_model_dir: Any) -> None:
@@ -238,3 +240,25 @@ def test_split_batch(found: int, effective: int | None, accumulate: int, expecte
     assert (batch, steps) == expected
     if effective is not None:
         assert batch * steps == effective and batch <= found
+
+
+def test_resolve_records_the_choice_and_other_ranks_and_resumes_read_it(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from texttune.runs import RunDir
+    from texttune.tasks.registry import run_config
+
+    config = run_config("summarization", {"batch_size": "auto", "effective_batch_size": 8, "accelerator": "cpu"})
+    run, features = RunDir(tmp_path / "run"), tiny_features([3, 9, 5, 4])
+    task = SimpleNamespace(loss=plain_loss, collate=collate)
+    assert bs.resolve_batch_size(run_config("summarization", {}), task=task, model=TinyLM(), features=features,
+                                 run=run, resuming=False) == run_config("summarization", {})  # a number: kept
+    chosen = bs.resolve_batch_size(config, task=task, model=TinyLM(), features=features, run=run, resuming=False)
+    assert (chosen.train.batch_size, chosen.train.accumulate_grad_batches) == (4, 2)  # 4 rows: the limit
+    recorded = json.loads(run.batch_search.read_text())
+    assert (recorded["chosen"], recorded["batch_size"], recorded["accumulate"], recorded["device"]) == (4, 4, 2, "cpu")
+    recorded.update(batch_size=2, accumulate=4)  # what rank 0 chose: the other ranks and a resumed run take it
+    run.batch_search.write_text(json.dumps(recorded))
+    for kwargs in ({"resuming": False, "primary": False}, {"resuming": True}):
+        taken = bs.resolve_batch_size(config, task=task, model=TinyLM(), features=features, run=run, **kwargs)
+        assert (taken.train.batch_size, taken.train.accumulate_grad_batches) == (2, 4)

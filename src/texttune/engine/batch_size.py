@@ -1,4 +1,4 @@
-"""``--batch-size auto``: the largest power-of-two batch whose training step fits in memory.
+"""``--batch-size auto``: the largest power-of-two batch whose training step fits in memory, applied to the run.
 
 The search doubles the batch (start, 2*start, ...) up to a limit; each size runs
 one real training step on the run's LONGEST example repeated (collate, to device,
@@ -23,45 +23,67 @@ The model is left as found: weights bit-identical, gradients ``None``, each
 submodule's train/eval mode and the torch/CUDA/Python/NumPy RNG states restored
 (dropout or a masking collator must not shift the run's random stream). Give a
 ``loss`` that runs as training does (``torch.autocast`` for mixed precision).
+
+:func:`resolve_batch_size` is the recipe's step: it runs the search (rank 0 of a
+distributed run; the others read its choice), turns the answer into the run's
+batch size and gradient accumulation, and writes ``batch_size.json`` so the choice
+is visible later and a resumed run keeps it. One trial (a training step at one size,
+its memory counters) is ``engine/batch_probe.py``.
 """
 
 from __future__ import annotations
 
-import gc
 import logging
-import random
-import re
-import resource
-import sys
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
 
+from texttune.config import RunConfig
+from texttune.engine.batch_probe import Collate, Loss, Memory, Trial, human, memory_for, try_batch, untouched
+from texttune.engine.distributed import wait_for_file
 from texttune.errors import ConfigError
+from texttune.runs import RunDir
+from texttune.runs.files import read_json, write_json
 
 log = logging.getLogger("texttune")
 
-_OOM_MESSAGES = ("out of memory", "can't allocate memory", "defaultcpuallocator")
-_STATUS = "/proc/self/status"
-
-Loss = Callable[[torch.nn.Module, dict], torch.Tensor]
-Collate = Callable[[list[dict]], dict]
+#: The search never goes above this many examples per step (and never above the training rows).
+AUTO_BATCH_CAP = 1024
 
 
-@dataclass(frozen=True)
-class Trial:
-    """One tried batch size."""
+def resolve_batch_size(config: RunConfig, *, task: Any, model: Any, features: Any, run: RunDir, resuming: bool,
+                       primary: bool = True) -> RunConfig:
+    """The config with a concrete batch size (and accumulation) when it asked for ``auto``.
 
-    batch_size: int
-    fits: bool
-    seconds: float  # wall time of collate + transfer + forward + backward + optimizer step
-    peak_bytes: int | None  # CUDA: torch.cuda.max_memory_allocated; CPU: peak RSS growth over the search start
-    error: str | None  # short reason when it did not fit
+    Rank 0 (``primary``) searches and records the choice; the other processes wait for it and read it.
+    """
+    t = config.train
+    if t.batch_size != "auto":
+        return config
+    if not primary:
+        wait_for_file(run.batch_search, what="the --batch-size auto choice")
+        resuming = True  # take the recorded choice
+    if resuming and run.batch_search.exists():  # a resumed run must keep its batch size: the data order depends on it
+        chosen = read_json(run.batch_search)
+        log.info("batch size %d x %d accumulation, as chosen when this run started", chosen["batch_size"], chosen["accumulate"])
+        return replace(config, train=replace(t, batch_size=chosen["batch_size"], accumulate_grad_batches=chosen["accumulate"]))
+    device = torch.device("cuda" if t.accelerator in {"auto", "gpu"} and torch.cuda.is_available() else "cpu")
+    was_on = next(model.parameters()).device
+    model.to(device)
+    try:
+        search = find_batch_size(model=model, loss=task.loss, features=features, collate=task.collate, device=device,
+                                 limit=min(len(features), AUTO_BATCH_CAP),
+                                 limit_reason="training rows" if len(features) <= AUTO_BATCH_CAP else "texttune's cap")
+    finally:
+        model.to(was_on)
+    batch, accumulate = split_batch(search.chosen, effective=t.effective_batch_size, accumulate=t.accumulate_grad_batches)
+    write_json(run.batch_search, {**search.to_json(), "batch_size": batch, "accumulate": accumulate,
+                                  "effective_batch_size": batch * accumulate, "device": str(device)})
+    log.info("batch size auto: %d fits (%s); training with %d x %d accumulation = %d per optimizer step",
+             search.chosen, search.stopped_because, batch, accumulate, batch * accumulate)
+    return replace(config, train=replace(t, batch_size=batch, accumulate_grad_batches=accumulate))
 
 
 @dataclass(frozen=True)
@@ -110,10 +132,10 @@ def find_batch_size(*, model: torch.nn.Module, loss: Loss, features: Sequence[di
         raise ValueError(f"memory_fraction must be in (0, 1], got {memory_fraction}")
     device = torch.device(device)
     example, tokens = longest_example(features)
-    memory = _memory_for(device)
+    memory = memory_for(device)
     trials: list[Trial] = []
     chosen, size = 0, start
-    with _untouched(model, device):
+    with untouched(model, device):
         model.train()  # dropout on, as in training
         while True:
             if size > limit:
@@ -123,7 +145,7 @@ def find_batch_size(*, model: torch.nn.Module, loss: Loss, features: Sequence[di
             if reason:
                 log.info("batch %d: not tried, %s", size, reason)
                 break
-            trials.append(_trial(model, loss, example, collate, device, size, memory))
+            trials.append(try_batch(model, loss, example, collate, device, size, memory))
             if not trials[-1].fits:
                 reason = f"out of memory at {size}" + (f" (largest that fit: {chosen})" if chosen else "")
                 break
@@ -135,7 +157,6 @@ def find_batch_size(*, model: torch.nn.Module, loss: Loss, features: Sequence[di
             "options) or use a smaller backbone")
     log.info("batch size auto: %d (%s; longest example %d tokens)", chosen, reason, tokens)
     return BatchSizeSearch(chosen=chosen, trials=tuple(trials), stopped_because=reason, longest_tokens=tokens)
-
 
 
 def _lengths(features: Sequence[dict]) -> tuple[list[int], list[int] | None]:
@@ -180,81 +201,7 @@ def longest_example(features: Sequence[dict]) -> tuple[dict, int]:
     return example, inputs[widest] + labels[tallest]
 
 
-
-def _is_oom(exc: BaseException) -> bool:
-    said_so = isinstance(exc, RuntimeError) and any(m in str(exc).lower() for m in _OOM_MESSAGES)
-    return isinstance(exc, torch.OutOfMemoryError) or said_so
-
-
-def _short(exc: BaseException) -> str:
-    first = (str(exc).strip() or type(exc).__name__).splitlines()[0]
-    return first if len(first) <= 160 else first[:157] + "..."
-
-
-def _trial(model: torch.nn.Module, loss: Loss, example: dict, collate: Collate, device: torch.device,
-           size: int, memory: _Memory) -> Trial:
-    """One training step at ``size``; everything it allocated is released before returning."""
-    memory.before_trial()
-    began = time.perf_counter()
-    error: str | None = None
-    batch = value = optimizer = None  # all released below, whatever happens
-    try:
-        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v
-                 for k, v in collate([dict(example) for _ in range(size)]).items()}
-        value = loss(model, batch)
-        value.backward()
-        params = [p for p in model.parameters() if p.requires_grad]
-        for p in params:  # lr=0 keeps the weights only while every update is finite (0 * inf = nan)
-            if p.grad is not None:
-                torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
-        optimizer = torch.optim.AdamW(params, lr=0.0, weight_decay=0.0)
-        optimizer.step()
-        memory.synchronize()
-    except Exception as exc:  # noqa: BLE001 - only out-of-memory is swallowed
-        if not _is_oom(exc):
-            raise
-        error = _short(exc)  # no reference to the exception is kept: its traceback holds the tensors
-    seconds = time.perf_counter() - began
-    peak = memory.peak_bytes()
-    del batch, value, optimizer
-    model.zero_grad(set_to_none=True)
-    memory.release()
-    growth = memory.growth(peak)
-    if error is None:
-        log.info("batch %d: fits (%.2f s%s)", size, seconds, f", +{_human(growth)}" if growth is not None else "")
-    else:
-        log.info("batch %d: out of memory (%s)", size, error)
-    return Trial(batch_size=size, fits=error is None, seconds=round(seconds, 4), peak_bytes=peak, error=error)
-
-
-@contextmanager
-def _untouched(model: torch.nn.Module, device: torch.device) -> Iterator[None]:
-    """Restore RNG states, each submodule's mode and cleared gradients, whatever happens inside."""
-    modes = [(m, m.training) for m in model.modules()]
-    cpu_rng, py_rng = torch.get_rng_state(), random.getstate()
-    cuda_rng = torch.cuda.get_rng_state_all() if device.type == "cuda" or torch.cuda.is_initialized() else None
-    numpy = sys.modules.get("numpy")
-    np_rng = numpy.random.get_state() if numpy is not None else None
-    try:
-        yield
-    finally:
-        model.zero_grad(set_to_none=True)
-        for module, training in modes:
-            module.training = training
-        torch.set_rng_state(cpu_rng)
-        random.setstate(py_rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state_all(cuda_rng)
-        if numpy is not None:
-            numpy.random.set_state(np_rng)
-
-
-
-def _human(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB" if abs(n) >= 2**30 else f"{n / 2**20:.0f} MiB"
-
-
-def _over_budget(memory: _Memory, trials: list[Trial], size: int, fraction: float) -> str:
+def _over_budget(memory: Memory, trials: list[Trial], size: int, fraction: float) -> str:
     """Why ``size`` must not be tried (empty when it may).
 
     The need is linear in the batch size, extrapolated from the last two trials
@@ -277,123 +224,4 @@ def _over_budget(memory: _Memory, trials: list[Trial], size: int, fraction: floa
         need = held + max(0, g2 - held) * size / b2
     if need <= budget:
         return ""
-    return f"memory budget: {size} would need ~{_human(int(need))} of {_human(budget)} available"
-
-
-class _Memory:
-    """A device's memory counters; this base knows none (e.g. mps), so only caught errors stop there.
-
-    ``before_trial`` resets the peak; ``peak_bytes`` is what ``Trial.peak_bytes``
-    records; ``growth(peak)`` is that peak as bytes over the search start;
-    ``room()`` is (bytes held now over the start, bytes still available) or None.
-    """
-
-    def before_trial(self) -> None:
-        pass
-
-    def peak_bytes(self) -> int | None:
-        return None
-
-    def growth(self, peak: int | None) -> int | None:
-        return None
-
-    def room(self) -> tuple[int, int] | None:
-        return None
-
-    def synchronize(self) -> None:  # wait for queued device work, so times and peaks are complete
-        pass
-
-    def release(self) -> None:
-        gc.collect()
-
-
-def _kb_field(path: str, field: str) -> int | None:
-    """A ``kB`` field of a /proc file (VmHWM, VmRSS, MemAvailable) in bytes; None off Linux."""
-    try:
-        text = Path(path).read_text()
-    except OSError:
-        return None
-    match = re.search(rf"^{field}:\s+(\d+)\s*kB", text, re.MULTILINE)
-    return int(match.group(1)) * 1024 if match else None
-
-
-def mem_available_bytes() -> int | None:
-    """MemAvailable of /proc/meminfo in bytes (None where there is none, e.g. macOS)."""
-    return _kb_field("/proc/meminfo", "MemAvailable")
-
-
-def _reset_peak_rss() -> bool:
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-class _CpuMemory(_Memory):
-    """Peak RSS growth per trial, against MemAvailable.
-
-    The high-water mark is /proc/self/status VmHWM because it can be reset before
-    each trial (``_reset_peak_rss``). ``resource.getrusage().ru_maxrss`` cannot be
-    reset: an earlier, higher peak (e.g. loading the model) would hide the first
-    trials' growth. It is only the fallback off Linux, where there is no budget.
-    """
-
-    def __init__(self) -> None:
-        self.start = _kb_field(_STATUS, "VmRSS") or self._hwm()
-
-    @staticmethod
-    def _hwm() -> int:
-        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-        return _kb_field(_STATUS, "VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
-
-    def before_trial(self) -> None:
-        _reset_peak_rss()
-
-    def peak_bytes(self) -> int | None:
-        return max(0, self._hwm() - self.start)
-
-    def growth(self, peak: int | None) -> int | None:
-        return peak
-
-    def room(self) -> tuple[int, int] | None:
-        available, rss = mem_available_bytes(), _kb_field(_STATUS, "VmRSS")
-        return None if available is None or rss is None else (max(0, rss - self.start), available)
-
-
-class _CudaMemory(_Memory):
-    """Peak allocated bytes per trial (torch's counters) against free device memory."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        torch.cuda.synchronize(device)
-        self.start = torch.cuda.memory_allocated(device)
-
-    def before_trial(self) -> None:
-        torch.cuda.reset_peak_memory_stats(self.device)
-
-    def peak_bytes(self) -> int | None:
-        return int(torch.cuda.max_memory_allocated(self.device))
-
-    def growth(self, peak: int | None) -> int | None:
-        return None if peak is None else max(0, peak - self.start)
-
-    def room(self) -> tuple[int, int] | None:
-        free, _total = torch.cuda.mem_get_info(self.device)
-        allocated = torch.cuda.memory_allocated(self.device)
-        cached = torch.cuda.memory_reserved(self.device) - allocated  # reusable without asking the driver
-        return max(0, allocated - self.start), free + cached
-
-    def synchronize(self) -> None:
-        torch.cuda.synchronize(self.device)
-
-    def release(self) -> None:
-        gc.collect()
-        torch.cuda.empty_cache()
-
-
-def _memory_for(device: torch.device) -> _Memory:
-    if device.type == "cuda":
-        return _CudaMemory(device)
-    return _CpuMemory() if device.type == "cpu" else _Memory()
+    return f"memory budget: {size} would need ~{human(int(need))} of {human(budget)} available"

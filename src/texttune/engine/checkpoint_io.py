@@ -107,7 +107,7 @@ def remove_stale_temp_files(directory: Path) -> list[Path]:
     """Delete temporary checkpoint files a killed write left in ``directory``; return what was removed."""
     removed = []
     if directory.is_dir():
-        # .link-: the temporary name of a hard link (engine/checkpoints.py) a kill left behind.
+        # .link-: the temporary name of a hard link (engine/checkpoint_callbacks.py) a kill left behind.
         for path in [*directory.glob(f".*{TEMP_MARK}*"), *directory.glob(".*.ckpt.link-*")]:
             if path.is_file():
                 path.unlink(missing_ok=True)

@@ -8,6 +8,7 @@ had measured.
 from __future__ import annotations
 
 import logging
+import shlex
 import signal
 import time
 import warnings
@@ -16,18 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from texttune.backbones import Backbone
-from texttune.backbones.adapters import parameter_counts, prepare_model
+from texttune.backbones.adapters import prepare_model
 from texttune.config import RunConfig
 from texttune.data import Table, holdout, take
-from texttune.engine.auto_batch import resolve_batch_size
 from texttune.engine.features import encode_cached
-from texttune.engine.preflight import check_free_space, check_writable
-from texttune.engine.recording import evaluation_recorder, record_data, record_model, record_plots, record_saved_model
+from texttune.engine.recorder import RunRecorder, recorder_for
 from texttune.errors import ConfigError, TexttuneError
 from texttune.metrics.registry import higher_is_better
 from texttune.runs import RunDir
-from texttune.runs.environment import environment
-from texttune.runs.files import write_json, write_jsonl
 from texttune.tasks.saving import save_trained
 
 log = logging.getLogger("texttune")
@@ -80,26 +77,13 @@ def split_data(config: RunConfig, train: Table, validation: Table | None) -> tup
     return take(train, d.max_train_samples, shuffle_seed=seed), take(validation, d.max_eval_samples)
 
 
-def _baselines(task: Any, model: Any, val: Table, config: RunConfig, run: RunDir) -> dict[str, Any]:
-    """Model-free baselines and the untrained (zero-shot) model, on the validation rows."""
-    metrics = run.read_metrics()
-    if "zero_shot" in metrics or not config.train.baselines:
-        return metrics
-    baselines = task.baselines(val.rows)
-    log.info("baselines: %s", baselines)
-    zero_shot, predictions = task.evaluate(model, val.rows, generation=config.generation)
-    log.info("zero-shot: %s", zero_shot)
-    write_jsonl(run.root / "predictions_zero_shot.jsonl", predictions)
-    return run.update_metrics(baselines=baselines, zero_shot=zero_shot)
-
-
 def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, model: Any = None,
              resumed_step: int | None = None) -> Any:
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping
 
+    from texttune.engine.checkpoint_callbacks import BestCheckpoint, LastCheckpoint
     from texttune.engine.checkpoint_io import AtomicCheckpointIO
-    from texttune.engine.checkpoints import BestCheckpoint, LastCheckpoint
     from texttune.engine.distributed import lightning_strategy
     from texttune.engine.loggers import log_config, make_loggers
     from texttune.engine.resumable import resume_callbacks
@@ -108,7 +92,7 @@ def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, model: Any
     loggers = make_loggers(config, run, resumed_step=resumed_step)
     log_config(loggers, config.flat())
     # best.ckpt only ever holds the best weights; last.ckpt follows training and is also written on
-    # Ctrl-C (a hard link to best.ckpt when both hold the same step: see engine/checkpoints.py).
+    # Ctrl-C (a hard link to best.ckpt when both hold the same step: see engine/checkpoint_callbacks.py).
     best = BestCheckpoint(dirpath=run.checkpoints, monitor=monitor, mode=mode)
     last = LastCheckpoint(dirpath=run.checkpoints, best=best)
     callbacks: list[Any] = [best, last, *resume_callbacks(t, last=run.checkpoints / "last.ckpt")]
@@ -203,94 +187,100 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
     """Fine-tune ``backbone`` for ``task`` and write everything to ``run``."""
     import lightning.pytorch as pl
 
-    from texttune.engine.checkpoint_io import checkpoint_step, remove_stale_temp_files
-    from texttune.engine.distributed import is_sharded, launch_rank, unshard
+    from texttune.engine.batch_size import resolve_batch_size
+    from texttune.engine.checkpoint_io import checkpoint_step
+    from texttune.engine.distributed import launch_rank
     from texttune.engine.module import TextModule
 
     resume_path = _resume_path(config, run) if config.train.resume else None
     monitor, mode = monitor_of(task, config)  # an unknown --checkpoint-metric is refused before the run directory exists
-    # Every process of a distributed run executes this recipe; only rank 0 writes the run directory.
-    primary = launch_rank() == 0
-    if primary:
-        check_writable(run.root)
-        run.create(resume=config.train.resume is not None)
-        check_writable(run.checkpoints)
-        remove_stale_temp_files(run.checkpoints)  # left by a write the last process was killed in
-        run.write_config(config.flat())
-        write_json(run.environment, environment(seed=config.train.seed))
-        run.set_status("running", task=task.name, backbone=backbone.name, main_metric=task.main_metric)
+    # Every process of a distributed run executes this recipe; only rank 0's recorder writes the run directory.
+    recorder = recorder_for(run, rank=launch_rank(), samples=config.train.samples_per_eval)
+    recorder.start(config, task=task.name, backbone=backbone.name, main_metric=task.main_metric)
     try:
         check_precision(config, backbone)
         pl.seed_everything(config.train.seed, verbose=False)
         stream = _stream_of(train, validation)  # --streaming: the stream trains, its first rows stand for it here
         train, val = split_data(config, stream.sample if stream else train, validation)
-        # A scratch:SIZE backbone trains its tokenizer and initialises its weights on the training rows here.
-        initialised = backbone.initialise(train.rows, directory=run.root / "init-model")
-        task.bind(backbone, config)
-        learned = {**task.learn(train.rows), **initialised}
-        if backbone.model is None:  # the head may depend on what learn() found (e.g. labels)
-            backbone.load_model(task.auto_class(backbone.family), model_kwargs=task.model_kwargs())
-        adapted = prepare_model(backbone, heads=task.heads, options=config.peft)  # LoRA, checkpointing
-        if primary:
-            record_model(run, backbone.model, family=backbone.family, extra=adapted)
-            run.update_metrics(parameters=parameter_counts(backbone.model))  # what the optimizer updates, of how many
-            check_free_space(run.checkpoints, model=backbone.model)
-        cache = {"tokenizer": backbone.tokenizer, "cache_dir": run.features, "primary": primary}
+        learned = _build_model(task, backbone, config, train, run, recorder)
+        cache = {"tokenizer": backbone.tokenizer, "cache_dir": run.features, "primary": recorder.writes}
         train_features, train_stats = encode_cached(task, train.rows, split="train", **cache)
         val_features, val_stats = encode_cached(task, val.rows, split="validation", **cache)
-        if primary:
-            record_data(run, splits={"train": (train.name, train_features, train_stats),
-                                     "validation": (val.name, val_features, val_stats)}, learned=learned)
-        config = _batch_size(config, task=task, model=backbone.model, features=train_features, run=run,
-                             resuming=resume_path is not None, primary=primary)
+        recorder.data({"train": (train.name, train_features, train_stats),
+                       "validation": (val.name, val_features, val_stats)}, learned=learned)
+        config = resolve_batch_size(config, task=task, model=backbone.model, features=train_features, run=run,
+                                    resuming=resume_path is not None, primary=recorder.writes)
         started = time.perf_counter()
-        if primary:
-            _baselines(task, backbone.model, val, config, run)
+        recorder.baselines(task, backbone.model, val, config)  # rank 0 only: the others wait in trainer.fit
         timing = {"baselines_s": round(time.perf_counter() - started, 3)}
-        record = evaluation_recorder(run, samples=config.train.samples_per_eval)
         module = TextModule(model=backbone.model, task=task, train_config=config.train,
-                            generation=config.generation, eval_rows=val.rows, on_evaluation=record)
+                            generation=config.generation, eval_rows=val.rows, on_evaluation=recorder.evaluation)
         trainer = _trainer(config, run, monitor, mode, model=backbone.model,
                            resumed_step=checkpoint_step(resume_path) if resume_path else None)
         train_dl, val_dl = _loaders(task, train_features, val_features, config, rank=trainer.global_rank,
                                     world_size=trainer.world_size, stream=stream)
-        with warnings.catch_warnings():
-            # A run shorter than one evaluation period has nothing to monitor yet; the final
-            # evaluation below covers it, so Lightning's warning about it is noise.
-            warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")
-            warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
-            try:
-                started = time.perf_counter()
-                trainer.fit(module, train_dl, val_dl, ckpt_path=resume_path)
-                timing["fit_s"] = round(time.perf_counter() - started, 3)
-            except SystemExit:
-                # Lightning answers Ctrl-C by saving (save_on_exception), ignoring further
-                # SIGINTs and calling sys.exit(1): turn that back into a normal error.
-                if not trainer.interrupted:
-                    raise
-                signal.signal(signal.SIGINT, signal.default_int_handler)
+        timing["fit_s"] = _train(trainer, module, train_dl, val_dl, resume_path)
         if trainer.interrupted:
-            if primary:
-                run.set_status("interrupted", checkpoint=str(run.checkpoints / "last.ckpt"))
-            raise TexttuneError(f"training interrupted; continue with --resume latest --output-dir {run.root}")
-        if is_sharded(config.train.strategy) and trainer.world_size > 1:  # rank 0 needs whole weights, alone
-            trained = module
-            module = unshard(trainer, rebuild=lambda: _rebuilt_module(task, backbone, config, val, record))
-            for name in ("eval_seconds", "evaluations", "train_examples", "train_tokens", "last_evaluation"):
-                if module is not None:
-                    setattr(module, name, getattr(trained, name))
-        if not primary:  # rank 0 evaluates the best weights and saves the model
+            recorder.interrupted()
+            raise TexttuneError(f"training interrupted at step {trainer.global_step}; continue with: texttune train "
+                                f"{task.name} --resume latest --output-dir {shlex.quote(str(run.root))}")
+        module = _whole_module(trainer, module, config,
+                               rebuild=lambda: _rebuilt_module(task, backbone, config, val, recorder.evaluation))
+        if not recorder.writes:  # this process is done: rank 0 evaluates the best weights and saves the model
             return FitResult(run.root, run.model, {})
-        return _finish(task, module, trainer, config, backbone, val, run, timing)
+        return _finish(task, module, trainer, config, backbone, val, run, recorder, timing)
     except BaseException as exc:
-        if primary:
-            if not run.status.exists() or '"interrupted"' not in run.status.read_text():
-                run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
-            record_plots(run)  # what was measured before the failure, as pictures
+        recorder.failed(exc)  # status "failed" (unless interrupted) and plots of what was measured
         raise
 
 
-def _rebuilt_module(task: Any, backbone: Backbone, config: RunConfig, val: Table, record: Any) -> Any:
+def _build_model(task: Any, backbone: Backbone, config: RunConfig, train: Table, run: RunDir,
+                 recorder: RunRecorder) -> dict[str, Any]:
+    """Bind the task, load the weights with the task's head, add adapters; what the task learned from the rows."""
+    # A scratch:SIZE backbone trains its tokenizer and initialises its weights on the training rows here.
+    initialised = backbone.initialise(train.rows, directory=run.root / "init-model")
+    task.bind(backbone, config)
+    learned = {**task.learn(train.rows), **initialised}
+    if backbone.model is None:  # the head may depend on what learn() found (e.g. labels)
+        backbone.load_model(task.auto_class(backbone.family), model_kwargs=task.model_kwargs())
+    adapted = prepare_model(backbone, heads=task.heads, options=config.peft)  # LoRA, checkpointing
+    recorder.model(backbone.model, family=backbone.family, extra=adapted)
+    return learned
+
+
+def _train(trainer: Any, module: Any, train_dl: Any, val_dl: Any, resume_path: str | None) -> float:
+    """``trainer.fit``; its seconds. Ctrl-C returns normally with ``trainer.interrupted`` set."""
+    with warnings.catch_warnings():
+        # A run shorter than one evaluation period has nothing to monitor yet; the final
+        # evaluation covers it, so Lightning's warning about it is noise.
+        warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+        started = time.perf_counter()
+        try:
+            trainer.fit(module, train_dl, val_dl, ckpt_path=resume_path)
+        except SystemExit:
+            # Lightning answers Ctrl-C by saving (save_on_exception), ignoring further
+            # SIGINTs and calling sys.exit(1): turn that back into a normal return.
+            if not trainer.interrupted:
+                raise
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+    return round(time.perf_counter() - started, 3)
+
+
+def _whole_module(trainer: Any, module: Any, config: RunConfig, *, rebuild: Any) -> Any:
+    """The trained module with whole weights: after sharded training (FSDP, ZeRO-3) gathered onto rank 0 alone."""
+    from texttune.engine.distributed import is_sharded, unshard
+
+    if not (is_sharded(config.train.strategy) and trainer.world_size > 1):
+        return module
+    whole = unshard(trainer, rebuild=rebuild)  # None on every rank but 0
+    if whole is not None:
+        for name in ("eval_seconds", "evaluations", "train_examples", "train_tokens", "last_evaluation"):
+            setattr(whole, name, getattr(module, name))
+    return whole
+
+
+def _rebuilt_module(task: Any, backbone: Backbone, config: RunConfig, val: Table, on_evaluation: Any) -> Any:
     """A fresh, unwrapped module (base weights, adapters as configured) for the weights gathered after sharded training."""
     from texttune.engine.module import TextModule
 
@@ -298,17 +288,7 @@ def _rebuilt_module(task: Any, backbone: Backbone, config: RunConfig, val: Table
     backbone.load_model(task.auto_class(backbone.family), model_kwargs=task.model_kwargs())
     prepare_model(backbone, heads=task.heads, options=config.peft)
     return TextModule(model=backbone.model, task=task, train_config=config.train, generation=config.generation,
-                      eval_rows=val.rows, on_evaluation=record)
-
-
-def _batch_size(config: RunConfig, *, primary: bool, run: RunDir, resuming: bool, **search: Any) -> RunConfig:
-    """``--batch-size auto``: rank 0 searches and records the choice; the other processes read it."""
-    from texttune.engine.distributed import wait_for_file
-
-    if not primary and config.train.batch_size == "auto":
-        wait_for_file(run.batch_search, what="the --batch-size auto choice")
-        resuming = True  # take the recorded choice
-    return resolve_batch_size(config, run=run, resuming=resuming, **search)
+                      eval_rows=val.rows, on_evaluation=on_evaluation)
 
 
 def _restore_best(trainer: Any, module: Any) -> tuple[str, int | None]:
@@ -342,10 +322,9 @@ def _timing(module: Any, timing: dict[str, Any], final_eval_s: float) -> dict[st
 
 
 def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: Backbone, val: Table, run: RunDir,
-            timing: dict[str, Any]) -> FitResult:
-    """Restore the best weights, evaluate them, save model/ and the final metrics."""
+            recorder: RunRecorder, timing: dict[str, Any]) -> FitResult:
+    """Rank 0: restore the best weights, evaluate them, save model/ and the final metrics."""
     best, best_step = _restore_best(trainer, module)
-    model = module.model
     started = time.perf_counter()
     reused = bool(best) and module.last_evaluation is not None and module.last_evaluation[0] == best_step
     timing["final_eval_reused"] = reused
@@ -354,16 +333,12 @@ def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: B
         _, metrics, predictions = module.last_evaluation
         log.info("the best checkpoint is the last evaluation (step %d): reusing its predictions", best_step)
     else:
-        metrics, predictions = task.evaluate(model, val.rows, generation=config.generation)
+        metrics, predictions = task.evaluate(module.model, val.rows, generation=config.generation)
     final_eval_s = time.perf_counter() - started
-    write_jsonl(run.predictions, predictions)
+    recorder.final_evaluation(predictions)
     log.info("fine-tuned: %s", metrics)
     model_dir = save_trained(task, backbone, run.model, columns=config.data.columns, peft=config.peft,
                              trained_steps=trainer.global_step)
-    record_saved_model(run, model_dir)
-    all_metrics = run.update_metrics(fine_tuned=metrics, best_checkpoint=best or None, steps=int(trainer.global_step),
-                                     timing=_timing(module, timing, final_eval_s))
-    run.set_status("completed", steps=int(trainer.global_step))
-    record_plots(run)
+    all_metrics = recorder.completed(model_dir, fine_tuned=metrics, best_checkpoint=best or None,
+                                     steps=int(trainer.global_step), timing=_timing(module, timing, final_eval_s))
     return FitResult(run.root, model_dir, all_metrics)
-

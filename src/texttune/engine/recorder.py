@@ -1,65 +1,174 @@
-"""What the recipe writes into the run directory besides checkpoints and metrics.
+"""The recorder: everything the recipe writes into the run directory, as soon as it is known.
 
-Each record is written as soon as it is known (data statistics before training,
-the model summary once the weights are loaded, samples at each evaluation), so
-a run that crashes half-way still describes itself.
+``fit`` creates one recorder and calls it at each step: the run's configuration and
+environment before anything else, the model summary once the weights are loaded,
+data statistics before training, baselines, every evaluation, and the final state
+(completed, interrupted or failed). A run that dies half-way therefore still tells
+what it was, what data it saw and what it had measured.
+
+Every process of a distributed run executes the recipe, but only rank 0 writes the
+run directory: :func:`recorder_for` gives the other ranks a :class:`NullRecorder`,
+whose methods do nothing, so the recipe never asks which rank it runs on.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from texttune.backbones.adapters import parameter_counts
+from texttune.config import RunConfig
+from texttune.data import Table
+from texttune.engine.preflight import check_free_space, check_writable
 from texttune.runs import RunDir
+from texttune.runs.environment import environment
 from texttune.runs.files import append_jsonl, read_json, write_json, write_jsonl
 from texttune.runs.records import directory_size, feature_lengths, model_summary
 
 log = logging.getLogger("texttune")
 
-
-def record_data(run: RunDir, *, splits: dict[str, tuple[str, Any, dict[str, Any]]], learned: dict[str, Any]) -> None:
-    """data_stats.json: per split (name -> (source, features, task stats)) rows, lengths, truncation, labels."""
-    stats: dict[str, Any] = {}
-    for split, (source, features, task_stats) in splits.items():
-        stats[split] = {"source": source, **task_stats, "lengths": feature_lengths(features)}
-        cut = {k: v for k, v in task_stats.items() if k.endswith("_truncated") and v}
-        if cut:  # e.g. {"inputs_truncated": 9}: say so, since truncation silently changes the task
-            log.warning("%s: %s of %d rows were truncated (see data_stats.json; raise the max length options to keep more)",
-                        split, ", ".join(f"{k.replace('_truncated', '')}: {v}" for k, v in cut.items()), task_stats["rows"])
-    write_json(run.data_stats, {**stats, "learned": learned})
+#: A split's record: (source name, its features, the task's statistics of its encoding).
+Split = tuple[str, Any, dict[str, Any]]
 
 
-def record_model(run: RunDir, model: Any, *, family: str, extra: dict[str, Any] | None = None) -> None:
-    """model_summary.json: architecture, parameters (trainable ones too), and ``extra`` (e.g. the LoRA settings)."""
-    write_json(run.model_summary, {**model_summary(model, family=family), **(extra or {})})
+class RunRecorder:
+    """Rank 0's recorder: writes the run directory."""
+
+    writes = True  # False on the NullRecorder: this process leaves shared files (feature cache, batch size) to rank 0
+
+    def __init__(self, run: RunDir, *, samples: int) -> None:
+        self.run = run
+        self.samples = samples  # predictions kept per evaluation in samples/ (--samples-per-eval)
+
+    def start(self, config: RunConfig, *, task: str, backbone: str, main_metric: str) -> None:
+        """Check the run directory can take the run, then write config.yaml, environment.json, status "running"."""
+        from texttune.engine.checkpoint_io import remove_stale_temp_files
+
+        run = self.run
+        check_writable(run.root)
+        run.create(resume=config.train.resume is not None)
+        check_writable(run.checkpoints)
+        remove_stale_temp_files(run.checkpoints)  # left by a write the last process was killed in
+        run.write_config(config.flat())
+        write_json(run.environment, environment(seed=config.train.seed))
+        run.set_status("running", task=task, backbone=backbone, main_metric=main_metric)
+
+    def model(self, model: Any, *, family: str, extra: dict[str, Any]) -> None:
+        """model_summary.json (architecture, parameters, ``extra`` such as the LoRA settings), the parameter
+        counts in metrics.json, and a check that the disk can hold the checkpoints of this model."""
+        write_json(self.run.model_summary, {**model_summary(model, family=family), **extra})
+        self.run.update_metrics(parameters=parameter_counts(model))  # what the optimizer updates, of how many
+        check_free_space(self.run.checkpoints, model=model)
+
+    def data(self, splits: dict[str, Split], *, learned: dict[str, Any]) -> None:
+        """data_stats.json: per split rows, lengths, truncation, and what the task learned (e.g. labels)."""
+        stats: dict[str, Any] = {}
+        for split, (source, features, task_stats) in splits.items():
+            stats[split] = {"source": source, **task_stats, "lengths": feature_lengths(features)}
+            cut = {k: v for k, v in task_stats.items() if k.endswith("_truncated") and v}
+            if cut:  # e.g. {"inputs_truncated": 9}: say so, since truncation silently changes the task
+                log.warning("%s: %s of %d rows were truncated (see data_stats.json; raise the max length options to "
+                            "keep more)", split, ", ".join(f"{k.replace('_truncated', '')}: {v}" for k, v in cut.items()),
+                            task_stats["rows"])
+        write_json(self.run.data_stats, {**stats, "learned": learned})
+
+    def baselines(self, task: Any, model: Any, val: Table, config: RunConfig) -> None:
+        """Model-free baselines and the untrained (zero-shot) model on the validation rows, into metrics.json
+        (once: a resumed run keeps those it has)."""
+        if "zero_shot" in self.run.read_metrics() or not config.train.baselines:
+            return
+        baselines = task.baselines(val.rows)
+        log.info("baselines: %s", baselines)
+        zero_shot, predictions = task.evaluate(model, val.rows, generation=config.generation)
+        log.info("zero-shot: %s", zero_shot)
+        write_jsonl(self.run.root / "predictions_zero_shot.jsonl", predictions)
+        self.run.update_metrics(baselines=baselines, zero_shot=zero_shot)
+
+    def evaluation(self, step: int, metrics: dict[str, float], predictions: list[dict[str, Any]]) -> None:
+        """The module's ``on_evaluation`` callback: a line of evals.jsonl, and samples/step-NNNNNN.jsonl."""
+        append_jsonl(self.run.evals, {"step": step, **metrics})
+        if self.samples:
+            write_jsonl(self.run.samples / f"step-{step:06d}.jsonl", predictions[:self.samples])
+
+    def interrupted(self) -> None:
+        """Ctrl-C: status "interrupted", naming the checkpoint ``--resume latest`` continues from."""
+        self.run.set_status("interrupted", checkpoint=str(self.run.checkpoints / "last.ckpt"))
+
+    def failed(self, exc: BaseException) -> None:
+        """Status "failed" with the error (an interrupted run keeps its status), and plots of what was measured."""
+        status = self.run.status
+        if not status.exists() or '"interrupted"' not in status.read_text():
+            self.run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
+        self.plots()
+
+    def final_evaluation(self, predictions: list[dict[str, Any]]) -> None:
+        """predictions.jsonl: the best weights' predictions on the validation rows."""
+        write_jsonl(self.run.predictions, predictions)
+
+    def completed(self, model_dir: Path, *, fine_tuned: dict[str, Any], best_checkpoint: str | None, steps: int,
+                  timing: dict[str, Any]) -> dict[str, Any]:
+        """The saved model's size, the final sections of metrics.json, status "completed" and the plots;
+        returns the whole of metrics.json."""
+        summary = read_json(self.run.model_summary) if self.run.model_summary.exists() else {}
+        write_json(self.run.model_summary, {**summary, "size_on_disk_bytes": directory_size(model_dir)})
+        all_metrics = self.run.update_metrics(fine_tuned=fine_tuned, best_checkpoint=best_checkpoint, steps=steps,
+                                              timing=timing)
+        self.run.set_status("completed", steps=steps)
+        self.plots()
+        return all_metrics
+
+    def plots(self) -> None:
+        """PNG plots from the run's files. Never fails a run: a plotting problem is logged and skipped."""
+        try:
+            from texttune.runs.plots import write_plots
+
+            written = write_plots(self.run.root)
+        except Exception as exc:  # noqa: BLE001 - pictures are a convenience, the run's data is already safe
+            log.warning("could not draw the plots (%s: %s); `texttune report %s` retries", type(exc).__name__, exc,
+                        self.run.root)
+            return
+        if written:
+            log.info("plots: %s", ", ".join(p.name for p in written))
 
 
-def evaluation_recorder(run: RunDir, *, samples: int) -> Callable[[int, dict[str, float], list[dict[str, Any]]], None]:
-    """The callback the module calls after each evaluation: evals.jsonl plus samples/step-NNNNNN.jsonl."""
-    def record(step: int, metrics: dict[str, float], predictions: list[dict[str, Any]]) -> None:
-        append_jsonl(run.evals, {"step": step, **metrics})
-        if samples:
-            write_jsonl(run.samples / f"step-{step:06d}.jsonl", predictions[:samples])
+class NullRecorder(RunRecorder):
+    """Any rank but 0: the same calls, nothing written (rank 0 records the run for every process)."""
 
-    return record
+    writes = False
+
+    def start(self, config: RunConfig, *, task: str, backbone: str, main_metric: str) -> None:
+        pass
+
+    def model(self, model: Any, *, family: str, extra: dict[str, Any]) -> None:
+        pass
+
+    def data(self, splits: dict[str, Split], *, learned: dict[str, Any]) -> None:
+        pass
+
+    def baselines(self, task: Any, model: Any, val: Table, config: RunConfig) -> None:
+        pass
+
+    def evaluation(self, step: int, metrics: dict[str, float], predictions: list[dict[str, Any]]) -> None:
+        pass
+
+    def interrupted(self) -> None:
+        pass
+
+    def failed(self, exc: BaseException) -> None:
+        pass
+
+    def final_evaluation(self, predictions: list[dict[str, Any]]) -> None:
+        pass
+
+    def completed(self, model_dir: Path, *, fine_tuned: dict[str, Any], best_checkpoint: str | None, steps: int,
+                  timing: dict[str, Any]) -> dict[str, Any]:
+        return {}
+
+    def plots(self) -> None:
+        pass
 
 
-def record_saved_model(run: RunDir, model_dir: Path) -> None:
-    """Add the saved model's size to model_summary.json."""
-    summary = read_json(run.model_summary) if run.model_summary.exists() else {}
-    write_json(run.model_summary, {**summary, "size_on_disk_bytes": directory_size(model_dir)})
-
-
-def record_plots(run: RunDir) -> None:
-    """PNG plots from the run's files. Never fails a run: a plotting problem is logged and skipped."""
-    try:
-        from texttune.runs.plots import write_plots
-
-        written = write_plots(run.root)
-    except Exception as exc:  # noqa: BLE001 - pictures are a convenience, the run's data is already safe
-        log.warning("could not draw the plots (%s: %s); `texttune report %s` retries", type(exc).__name__, exc, run.root)
-        return
-    if written:
-        log.info("plots: %s", ", ".join(p.name for p in written))
+def recorder_for(run: RunDir, *, rank: int, samples: int) -> RunRecorder:
+    """The recorder of the process with this global ``rank``: a writing one on rank 0 only."""
+    return RunRecorder(run, samples=samples) if rank == 0 else NullRecorder(run, samples=samples)
