@@ -32,11 +32,11 @@ from texttune.data import Table, select_columns, take
 from texttune.data.streaming import open_stream
 from texttune.engine import fit as run_fit
 from texttune.errors import ConfigError
+from texttune.files import write_jsonl
 from texttune.inference.backends import backend_name, refuse_backend
 from texttune.inference.options import inference_config
 from texttune.inference.saved_model import saved_backbone
 from texttune.runs import RunDir, find_model_dir, read_metadata
-from texttune.runs.files import write_jsonl
 from texttune.tasks import TASKS, task_class
 from texttune.tasks.base import text_input_row
 from texttune.tasks.registry import own_option_names, run_config, split_request_options

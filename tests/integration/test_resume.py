@@ -82,7 +82,7 @@ def test_resume_mid_epoch_matches_an_uninterrupted_run(tiny_model_dir, tmp_path:
 
 
 def test_last_checkpoint_is_a_link_to_best_when_both_hold_the_same_step(tiny_model_dir, tmp_path: Path) -> None:
-    # One evaluation, at the end: best and last hold the same state, written once (engine/checkpoints.py).
+    # One evaluation, at the end: best and last hold the same state, written once (engine/checkpoint_callbacks.py).
     _train(tiny_model_dir("llama"), tmp_path / "run", 4, "--eval-every-steps", "4")
     best, last = tmp_path / "run" / "checkpoints" / "best.ckpt", tmp_path / "run" / "checkpoints" / "last.ckpt"
     assert best.is_file() and last.is_file() and not last.is_symlink(), sorted(os.listdir(best.parent))

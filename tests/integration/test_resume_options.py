@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from texttune.runs.files import read_json
+from texttune.files import read_json
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 Cli = Callable[..., tuple[int, str, str]]

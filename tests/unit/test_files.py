@@ -154,9 +154,3 @@ def test_keep_existing_discards_the_new_build_when_another_finished_first(tmp_pa
     with files.atomic_directory(target, keep_existing=complete) as tmp:
         (tmp / "model.bin").write_text("third")
     assert (target / "model.bin").read_text() == "third"
-
-
-def test_runs_files_re_exports_the_shared_helpers() -> None:
-    from texttune.runs import files as run_files
-
-    assert run_files.write_json is files.write_json and run_files.atomic_directory is files.atomic_directory

@@ -10,7 +10,7 @@ from typing import Any
 
 from texttune.data import Table, from_lists, load_table, take
 from texttune.errors import DataError
-from texttune.runs.files import write_text
+from texttune.files import write_text
 
 
 def _stdin_table() -> Table:

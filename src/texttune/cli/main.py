@@ -24,10 +24,10 @@ from texttune.config_fields import coerce, not_an_option
 from texttune.config_yaml import read_yaml
 from texttune.data import load_table
 from texttune.errors import ConfigError, TexttuneError
+from texttune.files import write_json
 from texttune.inference.ct2_export import export
 from texttune.runs.catalog import find_runs, format_runs, runs_json
 from texttune.runs.compare import compare_runs, format_comparison
-from texttune.runs.files import write_json
 from texttune.runs.report import write_report
 from texttune.runs.summary import comparison_table
 from texttune.tasks import TASKS

@@ -44,8 +44,8 @@ from texttune.config import RunConfig
 from texttune.engine.batch_probe import Collate, Loss, Memory, Trial, human, memory_for, try_batch, untouched
 from texttune.engine.distributed import wait_for_file
 from texttune.errors import ConfigError
+from texttune.files import read_json, write_json
 from texttune.runs import RunDir
-from texttune.runs.files import read_json, write_json
 
 log = logging.getLogger("texttune")
 

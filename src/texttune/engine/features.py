@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from texttune._version import __version__
-from texttune.runs.files import atomic_directory, read_json, write_json
+from texttune.files import atomic_directory, read_json, write_json
 
 log = logging.getLogger("texttune")
 

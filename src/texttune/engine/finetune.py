@@ -20,7 +20,9 @@ from texttune.backbones import Backbone
 from texttune.backbones.adapters import prepare_model
 from texttune.config import RunConfig
 from texttune.data import Table, holdout, take
+from texttune.data.streaming import Stream
 from texttune.engine.features import encode_cached
+from texttune.engine.loggers import log_config, make_loggers
 from texttune.engine.recorder import RunRecorder, recorder_for
 from texttune.errors import ConfigError, TexttuneError
 from texttune.metrics.registry import higher_is_better
@@ -85,7 +87,6 @@ def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, model: Any
     from texttune.engine.checkpoint_callbacks import BestCheckpoint, LastCheckpoint
     from texttune.engine.checkpoint_io import AtomicCheckpointIO
     from texttune.engine.distributed import lightning_strategy
-    from texttune.engine.loggers import log_config, make_loggers
     from texttune.engine.resumable import resume_callbacks
 
     t = config.train
@@ -121,8 +122,6 @@ def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, model: Any
 
 def _stream_of(train: Any, validation: Table | None) -> Any:
     """The training stream when ``train`` is one (``--streaming``), else None."""
-    from texttune.data.streaming import Stream
-
     if not isinstance(train, Stream):
         return None
     if validation is None:

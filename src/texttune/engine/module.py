@@ -15,6 +15,7 @@ import lightning.pytorch as pl
 import torch
 
 from texttune.config import GenerationConfig, TrainConfig
+from texttune.engine.distributed import evaluate_everywhere, is_sharded
 
 _NO_DECAY = ("bias", "norm", "layernorm", "layer_norm", "ln_")
 
@@ -92,8 +93,6 @@ class TextModule(pl.LightningModule):
         self._val_count += int(weight)
 
     def on_validation_epoch_end(self) -> None:
-        from texttune.engine.distributed import evaluate_everywhere, is_sharded
-
         totals = torch.stack([self._val_sum, torch.tensor(float(self._val_count), device=self._val_sum.device)])
         totals = self.trainer.strategy.reduce(totals, reduce_op="sum") if self.trainer.world_size > 1 else totals
         self._val_sum, self._val_count = torch.zeros(()), 0

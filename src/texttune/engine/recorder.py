@@ -21,9 +21,10 @@ from texttune.backbones.adapters import parameter_counts
 from texttune.config import RunConfig
 from texttune.data import Table
 from texttune.engine.preflight import check_free_space, check_writable
+from texttune.files import append_jsonl, read_json, write_json, write_jsonl
 from texttune.runs import RunDir
 from texttune.runs.environment import environment
-from texttune.runs.files import append_jsonl, read_json, write_json, write_jsonl
+from texttune.runs.plots import write_plots
 from texttune.runs.records import directory_size, feature_lengths, model_summary
 
 log = logging.getLogger("texttune")
@@ -121,8 +122,6 @@ class RunRecorder:
     def plots(self) -> None:
         """PNG plots from the run's files. Never fails a run: a plotting problem is logged and skipped."""
         try:
-            from texttune.runs.plots import write_plots
-
             written = write_plots(self.run.root)
         except Exception as exc:  # noqa: BLE001 - pictures are a convenience, the run's data is already safe
             log.warning("could not draw the plots (%s: %s); `texttune report %s` retries", type(exc).__name__, exc,

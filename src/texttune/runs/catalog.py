@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from texttune.errors import ConfigError
+from texttune.files import read_jsonl_records
 from texttune.metrics.registry import higher_is_better
-from texttune.runs.files import read_jsonl_records
 from texttune.runs.layout import RunDir
 from texttune.runs.plots import recorded_main_metric
 

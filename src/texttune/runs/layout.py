@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from texttune.errors import ConfigError
-from texttune.runs.files import read_json, write_json, write_text
+from texttune.files import read_json, write_json, write_text
 
 
 @dataclass(frozen=True)

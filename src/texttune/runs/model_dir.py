@@ -16,7 +16,7 @@ from typing import Any
 
 from texttune._version import __version__
 from texttune.errors import BackboneError
-from texttune.runs.files import atomic_directory, read_json, write_json
+from texttune.files import atomic_directory, read_json, write_json
 from texttune.runs.untrusted import check_model_files
 
 METADATA_FILE = "texttune.json"

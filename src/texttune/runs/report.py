@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from texttune.errors import ConfigError
-from texttune.runs.files import write_text
+from texttune.files import write_text
 from texttune.runs.plots import PLOT_NAMES, main_metric, number, read_config, read_json_file, read_jsonl_file, write_plots
 from texttune.runs.report_html import CSS, Html, esc, fmt, table
 
