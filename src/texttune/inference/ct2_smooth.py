@@ -44,7 +44,7 @@ def calibration_ids(tokenizer: Any, metadata: dict[str, Any]) -> list[list[int]]
     path = Path(str(resources.files("texttune") / "demo_data" / "debian" / "train.jsonl"))
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()[:CALIBRATION_ROWS]]
     state = metadata.get("task_state") or {}
-    if metadata.get("task") == "causal-lm":
+    if "prefix" not in state:  # a task without a prompt format (causal-lm) reads plain text
         return [tokenizer(f"{r['document']} {r['summary']}")["input_ids"] for r in rows]
     fmt = PromptFormat(tokenizer=tokenizer, family="causal", prefix=state.get("prefix") or "")
     return [fmt.encode(r["document"], r["summary"], max_source_length=state.get("max_source_length", 512),
