@@ -30,7 +30,6 @@ from texttune.config_resume import resumed_options
 from texttune.config_yaml import read_yaml
 from texttune.data import Table, select_columns, take
 from texttune.data.streaming import open_stream
-from texttune.engine import fit as run_fit
 from texttune.errors import ConfigError
 from texttune.files import write_jsonl
 from texttune.inference.backends import backend_name, refuse_backend
@@ -122,6 +121,8 @@ class TaskModel:
         ``options`` takes any other flat option (``warmup_ratio``, ``precision``...).
         Returns a :class:`texttune.engine.FitResult` with the run directory and metrics.
         """
+        from texttune.engine import fit as run_fit  # here: a server loads models through this module, never the engine
+
         refuse_backend(getattr(self._backbone, "model", None), "trained")
         named = {"max_epochs": max_epochs, "max_steps": max_steps, "batch_size": batch_size, "learning_rate": learning_rate}
         extra = {k: v for k, v in named.items() if v is not None} | (options or {})

@@ -91,7 +91,12 @@ SAME_LEVEL_ALLOWED: dict[str, set[str]] = {
 }
 
 #: Internal imports inside a function that are by design: importing texttune stays cheap.
-FUNCTION_IMPORTS_ALLOWED: set[tuple[str, str]] = {("texttune.__init__", "__getattr__")}
+FUNCTION_IMPORTS_ALLOWED: set[tuple[str, str]] = {
+    ("texttune.__init__", "__getattr__"),
+    # The server loads models through texttune.api and must not load the training engine
+    # (tests/integration/test_serve_process.py checks its modules stay out of a serving process).
+    ("texttune.api", "fit"),
+}
 
 
 @dataclass(frozen=True)
