@@ -129,6 +129,26 @@ def make_test_samples(source: Path) -> dict[str, int]:
     qa = project(seeded_sample(squad, lambda r: len(r["context"]) <= 600, 30), ["id", "title", "context", "question", "answers"])
     counts["tests/data/squad.jsonl"] = write_jsonl(TEST_DATA / "squad.jsonl", qa)
     counts.update(make_ner_samples(source))
+    counts.update(make_classification_samples(source))
+    return counts
+
+
+#: Four real Debian archive sections, so a tiny test model sees each class several times.
+CLASSIFICATION_SECTIONS = ("games", "python", "science", "sound")
+
+
+def make_classification_samples(source: Path) -> dict[str, int]:
+    """Debian package descriptions with their section (single-label) and debtags (multi-label)."""
+    debian = source / "classification" / "debian-packages"
+    keep = lambda r: len(r["text"]) <= 500 and r["section"] in CLASSIFICATION_SECTIONS  # noqa: E731
+    fields = ["package", "text", "section", "tags"]
+    train = project(seeded_sample(read_jsonl(debian / "train.jsonl"), keep, 60), fields)
+    counts = {"tests/data/classification.jsonl": write_jsonl(TEST_DATA / "classification.jsonl", train)}
+    val = project(seeded_sample(read_jsonl(debian / "validation.jsonl"), keep, 20), fields)
+    counts["tests/data/classification-val.jsonl"] = write_jsonl(TEST_DATA / "classification-val.jsonl", val)
+    # The first 30 training rows as CSV, tags joined by "|" (how multi-label labels look in a CSV).
+    flat = [{**row, "tags": "|".join(row["tags"])} for row in train[:30]]
+    counts["tests/data/classification.csv"] = write_csv(TEST_DATA / "classification.csv", flat, fields)
     return counts
 
 

@@ -61,6 +61,8 @@ CASES: dict[str, tuple[str, str, dict[str, Any], Callable[[], tuple[list[dict[st
                            lambda: (_rows("squad.jsonl", 8), _rows("squad.jsonl", 3, start=20))),
     "token-classification": ("TokenClassification", "bert", {},
                              lambda: (_rows("ner.jsonl", 8), _rows("ner.jsonl", 3, start=30))),
+    "text-classification": ("TextClassification", "bert", {"max_length": 32, "options": {"label_column": "section"}},
+                            lambda: (_rows("classification.jsonl", 8), _rows("classification.jsonl", 3, start=8))),
 }
 
 

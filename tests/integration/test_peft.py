@@ -52,9 +52,13 @@ CASES: dict[str, tuple[str, Callable[[str], Any], Any, list[Any]]] = {
     "question-answering": ("bert", lambda b: api.QuestionAnswering(backbone=b, max_length=96, stride=24, max_answer_length=10,
                                                                    options=LORA),
                            DATA / "squad.jsonl", [{"question": "Who won?", "context": "The Broncos won the game in 2016."}]),
+    # A decoder with a new classification head on its last non-pad token.
+    "text-classification": ("llama", lambda b: api.TextClassification(backbone=b, max_length=48,
+                                                                      options={**LORA, "label_column": "section"}),
+                            DATA / "classification.jsonl", ["A puzzle game for children", "Python bindings for a library"]),
 }
 HEADS = {"token-classification": ["classifier"], "question-answering": ["qa_outputs"],
-         "masked-lm": ["cls.predictions.transform"]}
+         "masked-lm": ["cls.predictions.transform"], "text-classification": ["score"]}
 
 
 @pytest.fixture(scope="module")

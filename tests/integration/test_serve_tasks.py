@@ -35,6 +35,8 @@ def saved(tiny_model_dir: Callable[[str], Path], tmp_path_factory: pytest.TempPa
         "masked-lm": lambda: api.MaskedLM(backbone=str(tiny_model_dir("bert"))),
         "causal-lm": lambda: api.CausalLM(backbone=str(tiny_model_dir("llama"))),
         "translation": lambda: api.Translation(backbone=str(tiny_model_dir("bart"))),
+        "text-classification": lambda: api.TextClassification(backbone=str(tiny_model_dir("bert")),
+                                                              label_list="games,python,science,sound"),
     }
     root = tmp_path_factory.mktemp("served-tasks")
     return lambda task: builders[task]().save(root / task) if not (root / task).exists() else root / task
@@ -97,3 +99,20 @@ def test_causal_lm_and_translation(saved: Callable[[str], Path], serve: Callable
         with serve(model_dir) as client:
             assert _post(client, {"inputs": prompts, "max_new_tokens": 4}) == expected
             assert client.get("/v1/model").json()["generation_defaults"]["num_beams"] == 1
+
+
+def test_text_classification(saved: Callable[[str], Path], serve: Callable[[Path], Any]) -> None:
+    from texttune.api import load
+
+    model_dir = saved("text-classification")
+    with serve(model_dir) as client:
+        info = client.get("/v1/model").json()
+        assert info["labels"] == ["games", "python", "science", "sound"] and info["options"] == ["top_k", "threshold"]
+        texts = ["A puzzle game", "Python bindings for a library"]
+        expected = load(model_dir).predict(texts, top_k=2)
+        assert _post(client, {"inputs": texts, "top_k": 2}) == expected
+        assert expected[0]["label"] in info["labels"] and len(expected[0]["top_k"]) == 2
+        refused = client.post("/v1/predict", json={"inputs": texts, "top_k": 0})
+        assert refused.status_code == 422 and "top_k" in refused.json()["error"]["message"]
+        refused = client.post("/v1/predict", json={"inputs": texts, "num_beams": 2})
+        assert refused.status_code == 422 and "does not apply to task 'text-classification'" in refused.text

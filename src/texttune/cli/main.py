@@ -149,7 +149,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def cmd_tasks(args: argparse.Namespace) -> int:
     for name, cls in TASKS.items():
-        cols = ", ".join(f"--{r.role}-column ({'/'.join(r.defaults[:3])})" for r in cls().roles)
+        cols = ", ".join(f"{r.flag} ({'/'.join(r.defaults[:3])})" for r in cls().roles)
         own = ", ".join(f"--{o.replace('_', '-')}" for o in own_option_names(cls)) or "none"
         print(f"{name}\n  {cls.description}\n  Python: texttune.{cls.api_name}\n  columns: {cols}\n  options: {own}\n"
               f"  metrics: {', '.join(cls.metric_names)}\n  default backbone: {cls.default_backbone}")

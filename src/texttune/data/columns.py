@@ -33,6 +33,11 @@ class ColumnRole:
     def column_key(self) -> str:
         return self.key or self.role
 
+    @property
+    def flag(self) -> str:
+        """The option that names this role's column: ``--text-pair-column`` for role ``text_pair``."""
+        return f"--{self.role.replace('_', '-')}-column"
+
 
 def _flatten_structs(table: Table, keep: frozenset[str] = frozenset()) -> Table:
     """Expose ``{"translation": {"en": ..., "fr": ...}}`` style cells as columns ``en``, ``fr``.
@@ -71,7 +76,7 @@ def resolve_columns(table: Table, roles: Sequence[ColumnRole], overrides: dict[s
     available = table.rows.column_names
     unknown_roles = set(overrides) - {r.role for r in roles}
     if unknown_roles:
-        valid = ", ".join(f"--{r.role}-column" for r in roles)
+        valid = ", ".join(r.flag for r in roles)
         raise DataError(f"options {sorted(unknown_roles)} are not columns of this task; valid: {valid}")
     chosen: dict[str, str] = {}
     for role in roles:
@@ -79,7 +84,7 @@ def resolve_columns(table: Table, roles: Sequence[ColumnRole], overrides: dict[s
             name = overrides[role.role]
             if name not in available:
                 raise DataError(
-                    f"{table.name}: no column {name!r} (from --{role.role}-column); "
+                    f"{table.name}: no column {name!r} (from {role.flag}); "
                     f"available columns: {', '.join(map(repr, available))}{_separator_hint(available)}"
                 )
             chosen[role.role] = name
@@ -90,7 +95,7 @@ def resolve_columns(table: Table, roles: Sequence[ColumnRole], overrides: dict[s
                 continue
             raise DataError(
                 f"{table.name}: no {role.role} column (looked for {', '.join(map(repr, role.defaults))}); "
-                f"available columns: {', '.join(map(repr, available))}. Choose one with --{role.role}-column"
+                f"available columns: {', '.join(map(repr, available))}. Choose one with {role.flag}"
                 f"{_separator_hint(available)}"
             )
         chosen[role.role] = found

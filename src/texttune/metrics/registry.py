@@ -35,17 +35,32 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("precision", "precision", "higher"),
     Metric("recall", "recall", "higher"),
     Metric("accuracy", "accuracy", "higher"),
+    # text classification (metrics/classification.py)
+    Metric("macro_f1", "macro-F1", "higher"),
+    Metric("micro_f1", "micro-F1", "higher"),
+    Metric("weighted_f1", "weighted F1", "higher"),
+    Metric("macro_precision", "macro precision", "higher"),
+    Metric("macro_recall", "macro recall", "higher"),
+    Metric("micro_precision", "micro precision", "higher"),
+    Metric("micro_recall", "micro recall", "higher"),
+    Metric("subset_accuracy", "subset accuracy", "higher"),
+    Metric("support", "support (rows)", None),
+    Metric("threshold", "decision threshold", None),
+    Metric("pearson", "Pearson r", "higher"),
+    Metric("spearman", "Spearman rho", "higher"),
+    Metric("mse", "mean squared error", "lower"),
+    Metric("mae", "mean absolute error", "lower"),
 )}
 
 
 def metric_info(name: str) -> Metric | None:
-    """The metric called ``name`` (per-label ``f1_X`` as ``f1``; ``*_loss`` as ``loss``), or None when unknown."""
+    """The metric called ``name`` (per-label ``f1_X`` as ``f1``, ``support_X`` as ``support``; ``*_loss`` as ``loss``), or None."""
     if name in METRICS:
         return METRICS[name]
     if name.endswith("_loss"):
         return METRICS["loss"]
     head = name.split("_", 1)[0]
-    return METRICS.get(head) if "_" in name and head in {"f1", "precision", "recall", "accuracy"} else None
+    return METRICS.get(head) if "_" in name and head in {"f1", "precision", "recall", "accuracy", "support"} else None
 
 
 def higher_is_better(name: str) -> bool | None:

@@ -16,6 +16,7 @@ from texttune.tasks.causal_lm import CausalLMTask
 from texttune.tasks.masked_lm import MaskedLMTask
 from texttune.tasks.question_answering import QuestionAnsweringTask
 from texttune.tasks.text2text import SummarizationTask, Text2TextTask, TranslationTask
+from texttune.tasks.text_classification import TextClassificationTask
 from texttune.tasks.token_classification import TokenClassificationTask
 
 TASKS: dict[str, type] = {
@@ -26,6 +27,7 @@ TASKS: dict[str, type] = {
     "causal-lm": CausalLMTask,
     "question-answering": QuestionAnsweringTask,
     "token-classification": TokenClassificationTask,
+    "text-classification": TextClassificationTask,
 }
 
 
