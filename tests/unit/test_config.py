@@ -351,3 +351,15 @@ def test_serve_config_checks_names_types_and_ranges() -> None:
         serve_config({"port": 70000})
     with pytest.raises(ConfigError, match="valid choices: 'ctranslate2', 'transformers'"):
         serve_config({"backend": "onnx"})
+
+
+def test_a_task_s_own_defaults_for_shared_options_come_before_the_user_s() -> None:
+    from texttune.tasks.registry import run_config
+
+    cls = TASKS["text-classification"]
+    assert run_config("text-classification", {}).train.learning_rate == cls.train_defaults["learning_rate"]
+    assert run_config("text-classification", {"learning-rate": "3e-5"}).train.learning_rate == 3e-5
+    assert run_config("summarization", {}).train.learning_rate == 5e-5  # other tasks keep the shared default
+    text = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._subparsers._group_actions[0]
+                .choices["text-classification"]._actions if "--learning-rate" in a.option_strings).help
+    assert f"(default: {cls.train_defaults['learning_rate']} for this task)" in text

@@ -35,25 +35,29 @@ def _flag(name: str) -> str:
 
 
 def add_section(parser: argparse.ArgumentParser, section: str, *, only: set[str] | None = None,
-                cls: type | None = None, title: str | None = None) -> None:
+                cls: type | None = None, title: str | None = None, defaults: dict[str, Any] | None = None) -> None:
     """Add one config section's fields as flags, in their own --help group.
 
-    ``cls``/``title``: a dataclass that is not a shared section (a task's own options).
+    ``cls``/``title``: a dataclass that is not a shared section (a task's own options);
+    ``defaults``: a task's own defaults for shared options (``train_defaults``), shown in the help.
     """
     add_fields(parser.add_argument_group(title or TITLES[section]),
-               [f for f in fields(cls or FLAG_SECTIONS[section]) if f.name != "columns" and (only is None or f.name in only)])
+               [f for f in fields(cls or FLAG_SECTIONS[section]) if f.name != "columns" and (only is None or f.name in only)],
+               defaults=defaults)
 
 
-def add_fields(group: Any, option_fields: list[Any], *, help_of: dict[str, str] | None = None) -> None:
+def add_fields(group: Any, option_fields: list[Any], *, help_of: dict[str, str] | None = None,
+               defaults: dict[str, Any] | None = None) -> None:
     """One flag per dataclass field: type, choices, default and help from the field (``help_of`` overrides help)."""
     for f in option_fields:
         base, _ = annotation_type(f.type)
         help_text = (help_of or {}).get(f.name) or f.metadata.get("help", "")
-        if f.default is not None and base is not bool:
-            help_text += f" (default: {f.default})"
+        default = (defaults or {}).get(f.name, f.default)
+        if default is not None and base is not bool:
+            help_text += f" (default: {default}{' for this task' if f.name in (defaults or {}) else ''})"
         if base is bool:
             group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=help_text + f" (default: {'on' if f.default else 'off'})")
+                               default=argparse.SUPPRESS, help=help_text + f" (default: {'on' if default else 'off'})")
         else:
             metavar = "|".join([base.__name__.upper(), *f.metadata.get("special", ())])
             group.add_argument(_flag(f.name), dest=f.name, default=argparse.SUPPRESS, metavar=metavar,

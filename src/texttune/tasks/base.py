@@ -13,7 +13,9 @@ Optional hooks, looked up with ``getattr``: ``check_table(table, *, training)``
 checks cells only the task understands while rows still map to file lines;
 ``choose_backbone(given)`` picks the backbone from ``--backbone`` (default: the
 given one, else ``default_backbone``); ``parse_input(value, index)`` turns one raw
-predict input into the task's row (default: :func:`text_input_row`).
+predict input into the task's row (default: :func:`text_input_row`); ``train_defaults``
+(a ClassVar dict) gives the task's own defaults for shared options, e.g. its learning rate,
+measured for it (a user's value always wins; ``--help`` shows them).
 """
 
 from __future__ import annotations

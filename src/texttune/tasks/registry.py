@@ -116,6 +116,8 @@ def run_config(name: str, options: dict[str, Any]) -> RunConfig:
     """
     cls = task_class(name)
     roles = tuple(r.role for r in cls().roles)
+    # A task's own defaults for shared options (e.g. its learning rate) come before anything the user gives.
+    options = {**getattr(cls, "train_defaults", {}), **{key.replace("-", "_"): value for key, value in options.items()}}
     return build_config(name, options, task_options=cls.options, column_roles=roles,
                         generation_fields=generation_fields(cls), elsewhere=option_owners())
 
