@@ -194,3 +194,79 @@ def test_api_key_is_asked_for_then_used(browser: Any, serve: Callable[..., Serve
     browser.find_element(By.ID, "opt-max_new_tokens").send_keys("4")
     _submit_and_wait(browser, "output-text")
     assert _text(browser, "output-text") == load(t5_summarizer).predict([text], max_new_tokens=4)[0]
+
+
+@pytest.fixture(scope="module")
+def classifiers(tiny_model_dir: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The tiny BERT saved, untrained, as single-label and multi-label text classifiers of four labels."""
+    from texttune.api import TextClassification
+
+    root = tmp_path_factory.mktemp("classifiers")
+    return {kind: TextClassification(backbone=str(tiny_model_dir("bert")), label_list="games,python,science,sound",
+                                     problem_type=kind).save(root / kind) for kind in ("single-label", "multi-label")}
+
+
+def _bars(driver: Any) -> list[tuple[str, float, bool]]:
+    """The score bars shown: (label, percentage, chosen)."""
+    from selenium.webdriver.common.by import By
+
+    labels = driver.find_elements(By.CSS_SELECTOR, "#class-bars .bar-label")
+    shares = driver.find_elements(By.CSS_SELECTOR, "#class-bars .bar-pct")
+    return [(label.get_property("textContent"), float(share.get_property("textContent").rstrip("%")),
+             "chosen" in label.get_attribute("class")) for label, share in zip(labels, shares)]
+
+
+def _expected_bars(output: dict[str, Any]) -> list[tuple[str, float, bool]]:
+    chosen = output["labels"] if "labels" in output else [{"label": output["label"], "score": output["score"]}]
+    rows = list(output.get("top_k", []))
+    rows += [c for c in chosen if c["label"] not in {r["label"] for r in rows}]
+    names = {c["label"] for c in chosen}
+    return [(r["label"], 100 * r["score"], r["label"] in names) for r in sorted(rows, key=lambda r: -r["score"])]
+
+
+def _check_bars(driver: Any, output: dict[str, Any]) -> None:
+    shown, expected = _bars(driver), _expected_bars(output)
+    assert [(label, chosen) for label, _, chosen in shown] == [(label, chosen) for label, _, chosen in expected]
+    assert [pct for _, pct, _ in shown] == pytest.approx([pct for _, pct, _ in expected], abs=0.051)
+
+
+def test_classification_pages_show_the_scores_as_bars(browser: Any, serve: Callable[..., Server],
+                                                      classifiers: dict[str, Path]) -> None:
+    from selenium.webdriver.common.by import By
+
+    from texttune.api import load
+
+    text = "A puzzle game with <b>levels</b>"
+    server = serve(classifiers["single-label"])
+    _open(browser, server, "text-classification")
+    option_ids = {e.get_attribute("id") for e in browser.find_elements(By.CSS_SELECTOR, "[data-option]")}
+    assert option_ids == {"opt-top_k", "opt-threshold"}
+    browser.find_element(By.ID, "input-text").send_keys(text)
+    browser.find_element(By.ID, "opt-top_k").send_keys("3")
+    _submit_and_wait(browser, "class-bars")
+    [expected] = load(classifiers["single-label"]).predict([text], top_k=3)
+    assert _text(browser, "class-summary") == f"Label: {expected['label']} · score {expected['score']:.3f}"
+    _check_bars(browser, expected)
+    assert len(_bars(browser)) == 3 and [chosen for *_, chosen in _bars(browser)].count(True) == 1
+    assert _text(browser, "error") == ""
+
+    # multi-label: every label chosen at threshold 0 (bars beyond top_k too), none at 1
+    model = load(classifiers["multi-label"])
+    server = serve(classifiers["multi-label"])
+    _open(browser, server, "text-classification")
+    browser.find_element(By.ID, "input-text").send_keys(text)
+    browser.find_element(By.ID, "opt-top_k").send_keys("2")
+    browser.find_element(By.ID, "opt-threshold").send_keys("0")
+    _submit_and_wait(browser, "class-bars")
+    [everything] = model.predict([text], top_k=2, threshold=0.0)
+    assert _text(browser, "class-summary") == "Labels: " + ", ".join(c["label"] for c in everything["labels"])
+    _check_bars(browser, everything)
+    assert len(_bars(browser)) == 4 and all(chosen for *_, chosen in _bars(browser))
+    field = browser.find_element(By.ID, "opt-threshold")
+    field.clear()
+    field.send_keys("1")
+    _submit_and_wait(browser, "class-bars")
+    [nothing] = model.predict([text], top_k=2, threshold=1.0)
+    _wait(browser, lambda d: _text(d, "class-summary") == "No label reaches the threshold.", "the empty multi-label answer")
+    _check_bars(browser, nothing)
+    assert not any(chosen for *_, chosen in _bars(browser))

@@ -272,3 +272,134 @@ def test_report_command(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["report", str(tmp_path / "empty-dir-that-is-missing")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("texttune: error: ") and "empty-dir-that-is-missing" in err[0]
+
+
+# --------------------------------------------------------------------------- classification runs
+
+
+def per_label(labels: list[str], f1: dict[str, float], support: dict[str, int]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for label in labels:
+        out |= {f"precision_{label}": f1[label], f"recall_{label}": f1[label], f"f1_{label}": f1[label],
+                f"support_{label}": float(support[label])}
+    return out
+
+
+def class_run(root: Path, labels: list[str], pairs: list[tuple[Any, Any]], *, kind: str = "single-label") -> Path:
+    """A classification run: predictions.jsonl with scores, metrics.json with per-label scores (made up, but consistent)."""
+    records = []
+    for i, (reference, prediction) in enumerate(pairs):
+        best = prediction if isinstance(prediction, str) else (prediction or [labels[0]])[0]
+        others = [label for label in labels if label != best][:4]
+        records.append({"text": f"row {i} <i>text</i>", "reference": reference, "prediction": prediction,
+                        "scores": [{"label": best, "score": round(0.5 + (i % 7) / 20, 3)},
+                                   *[{"label": o, "score": 0.05} for o in others]]})
+    write(root / "predictions.jsonl", records)
+    references = [r for r, _ in pairs]
+    flat = [label for r in references for label in ([r] if isinstance(r, str) else r)]
+    support = {label: flat.count(label) for label in labels}
+    f1 = {label: round(100 * (j % 5) / 4, 4) for j, label in enumerate(labels)}
+    write(root / "metrics.json", {"baselines": {"majority": {"macro_f1": 10.0, **per_label(labels, dict.fromkeys(labels, 0.0),
+                                                                                             support)}},
+                                  "fine_tuned": {"macro_f1": 42.0, "accuracy": 50.0, **per_label(labels, f1, support)}})
+    write(root / "status.json", {"task": "some-classifier", "state": "completed", "main_metric": "macro_f1"})
+    write(root / "config.yaml", f"task: some-classifier\nproblem_type: {kind}\n")
+    return root
+
+
+def png_title(path: Path) -> str:
+    """The PNG's Title text (matplotlib writes it as a tEXt chunk, or iTXt when it is not Latin-1)."""
+    data, at = path.read_bytes(), 8
+    while at < len(data):
+        length, kind = struct.unpack(">I4s", data[at:at + 8])
+        body = data[at + 8:at + 8 + length]
+        if kind == b"tEXt" and body.startswith(b"Title\x00"):
+            return body[6:].decode("latin-1")
+        if kind == b"iTXt" and body.startswith(b"Title\x00"):
+            return body[8:].split(b"\x00", 2)[2].decode("utf-8")  # after compression flag and method, language, key
+        at += 12 + length
+    raise AssertionError(f"{path.name} has no Title")
+
+
+def test_confusion_plot_of_many_labels_shows_the_top_confusions_as_bars(tmp_path: Path) -> None:
+    from texttune.runs.classes import class_records, confusion_view, top_confusions
+    from texttune.runs.plots import run_confusion
+
+    labels = [f"class-{i:02d}" for i in range(30)]
+    pairs = [(label, label) for label in labels for _ in range(2)]
+    pairs += [(label, labels[(i + 1) % 30]) for i, label in enumerate(labels)]  # one mistake per class
+    pairs += [("class-00", "class-05")] * 4  # the most frequent confusion
+    run = class_run(tmp_path / "run", labels, pairs)
+    view = run_confusion(run)
+    assert view is not None and view.kind == "bars" and len(view.labels) == 30
+    assert view.title.startswith("Top 20 confusions of 30 classes (too many for a matrix): true → predicted")
+    assert view.confusions[0] == ("class-00", "class-05", 4, 4 / 7)  # 4 of class-00's 7 rows
+    assert len(view.confusions) == 20 and all(c[2] == 1 for c in view.confusions[1:])
+    written = write_plots(run)
+    assert [p.name for p in written] == ["confusion.png"]  # no log or evaluations: nothing else to draw
+    width, height = png_size(run / "plots" / "confusion.png")
+    assert width == 800 and height > 500  # one row per bar, readable
+    assert png_title(run / "plots" / "confusion.png") == view.title
+    # up to 25 labels: the whole matrix, rows normalised
+    few = class_run(tmp_path / "few", labels[:25], [p for p in pairs if p[0] in labels[:25] and p[1] in labels[:25]])
+    matrix = confusion_view(class_records(json.loads((few / "metrics.json").read_text()),
+                                          [json.loads(line) for line in (few / "predictions.jsonl").read_text().splitlines()]))
+    assert matrix is not None and matrix.kind == "matrix" and len(matrix.labels) == 25
+    assert matrix.title == "Confusion matrix, 25 classes (rows: true class, each row sums to 1)"
+    assert top_confusions(matrix.labels, matrix.counts, 1) == [("class-00", "class-05", 4, 4 / 7)]
+    write_plots(few)
+    assert png_title(few / "plots" / "confusion.png") == matrix.title
+
+
+def test_report_of_a_classification_run_has_the_per_class_table_confusions_and_mistakes(tmp_path: Path) -> None:
+    labels = ["games", "python", "science", "sound"]
+    pairs = [("python", "python")] * 6 + [("games", "python")] * 2 + [("sound", "science"), ("science", "science"),
+                                                                        ("games", "games"), ("sound", "sound")]
+    run = class_run(tmp_path / "run", labels, pairs)
+    page = report_text(run)
+    section = page[page.index('<section id="classes">'):page.index('<section id="plots">')]
+    headers = re.findall(r"<th[^>]*>([^<]*)</th>", section)
+    assert headers == ["label", "precision", "recall", "F1", "support", "F1 baseline majority",
+                       "most often predicted instead (rows)"]
+    assert re.findall(r"<tr[^>]*><td>([a-z]+)</td>", section) == ["sound", "science", "python", "games"]  # F1 75, 50, 25, 0
+    assert "<tr class=weak><td>games</td>" in section and "python (2)" in section
+    assert "<img alt='confusion.png'" in section and "Confusion matrix, 4 classes" in section
+    # per-label scores leave the metrics table for the per-class one
+    metrics = page[page.index('<section id="metrics">'):page.index('<section id="classes">')]
+    assert "f1_games" not in metrics and "16 per-label scores" in metrics and ">macro_f1 (main" in metrics
+    wrong = page[page.index('<section id="misclassified">'):page.index('<section id="samples">')]
+    assert "3 of 3 misclassified rows (of 12 in predictions.jsonl), most confident first" in wrong
+    assert "row 6 &lt;i&gt;text&lt;/i&gt;" in wrong and "<i>" not in wrong
+    assert re.findall(r"row (\d+) ", wrong) == ["6", "8", "7"]  # predicted label's score: 0.8, 0.55, 0.5
+    assert "python 80.0% · <b>games</b> 5.0% · science 5.0%" in wrong  # the true label in bold
+
+
+def test_report_of_a_multi_label_run_lists_missed_and_extra_labels_without_a_matrix(tmp_path: Path) -> None:
+    labels = ["cli", "gui", "net"]
+    pairs = [(["cli"], ["cli"]), (["cli", "net"], ["cli"]), ([], ["gui"]), (["gui"], ["gui"])]
+    run = class_run(tmp_path / "run", labels, pairs, kind="multi-label")
+    assert write_plots(run) == []
+    page = report_text(run)
+    assert "No confusion matrix for a multi-label run" in page and "confusion.png" not in page
+    wrong = page[page.index('<section id="misclassified">'):page.index('<section id="samples">')]
+    assert "2 of 2 misclassified rows" in wrong and ">missed</th><th>extra</th>" in wrong
+    assert re.findall(r"<td>(\w+|–)</td><td>(\w+|–)</td><td><div class=scores>", wrong) == [("net", "–"), ("–", "gui")]
+
+
+def test_per_class_table_without_classification_records(run_dir: Path) -> None:
+    """Tagging runs score entity types (f1_PER) but predict tags: a per-class table, no confusions, no mistakes section."""
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["fine_tuned"] |= {"f1_PER": 80.0, "f1_LOC": 0.0}
+    write(run_dir / "metrics.json", metrics)
+    write(run_dir / "predictions.jsonl", [{"tokens": ["Ann", "Paris"], "reference": ["B-PER", "B-LOC"],
+                                           "prediction": ["B-PER", "O"]}])
+    page = report_text(run_dir)
+    section = page[page.index('<section id="classes">'):page.index('<section id="plots">')]
+    assert re.findall(r"<th[^>]*>([^<]*)</th>", section) == ["label", "F1"]
+    assert "no confusion plot (predictions.jsonl has no classification records)" in section
+    assert 'id="misclassified"' not in page and not (run_dir / "plots" / "confusion.png").exists()
+
+
+def test_summarization_report_has_no_per_class_sections(run_dir: Path) -> None:
+    page = report_text(run_dir)
+    assert 'id="classes"' not in page and 'id="misclassified"' not in page and "per-label" not in page

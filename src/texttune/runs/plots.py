@@ -21,6 +21,7 @@ from typing import Any
 
 from texttune.files import atomic_file, read_jsonl_records
 from texttune.metrics.registry import higher_is_better
+from texttune.runs.classes import ConfusionView, class_records, confusion_view, row_normalised
 
 logger = logging.getLogger(__name__)
 
@@ -29,6 +30,8 @@ FIGSIZE = (6.4, 3.6)
 DPI = 100
 
 PLOT_NAMES = ("loss.png", "lr.png", "metric.png", "lengths.png")
+#: Drawn only for single-label classification runs (see runs/classes.py), after PLOT_NAMES.
+CONFUSION_PLOT = "confusion.png"
 
 
 # --------------------------------------------------------------------------- tolerant readers
@@ -156,7 +159,8 @@ def series(rows: list[dict[str, float]], column: str) -> tuple[list[float], list
 def write_plots(run_dir: Path) -> list[Path]:
     """Write ``RUN_DIR/plots/{loss,lr,metric,lengths}.png`` from the run's files; return the files written.
 
-    A plot whose data is missing is skipped. Each PNG is replaced atomically.
+    A single-label classification run also gets ``confusion.png``. A plot whose data is
+    missing is skipped. Each PNG is replaced atomically.
     """
     run_dir = Path(run_dir)
     rows = read_metrics_csv(run_dir / "logs" / "metrics.csv")
@@ -172,21 +176,32 @@ def write_plots(run_dir: Path) -> list[Path]:
         path = _render(run_dir / "plots" / name, draw)
         if path is not None:
             written.append(path)
+    view = run_confusion(run_dir)
+    if view is not None:
+        path = _render(run_dir / "plots" / CONFUSION_PLOT, lambda fig: _draw_confusion(fig, view),
+                       figsize=confusion_figsize(view), title=view.title)
+        written += [path] if path is not None else []
     return written
 
 
-def _render(path: Path, draw: Any) -> Path | None:
-    """Draw on a fresh figure; save it to ``path`` atomically if ``draw`` returned True."""
+def run_confusion(run_dir: Path) -> ConfusionView | None:
+    """What confusion.png shows for this run (None: not a single-label classification run)."""
+    return confusion_view(class_records(read_json_file(run_dir / "metrics.json"),
+                                        read_jsonl_file(run_dir / "predictions.jsonl")))
+
+
+def _render(path: Path, draw: Any, *, figsize: tuple[float, float] = FIGSIZE, title: str | None = None) -> Path | None:
+    """Draw on a fresh figure; save it to ``path`` atomically if ``draw`` returned True (``title`` in the PNG's metadata)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    fig = Figure(figsize=figsize, dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
     if not draw(fig):
         logger.debug("skipped %s: no data", path.name)
         return None
     with atomic_file(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=DPI)
+        fig.savefig(handle, format="png", dpi=DPI, metadata={"Title": title} if title else None)
     return path
 
 
@@ -296,4 +311,56 @@ def _draw_lengths(fig: Any, run_dir: Path) -> bool:
         ax.set(xlabel=f"{kind} tokens", ylabel="share of examples per token", title=f"{kind.capitalize()} length")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
+    return True
+
+
+def _short(label: str, width: int = 22) -> str:
+    return label if len(label) <= width else label[:width - 1] + "…"
+
+
+def confusion_figsize(view: ConfusionView) -> tuple[float, float]:
+    """Inches: a square-ish matrix that grows with the classes, or one row per confusion bar."""
+    if view.kind == "matrix":
+        side = min(9.0, 3.2 + 0.3 * len(view.labels))
+        return (side + 1.6, side)
+    return (FIGSIZE[0] + 1.6, 1.4 + 0.3 * max(1, len(view.confusions)))
+
+
+def _draw_confusion(fig: Any, view: ConfusionView) -> bool:
+    """The row-normalised matrix (true class per row), or the top confusions as horizontal bars."""
+    ax = fig.add_subplot()
+    title = view.title.replace(" (", "\n(", 1)
+    if view.kind == "matrix":
+        n = len(view.labels)
+        shares = row_normalised(view.counts)
+        image = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="equal")
+        size = "small" if n <= 12 else "x-small"
+        ax.set_xticks(range(n), [_short(label) for label in view.labels], rotation=90, fontsize=size)
+        ax.set_yticks(range(n), [f"{_short(label)} ({sum(row)})" for label, row in zip(view.labels, view.counts)],
+                      fontsize=size)
+        if n <= 12:
+            for t, row in enumerate(shares):
+                for p, share in enumerate(row):
+                    if view.counts[t][p]:
+                        ax.text(p, t, f"{share:.2f}", ha="center", va="center", fontsize="x-small",
+                                color="white" if share > 0.55 else "black")
+        fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class's rows")
+        ax.set(xlabel="predicted class", ylabel="true class (rows)")
+        ax.set_title(title, fontsize="medium")
+        return True
+    bars = view.confusions
+    if not bars:
+        ax.text(0.5, 0.5, "no confusions: every row is predicted right", ha="center", va="center", transform=ax.transAxes)
+        ax.set_axis_off()
+    else:
+        ax.barh(range(len(bars)), [c for _, _, c, _ in bars], color="tab:red", alpha=0.75)
+        ax.set_yticks(range(len(bars)), [f"{_short(t)} → {_short(p)}" for t, p, _, _ in bars], fontsize="small")
+        ax.invert_yaxis()
+        for i, (_, _, count, share) in enumerate(bars):
+            ax.text(count, i, f" {count} ({share:.0%})", va="center", fontsize="x-small")
+        ax.margins(x=0.15)
+        ax.set_xlabel("rows")
+        ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(axis="x", alpha=0.3)
+    ax.set_title(title, fontsize="medium")
     return True

@@ -19,13 +19,25 @@ from typing import Any
 
 from texttune.errors import ConfigError
 from texttune.files import write_text
-from texttune.runs.plots import PLOT_NAMES, main_metric, number, read_config, read_json_file, read_jsonl_file, write_plots
-from texttune.runs.report_html import CSS, Html, esc, fmt, table
+from texttune.runs.classes import ClassRecords, ConfusionView, class_records, confusion_view, per_label_key
+from texttune.runs.plots import (
+    CONFUSION_PLOT,
+    PLOT_NAMES,
+    main_metric,
+    number,
+    read_config,
+    read_json_file,
+    read_jsonl_file,
+    write_plots,
+)
+from texttune.runs.report_classes import has_per_label_scores, misclassified_rows, per_class
+from texttune.runs.report_html import CSS, Html, esc, fmt, table, text_cell
 
 logger = logging.getLogger(__name__)
 
 MAX_PREDICTIONS, MAX_SAMPLE_ROWS, MAX_SAMPLE_STEPS = 20, 5, 6
-PLOT_SOURCES = ("logs/metrics.csv", "evals.jsonl", "metrics.json", "data_stats.json", "status.json", "config.yaml")
+PLOT_SOURCES = ("logs/metrics.csv", "evals.jsonl", "metrics.json", "data_stats.json", "status.json", "config.yaml",
+                "predictions.jsonl")
 PLOT_CAPTIONS = {
     "loss.png": "Training loss per logged step, validation loss per evaluation",
     "lr.png": "Learning rate per step",
@@ -51,16 +63,21 @@ class Run:
     zero_shot_predictions: list[dict[str, Any]] | None
     main: str | None = None
     higher: bool | None = None
+    classes: ClassRecords | None = None  # predictions.jsonl as classification records (runs/classes.py)
+    confusion: ConfusionView | None = None  # what confusion.png shows (single-label runs)
     plots: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
     def read(cls, root: Path) -> Run:
         main, higher = main_metric(root)
+        metrics, predictions = read_json_file(root / "metrics.json"), read_jsonl_file(root / "predictions.jsonl")
+        classes = class_records(metrics, predictions)
         return cls(root=root, config=read_config(root), status=read_json_file(root / "status.json"),
                    environment=read_json_file(root / "environment.json"), data_stats=read_json_file(root / "data_stats.json"),
-                   metrics=read_json_file(root / "metrics.json"), model_summary=read_json_file(root / "model_summary.json"),
-                   evals=read_jsonl_file(root / "evals.jsonl"), predictions=read_jsonl_file(root / "predictions.jsonl"),
-                   zero_shot_predictions=read_jsonl_file(root / "predictions_zero_shot.jsonl"), main=main, higher=higher)
+                   metrics=metrics, model_summary=read_json_file(root / "model_summary.json"),
+                   evals=read_jsonl_file(root / "evals.jsonl"), predictions=predictions,
+                   zero_shot_predictions=read_jsonl_file(root / "predictions_zero_shot.jsonl"), main=main, higher=higher,
+                   classes=classes, confusion=confusion_view(classes))
 
     def missing(self, name: str) -> Html:
         """The note a section shows instead of its content."""
@@ -88,23 +105,23 @@ def write_report(run_dir: Path, *, output: Path | None = None) -> Path:
     if target.is_dir():
         target = target / "report.html"
     run = Run.read(run_dir)
-    run.plots = _plots(run_dir)
+    run.plots = _plots(run_dir, PLOT_NAMES + ((CONFUSION_PLOT,) if run.confusion is not None else ()))
     write_text(target, render(run))
     return target
 
 
-def _plots(run_dir: Path) -> dict[str, bytes]:
+def _plots(run_dir: Path, names: tuple[str, ...]) -> dict[str, bytes]:
     """The PNGs to embed: (re)drawn when missing or older than the files they are drawn from."""
     plot_dir = run_dir / "plots"
-    drawn = [plot_dir / name for name in PLOT_NAMES if (plot_dir / name).exists()]
+    drawn = [plot_dir / name for name in names if (plot_dir / name).exists()]
     sources = [(run_dir / s).stat().st_mtime for s in PLOT_SOURCES if (run_dir / s).exists()]
-    if len(drawn) < len(PLOT_NAMES) or max(sources, default=0) > min(p.stat().st_mtime for p in drawn):
+    if len(drawn) < len(names) or max(sources, default=0) > min(p.stat().st_mtime for p in drawn):
         try:
             write_plots(run_dir)
         except OSError as exc:  # a read-only run directory: embed what is there
             logger.warning("could not write plots in %s (%s); using the existing ones", plot_dir, exc)
     images = {}
-    for name in PLOT_NAMES:
+    for name in names:
         try:
             data = (plot_dir / name).read_bytes()
         except OSError:
@@ -119,9 +136,13 @@ def render(run: Run) -> str:
     task, backbone = run.get("task") or "unknown task", run.get("backbone") or "unknown backbone"
     state = run.status.get("state", "unknown") if isinstance(run.status, dict) else "unknown"
     title = f"texttune report: {task} · {Path(str(backbone)).name} · {state}"
-    sections = [("summary", "Run", _summary(run)), ("metrics", "Metrics", _metrics(run)),
+    classes = [("classes", "Per class", per_class(run.metrics, run.classes, run.confusion, run.plots.get(CONFUSION_PLOT)))
+               ] if has_per_label_scores(run.metrics) else []
+    errors = [("misclassified", "Misclassified validation rows", misclassified_rows(run.classes))] if run.classes else []
+    sections = [("summary", "Run", _summary(run)), ("metrics", "Metrics", _metrics(run)), *classes,
                 ("plots", "Plots", _plot_section(run)), ("evaluations", "Evaluations during training", _evals(run)),
-                ("predictions", "Sample predictions", _predictions(run)), ("samples", "Predictions at each evaluation", _samples(run)),
+                ("predictions", "Sample predictions", _predictions(run)), *errors,
+                ("samples", "Predictions at each evaluation", _samples(run)),
                 ("data", "Data", _data(run)), ("model", "Model", _model(run)),
                 ("config", "Configuration", _config(run)), ("environment", "Environment", _environment(run))]
     nav = "".join(f'<a href="#{sid}">{esc(name)}</a>' for sid, name, _ in sections)
@@ -178,6 +199,8 @@ def _metrics(run: Run) -> Html:
     if not columns:
         return Html("<p class=missing>not recorded (metrics.json has no scores yet)</p>")
     names = _metric_order(run, [k for _, values in columns for k in values])
+    per_label = [n for n in names if per_label_key(n) is not None]  # shown in the per-class section instead
+    names = [n for n in names if per_label_key(n) is None]
     zero, fine = m.get("zero_shot") or {}, m.get("fine_tuned") or {}
     rows, classes = [], []
     for name in names:
@@ -191,8 +214,9 @@ def _metrics(run: Run) -> Html:
         rows.append([label, *[values.get(name) for _, values in columns], diff])
         classes.append("main" if name == run.main else "")
     other = [[k, v] for k, v in m.items() if k not in {"baselines", "zero_shot", "fine_tuned"} and not isinstance(v, (dict, list))]
+    note = f"<p class=sub>{len(per_label)} per-label scores: in <a href='#classes'>Per class</a></p>" if per_label else ""
     return Html(table(["metric", *[t for t, _ in columns], "fine-tuned − zero-shot"], rows, row_classes=classes, cls="metrics")
-                + (table([], other) if other else ""))
+                + note + (table([], other) if other else ""))
 
 
 def _plot_section(run: Run) -> Html:
@@ -223,13 +247,6 @@ def _evals(run: Run) -> Html:
                       row_classes=classes) + note)
 
 
-def _text_cell(value: Any, *, words: bool = False) -> Html:
-    """A scrollable text cell; with ``words`` (token-level records) a list of strings reads as space-separated words."""
-    if words and isinstance(value, list) and all(isinstance(v, str) for v in value):
-        value = " ".join(value)
-    return Html(f"<div class=cell>{esc(value if isinstance(value, str) else fmt(value))}</div>")
-
-
 def _same_row(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two prediction records are for the same example (same input-side and reference values)."""
     return all(a.get(k) == b.get(k) for k in ("input", "id", "question", "tokens", "reference") if k in a)
@@ -244,8 +261,8 @@ def _predictions(run: Run) -> Html:
     keys = (["input"] if any("input" in r for r in shown) else []) + keys + ["reference", "prediction"]
     with_zero = any(pairs)
     words = [isinstance(r.get("tokens"), list) for r in shown]  # token classification: tokens and tags per word
-    rows = [[i + 1, *[_text_cell(r.get(k), words=words[i]) for k in keys],
-             *([_text_cell(z.get("prediction"), words=words[i]) if z else "–"] if with_zero else [])]
+    rows = [[i + 1, *[text_cell(r.get(k), words=words[i]) for k in keys],
+             *([text_cell(z.get("prediction"), words=words[i]) if z else "–"] if with_zero else [])]
             for i, (r, z) in enumerate(zip(shown, pairs))]
     note = f"<p class=sub>first {len(shown)} of {len(run.predictions)} rows of predictions.jsonl"
     note += ", with the zero-shot model's output for the same rows" if with_zero else ""
@@ -265,10 +282,10 @@ def _samples(run: Run) -> Html:
     for i in range(count):
         ref = first[i].get("reference") if i < len(first) else None
         words = i < len(first) and isinstance(first[i].get("tokens"), list)
-        cells: list[Any] = [i + 1, _text_cell(ref, words=words)]
+        cells: list[Any] = [i + 1, text_cell(ref, words=words)]
         for _, records in steps:
             record = records[i] if i < len(records) else {}
-            cells.append(_text_cell(record.get("prediction", record if record else None), words=words))
+            cells.append(text_cell(record.get("prediction", record if record else None), words=words))
         rows.append(cells)
     names = [f"step {int(stem[5:])}" if re.fullmatch(r"step-\d+", stem) else stem for stem, _ in steps]
     return table(["#", "reference", *names], rows, cls="preds")

@@ -31,6 +31,7 @@ tr.main td{background:#fff6d8;font-weight:600}tr.best td{background:#e9f7ec}
 table.preds td{max-width:360px}pre{background:#f6f7f9;padding:8px;overflow:auto;white-space:pre-wrap}
 .plots{display:flex;flex-wrap:wrap;gap:14px}figure{margin:0;flex:1 1 460px;max-width:640px}figcaption{font-size:12px;color:#5b6475}
 img{width:100%;height:auto;border:1px solid #e7e9ee}
+figure.wide{max-width:900px}tr.weak td{background:#fdecea}.scores b{color:#1f8a4c}.scores .miss{color:#c0392b}
 """
 
 
@@ -70,3 +71,10 @@ def table(headers: list[Any], rows: list[list[Any]], *, row_classes: list[str] |
     body = "".join(f"<tr{f' class={row_classes[i]}' if row_classes and row_classes[i] else ''}>"
                    + "".join(cell("td", v) for v in row) + "</tr>" for i, row in enumerate(rows))
     return Html(f"<table{f' class={cls}' if cls else ''}>{head}<tbody>{body}</tbody></table>")
+
+
+def text_cell(value: Any, *, words: bool = False) -> Html:
+    """A scrollable text cell; with ``words`` (token-level records) a list of strings reads as space-separated words."""
+    if words and isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = " ".join(value)
+    return Html(f"<div class=cell>{esc(value if isinstance(value, str) else fmt(value))}</div>")
