@@ -108,6 +108,7 @@ def test_text_classification(saved: Callable[[str], Path], serve: Callable[[Path
     with serve(model_dir) as client:
         info = client.get("/v1/model").json()
         assert info["labels"] == ["games", "python", "science", "sound"] and info["options"] == ["top_k", "threshold"]
+        assert info["inputs"] == ["text"]  # the pair only for a model trained on pairs
         texts = ["A puzzle game", "Python bindings for a library"]
         expected = load(model_dir).predict(texts, top_k=2)
         assert _post(client, {"inputs": texts, "top_k": 2}) == expected

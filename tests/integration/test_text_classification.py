@@ -234,3 +234,17 @@ def test_integer_labels_with_and_without_a_label_list(tiny_model_dir: Callable[[
     plain = TextClassification(backbone=str(tiny_model_dir("bert")), max_length=32)
     plain.fit(train=data, output_dir=tmp_path / "plain", max_steps=1, options={"progress_bar": False, "baselines": False})
     assert plain.task.labels == ["0", "1", "2", "3"]
+
+
+def test_a_decoder_classifies_padded_batches_like_single_inputs(tiny_model_dir: Callable[[str], Path], tmp_path: Path) -> None:
+    """Llama-style models classify at the last non-pad token: the pad id must reach the model config."""
+    from texttune import TextClassification
+
+    model = TextClassification(backbone=str(tiny_model_dir("llama")), label_list=SECTIONS, max_length=64)
+    model.fit(train={"text": [r["text"] for r in _rows()], "label": [r["section"] for r in _rows()]},
+              output_dir=tmp_path / "run", max_steps=2, options={"progress_bar": False, "baselines": False})
+    texts = ["A game", "Python bindings for the sound library with a much longer description than the first", "Science"]
+    batched = model.predict(texts)
+    alone = [model.predict([t])[0] for t in texts]
+    assert [b["score"] for b in batched] == pytest.approx([a["score"] for a in alone], abs=1e-5)
+    assert model.backbone.model.config.pad_token_id == model.backbone.tokenizer.pad_token_id is not None

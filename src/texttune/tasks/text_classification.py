@@ -118,6 +118,7 @@ class TextClassificationTask:
         self.thresholds: list[float] | None = None  # multi-label, one per label: tuned, or --threshold
         self.weights: list[float] | None = None  # --class-weights balanced, from the training rows
         self.pairs = False  # trained on text pairs: predict needs both
+        self.input_keys = ("text",)  # what predict reads: the pair too once trained on pairs
         self.majority: Any = None
         self.tokenizer: Any = None
         self.restored = False  # a saved model: evaluations use its threshold instead of tuning one
@@ -199,6 +200,7 @@ class TextClassificationTask:
         rows = self._usable(train_rows)
         read = self._read(rows)
         self.pairs = "text_pair" in rows.column_names
+        self.input_keys = ("text", "text_pair") if self.pairs else ("text",)
         if self.problem != REGRESSION and self.label_option is None:
             self.labels = self._class_names(rows) or self._file_labels or sort_labels(label_set(read, self.problem))
         counts = Counter(label_set(read, self.problem))
@@ -422,6 +424,7 @@ class TextClassificationTask:
         self.labels = list(metadata["labels"])
         self.label_option = list(self.labels) or None  # integer labels in new data are ids into these
         self.max_length, self.pairs = metadata["max_length"], metadata.get("pairs", False)
+        self.input_keys = ("text", "text_pair") if self.pairs else ("text",)
         self.thresholds, self.majority = metadata.get("thresholds"), metadata.get("majority")
         self.top_k, self.separator = metadata.get("top_k", 1), metadata.get("label_separator")
         self.settings = TextClassificationOptions(drop_unlabelled=metadata.get("drop_unlabelled", False))
