@@ -240,3 +240,40 @@ def test_squad_errors() -> None:
         squad_scores(["a"], [[]])
     with pytest.raises(TypeError, match="list of answers"):
         squad_scores(["a"], ["a"])
+
+
+def test_per_label_scores_are_told_apart_and_terminal_tables_leave_many_out() -> None:
+    from texttune.metrics.registry import higher_is_better, is_per_label
+    from texttune.runs.summary import MAX_PER_LABEL_ROWS, comparison_table, shown_rows
+
+    assert is_per_label("f1_games") and is_per_label("support_game::arcade") and not is_per_label("macro_f1")
+    assert not is_per_label("val_loss") and higher_is_better("support_games") is None
+    assert higher_is_better("macro_f1") is True and higher_is_better("mse") is False
+    few = ["accuracy", *(f"f1_{i}" for i in range(MAX_PER_LABEL_ROWS))]
+    assert shown_rows(few) == (few, [])
+    many = ["accuracy", *(f"f1_{i}" for i in range(MAX_PER_LABEL_ROWS + 1))]
+    assert shown_rows(many) == (["accuracy"], many[1:])
+    table = comparison_table({"fine_tuned": {name: 1.0 for name in many}})
+    assert not any(line.startswith("f1_") for line in table.splitlines())
+    assert f"({MAX_PER_LABEL_ROWS + 1} per-label scores, e.g. f1_0" in table
+
+
+def test_classification_metrics_against_hand_counts() -> None:
+    from texttune.metrics.classification import label_scores, multilabel_scores, regression_scores, tune_thresholds
+
+    scores = label_scores(["a", "a", "b", "c"], ["a", "b", "b", "c"], labels=["a", "b", "c"])
+    assert scores["accuracy"] == 75 and scores["micro_f1"] == 75
+    # a: P 1/2 R 1 F 2/3; b: P 1 R 1/2 F 2/3; c: P R F 1
+    assert scores["macro_f1"] == pytest.approx(100 * (2 / 3 + 2 / 3 + 1) / 3)
+    assert scores["support_b"] == 2 and scores["precision_a"] == 50
+    multi = multilabel_scores([["x"], ["x", "y"], []], [["x"], ["y"], ["y"]], labels=["x", "y"])
+    # tp x1 y1, fp x1, fn y1: micro P 2/3 R 2/3
+    assert multi["micro_f1"] == pytest.approx(100 * 2 / 3) and multi["subset_accuracy"] == pytest.approx(100 / 3)
+    reg = regression_scores([1.0, 2.0, 3.0], [1.0, 2.0, 4.0])
+    assert reg["spearman"] == pytest.approx(100) and reg["mse"] == pytest.approx(1 / 3)
+    assert regression_scores([1.0, 1.0], [1.0, 2.0])["pearson"] == 0  # a constant prediction: no correlation
+    probabilities = [[0.9, 0.2], [0.6, 0.4], [0.1, 0.45]]
+    truth = [[1, 0], [1, 1], [0, 1]]
+    # The lowest threshold with the best F1: globally 0.25 (0.2 would add y to row 1); x alone is perfect from 0.15.
+    assert tune_thresholds(probabilities, truth, per_label=False) == [0.25, 0.25]
+    assert tune_thresholds(probabilities, truth, per_label=True) == [0.15, 0.25]

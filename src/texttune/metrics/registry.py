@@ -67,3 +67,9 @@ def higher_is_better(name: str) -> bool | None:
     """True when a larger value of metric ``name`` is better, False when a smaller one is, None when neither or unknown."""
     info = metric_info(name)
     return None if info is None or info.direction is None else info.direction == "higher"
+
+
+def is_per_label(name: str) -> bool:
+    """Whether ``name`` is one label's score (``f1_PER``, ``support_games``) rather than a whole-set metric."""
+    info = metric_info(name)
+    return info is not None and info.name != name and not name.endswith("_loss")

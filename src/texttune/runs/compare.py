@@ -30,6 +30,7 @@ from texttune.runs.catalog import (
     shorten,
     table,
 )
+from texttune.runs.summary import shown_rows
 
 #: Options that differ between any two runs by construction: not compared.
 IGNORED_OPTIONS = ("output_dir",)
@@ -201,10 +202,13 @@ def format_comparison(comparison: Comparison) -> str:
         out.append("metrics (fine-tuned unless marked zero-shot; * = "
                    "best" + (f"; lower is better for {', '.join(lower)}" if lower else "") + ")")
         rows = [["metric", *labels]]
-        for m in c.metrics:
+        shown, hidden = shown_rows(list(dict.fromkeys(m.name for m in c.metrics)))
+        for m in (m for m in c.metrics if m.name in set(shown)):
             cells = [format_value(v) + ("*" if i in m.best else " ") for i, v in enumerate(m.values)]
             rows.append([m.name if m.kind == "fine_tuned" else f"{m.name} (zero-shot)", *cells])
         out.append(table(rows, right=frozenset(range(1, len(labels) + 1))))
+        if hidden:
+            out.append(f"({len(hidden)} per-label scores, e.g. {hidden[0]}: in --json and each run's report)")
     else:
         out.append("metrics: none of these runs has final metrics yet")
     out.append("")

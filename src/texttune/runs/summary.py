@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from texttune.metrics.registry import metric_info
+from texttune.metrics.registry import is_per_label
 
-#: Beyond this many per-label scores (f1_games, support_games...) the table leaves them to metrics.json.
+#: Beyond this many per-label scores (f1_games, support_games...) terminal tables leave them to metrics.json.
 MAX_PER_LABEL_ROWS = 16
 
 
-def _per_label(name: str) -> bool:
-    info = metric_info(name)
-    return info is not None and info.name != name and not name.endswith("_loss")
+def shown_rows(names: list[str]) -> tuple[list[str], list[str]]:
+    """(the metric names a terminal table shows, the per-label ones it leaves out: all of them beyond the limit)."""
+    per_label = [n for n in names if is_per_label(n)]
+    if len(per_label) <= MAX_PER_LABEL_ROWS:
+        return names, []
+    return [n for n in names if n not in set(per_label)], per_label
 
 
 def comparison_table(metrics: dict[str, Any], *, names: list[str] | None = None) -> str:
@@ -26,12 +29,7 @@ def comparison_table(metrics: dict[str, Any], *, names: list[str] | None = None)
         columns.append(("fine-tuned", metrics["fine_tuned"]))
     if not columns:
         return "(no metrics)"
-    rows = names or list(dict.fromkeys(k for _, values in columns for k in values))
-    hidden = [r for r in rows if _per_label(r)] if names is None else []
-    if len(hidden) > MAX_PER_LABEL_ROWS:
-        rows = [r for r in rows if r not in set(hidden)]
-    else:
-        hidden = []
+    rows, hidden = (names, []) if names else shown_rows(list(dict.fromkeys(k for _, values in columns for k in values)))
     width = max(len(r) for r in rows) + 2
     header = "metric".ljust(width) + "".join(title.rjust(max(12, len(title) + 2)) for title, _ in columns)
     lines = [header, "-" * len(header)]
