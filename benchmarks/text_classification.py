@@ -71,7 +71,10 @@ def side(name: str, args: argparse.Namespace, train: Path, val: Path) -> dict[st
         steps, batch, backbone = args.budget_lora, 16, "smollm2-135m"
     model = texttune.TextClassification(backbone=backbone, options=options)
     result = model.fit(train=str(train), validation=str(val), output_dir=run, max_steps=steps, batch_size=batch)
-    evals = [json.loads(line) for line in (run / "evals.jsonl").read_text().splitlines()]
+    log = run / "evals.jsonl"  # evaluations inside fit; a run shorter than its evaluation period has none
+    evals = [json.loads(line) for line in log.read_text().splitlines()] if log.is_file() else []
+    if not evals or evals[-1]["step"] != result.metrics["steps"]:
+        evals.append({"step": result.metrics["steps"], **result.metrics["fine_tuned"]})
     timing = result.metrics["timing"]
     return {
         "backbone": backbone, "steps": steps, "batch_size": batch, "config": {k: v for k, v in options.items() if k in (
