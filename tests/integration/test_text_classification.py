@@ -107,6 +107,8 @@ def test_multi_label_from_lists_with_tuned_thresholds(kind: str, tiny_model_dir:
     config = read_json(tmp_path / "run" / "model" / "config.json")
     assert config["problem_type"] == "multi_label_classification" and len(config["id2label"]) == stats["labels"]
     model = texttune.load(tmp_path / "run")
+    model.evaluate(TRAIN, columns={"label": "tags"})  # another file: scored at the saved thresholds, never retuned
+    assert model.task.thresholds == state["thresholds"]
     [out] = model.predict(["A game"], top_k=2, threshold=0.0)  # every label is at or over 0
     assert len(out["labels"]) == stats["labels"] and len(out["top_k"]) == 2
     [out] = model.predict(["A game"], threshold=1.0)

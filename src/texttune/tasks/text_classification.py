@@ -121,7 +121,7 @@ class TextClassificationTask:
         self.input_keys = ("text",)  # what predict reads: the pair too once trained on pairs
         self.majority: Any = None
         self.tokenizer: Any = None
-        self.restored = False  # a saved model: evaluations use its threshold instead of tuning one
+        self.saved = False  # a saved model: evaluations use its thresholds instead of tuning new ones
         self._file_labels: list[str] | None = None
         self._train: tuple[list[str], list[Any]] | None = None  # for the TF-IDF baseline
 
@@ -340,7 +340,7 @@ class TextClassificationTask:
         texts, pairs = self._texts(rows)
         probabilities = self._scores(model, texts, pairs, batch_size=generation.generation_batch_size)
         extra: dict[str, float] = {}
-        if self.problem == MULTI and not self.restored and self.settings.threshold is None:
+        if self.problem == MULTI and not self.saved and self.settings.threshold is None:
             # Tuned on the rows it is scored on, as run_glue-style tools do; the saved model keeps it.
             import numpy as np
 
@@ -409,8 +409,12 @@ class TextClassificationTask:
         return out
 
     def finalize_model(self, model: Any) -> None:
-        """id2label, label2id and problem_type went into the config with the new head; a decoder also needs its pad id."""
+        """id2label, label2id and problem_type went into the config with the new head; a decoder also needs its pad id.
+
+        From here on the thresholds are the saved model's: evaluating it on other data (a test file) must not retune them.
+        """
         model.config.pad_token_id = self.tokenizer.pad_token_id
+        self.saved = True
 
     def metadata(self) -> dict[str, Any]:
         return {"problem_type": self.problem, "labels": self.labels, "max_length": self.max_length, "pairs": self.pairs,
@@ -428,6 +432,6 @@ class TextClassificationTask:
         self.thresholds, self.majority = metadata.get("thresholds"), metadata.get("majority")
         self.top_k, self.separator = metadata.get("top_k", 1), metadata.get("label_separator")
         self.settings = TextClassificationOptions(drop_unlabelled=metadata.get("drop_unlabelled", False))
-        self.restored = True
+        self.saved = True
         if tokenizer is not None:
             self._attach(tokenizer)
