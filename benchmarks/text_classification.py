@@ -114,7 +114,8 @@ def main() -> int:
     parser.add_argument("--budget-lora", type=int, default=100)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--quick", action="store_true", help="a few steps on a few rows: checks the script")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / f"text_classification-{time.strftime('%Y-%m-%d')}.json")
+    parser.add_argument("--out", type=Path,
+                        default=ROOT / "benchmarks" / "results" / f"text_classification-{time.strftime('%Y-%m-%d')}.json")
     parser.add_argument("--side", help=argparse.SUPPRESS)  # internal: run one side in this process
     args = parser.parse_args()
     if args.quick:
