@@ -20,7 +20,7 @@ from typing import Any
 
 from lightning.pytorch.callbacks import ModelCheckpoint
 
-from texttune.engine.checkpoint_io import fsync_directory
+from texttune.files import fsync_directory
 
 log = logging.getLogger("texttune")
 

@@ -28,6 +28,7 @@ from typing import IO, Any
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from texttune.errors import TexttuneError
+from texttune.files import fsync_directory
 
 log = logging.getLogger("texttune")
 
@@ -45,20 +46,6 @@ def _torch_save(checkpoint: dict[str, Any], handle: IO[bytes]) -> None:
     import torch
 
     torch.save(checkpoint, handle)
-
-
-def fsync_directory(directory: Path) -> None:
-    """Make a rename or unlink in ``directory`` durable (a no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows: directory entries are durable with the file
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems refuse fsync on directories; the rename is still atomic
-    finally:
-        os.close(fd)
 
 
 def write_atomically(target: Path, write: Callable[[IO[bytes]], None]) -> None:

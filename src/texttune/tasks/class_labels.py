@@ -24,10 +24,11 @@ HF_PROBLEM_TYPES = {SINGLE: "single_label_classification", MULTI: "multi_label_c
 
 
 def parse_label_list(value: str) -> list[str]:
-    """``--label-list "neg,pos"`` -> labels in id order, refusing empty or repeated labels."""
+    """``--label-list "neg,pos"`` -> labels in id order, refusing empty or repeated labels (both classification tasks)."""
     labels = [part.strip() for part in value.split(",")]
     if any(not label for label in labels):
-        raise ConfigError(f"option 'label_list' has an empty label in {value!r}; give labels separated by commas, e.g. neg,pos")
+        raise ConfigError(f"option 'label_list' has an empty label in {value!r}; give labels separated by commas, "
+                          "e.g. neg,pos or O,B-PER,I-PER")
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
         raise ConfigError(f"option 'label_list' repeats {choices(repeated)}; each label must appear once")

@@ -26,6 +26,7 @@ from texttune.data import ColumnRole
 from texttune.errors import BackboneError, ConfigError, DataError, choices
 from texttune.metrics import seqeval_scores
 from texttune.tasks.base import pad_batch
+from texttune.tasks.class_labels import parse_label_list
 
 IGNORE = -100  # label id the loss skips
 _PREFIXED = re.compile(r"^([BIESLU])-(.+)$")  # IOB/IOB2, IOBES and BILOU tags
@@ -51,17 +52,6 @@ def sort_labels(tags: Iterable[str]) -> list[str]:
         return (1, match.group(2), 1 + _PREFIX_ORDER.index(match.group(1))) if match else (1, tag, 0)
 
     return sorted(labels, key=key)
-
-
-def parse_label_list(value: str) -> list[str]:
-    """``--label-list "O,B-PER,I-PER"`` -> labels in id order, refusing empty or repeated labels."""
-    labels = [part.strip() for part in value.split(",")]
-    if any(not label for label in labels):
-        raise ConfigError(f"option 'label_list' has an empty label in {value!r}; give labels separated by commas, e.g. O,B-PER,I-PER")
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise ConfigError(f"option 'label_list' repeats {choices(repeated)}; each label must appear once")
-    return labels
 
 
 def _preview(words: Any) -> str:
