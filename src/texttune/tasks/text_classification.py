@@ -262,12 +262,29 @@ class TextClassificationTask:
             stats["label_counts"] = dict(Counter(label_set(read, self.problem)).most_common())
         if self.problem == MULTI:
             stats["rows_without_labels"] = sum(1 for labels in read if not labels)
-        return Dataset.from_dict({"input_ids": enc["input_ids"], "target": targets}), stats
+        columns = {"input_ids": enc["input_ids"], "target": targets}
+        if pairs is not None and "token_type_ids" in enc:
+            columns["token_type_ids"] = enc["token_type_ids"]
+        return Dataset.from_dict(columns), stats
+
+    def _inputs(self, features: list[dict[str, Any]]) -> dict[str, Any]:
+        """Padded ``input_ids`` and ``attention_mask`` (B, T), and for pairs on BERT-like models the
+        ``token_type_ids`` that mark the second text (its segment embedding is what plain
+        ``transformers.pipeline`` feeds too, so training, evaluation and the saved model agree)."""
+        import torch
+
+        batch = pad_batch([{"input_ids": f["input_ids"]} for f in features], pad_token_id=self.tokenizer.pad_token_id)
+        if "token_type_ids" in features[0]:
+            types = torch.zeros_like(batch["input_ids"])  # (B, T); padding is segment 0
+            for row, f in enumerate(features):
+                types[row, : len(f["token_type_ids"])] = torch.tensor(f["token_type_ids"])
+            batch["token_type_ids"] = types
+        return batch
 
     def collate(self, features: list[dict[str, Any]]) -> dict[str, Any]:
         import torch
 
-        batch = pad_batch([{"input_ids": f["input_ids"]} for f in features], pad_token_id=self.tokenizer.pad_token_id)
+        batch = self._inputs(features)
         targets = [f["target"] for f in features]
         if self.problem == SINGLE:
             batch["labels"] = torch.tensor(targets, dtype=torch.long)  # (B,)
@@ -283,7 +300,7 @@ class TextClassificationTask:
     def loss(self, model: Any, batch: dict[str, Any]) -> Any:
         import torch.nn.functional as F  # noqa: N812
 
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, labels)
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits  # (B, labels)
         labels = batch["labels"]
         weights = None if self.weights is None else logits.new_tensor(self.weights)
         if self.problem == SINGLE:
@@ -307,7 +324,8 @@ class TextClassificationTask:
                     chunk = order[start:start + batch_size]
                     enc = self.tokenizer([texts[i] for i in chunk], [pairs[i] for i in chunk] if pairs else None,
                                          truncation=True, max_length=self.max_length)
-                    batch = pad_batch([{"input_ids": ids} for ids in enc["input_ids"]], pad_token_id=self.tokenizer.pad_token_id)
+                    keys = [k for k in ("input_ids", "token_type_ids") if k in enc and (pairs or k == "input_ids")]
+                    batch = self._inputs([{k: enc[k][i] for k in keys} for i in range(len(chunk))])
                     logits = model(**{k: v.to(model.device) for k, v in batch.items()}).logits.float()  # (B, labels)
                     if self.problem == SINGLE:
                         logits = logits.softmax(-1)
