@@ -6,7 +6,7 @@ Sides, each in its own process (so peak memory and threads are its own), one aft
   training rows), through a texttune run with ``--max-steps 0``-like cost: the task's ``baselines()``.
 - ``minilm-default``: the offline MiniLM-L6 encoder with the generic defaults of texttune 0.1.0
   (AdamW 5e-5, no warmup), ``--budget-short`` steps of 32.
-- ``minilm``: the same backbone with the task's defaults (learning rate and warmup from this benchmark),
+- ``minilm``: the same backbone with the task's defaults (learning rates and warmup from this benchmark),
   one run of ``--budget-long`` steps of 32, evaluated every ``--eval-every`` steps: the validation scores
   at each of those budgets come from one run (the learning rate decays over the whole run).
 - ``smollm2-lora``: SmolLM2-135M with LoRA (rank 16), ``--budget-lora`` steps of 16.
@@ -61,7 +61,7 @@ def side(name: str, args: argparse.Namespace, train: Path, val: Path) -> dict[st
                for k, v in result.metrics["baselines"].items()}
         return {"baselines": out, "wall_s": round(time.perf_counter() - started, 1)}
     if name == "minilm-default":
-        options = {**common, "learning_rate": 5e-5, "warmup_ratio": 0.0, "baselines": False}
+        options = {**common, "learning_rate": 5e-5, "warmup_ratio": 0.0, "head_learning_rate": None, "baselines": False}
         steps, batch, backbone = args.budget_short, 32, "minilm"
     elif name == "minilm":
         options = {**common, "baselines": False, "eval_every_steps": args.eval_every}
@@ -80,6 +80,7 @@ def side(name: str, args: argparse.Namespace, train: Path, val: Path) -> dict[st
         "backbone": backbone, "steps": steps, "batch_size": batch, "config": {k: v for k, v in options.items() if k in (
             "learning_rate", "warmup_ratio", "peft", "lora_rank")},
         "learning_rate": model.config.train.learning_rate, "warmup_ratio": model.config.train.warmup_ratio,
+        "head_learning_rate": model.config.train.head_learning_rate,
         "evals": [{"step": e["step"], "accuracy": e["accuracy"], "macro_f1": e["macro_f1"]} for e in evals],
         "final": {m: result.metrics["fine_tuned"][m] for m in ("accuracy", "macro_f1")},
         "train_s": timing["train_s"], "eval_s": timing["eval_s"], "wall_s": round(time.perf_counter() - started, 1),
@@ -97,7 +98,8 @@ def table(results: dict[str, Any]) -> str:
             continue
         per_step = r["train_s"] / r["steps"]
         for e in r["evals"]:
-            label = f"{name} (lr {r['learning_rate']:g}, warmup {r['warmup_ratio']:g})"
+            head = f", head {r['head_learning_rate']:g}" if r.get("head_learning_rate") else ""
+            label = f"{name} (lr {r['learning_rate']:g}{head}, warmup {r['warmup_ratio']:g})"
             lines.append(f"| {label} | {e['step']} x {r['batch_size']} | {e['accuracy']:.2f} | {e['macro_f1']:.2f} | "
                          f"{e['step'] * per_step / 60:.1f} min training |")
     return "\n".join(lines)

@@ -76,6 +76,8 @@ class TrainConfig:
     max_epochs: int | None = option(None, "Stop after this many epochs (default 3 when --max-steps is not given).")
     max_steps: int | None = option(None, "Stop after this many optimizer steps.")
     learning_rate: float = option(5e-5, "Peak learning rate of AdamW.")
+    head_learning_rate: float | None = option(None, "Peak learning rate of the layers the task adds (a classifier, a span "
+                                                   "head), which start from random weights. Default: --learning-rate.")
     lr_schedule: str = option("linear", "Learning-rate schedule after warmup.", choices=("linear", "cosine", "constant"))
     warmup_ratio: float = option(0.0, "Fraction of the optimizer steps spent warming the learning rate up from 0.")
     weight_decay: float = option(0.0, "AdamW weight decay (not applied to biases and norms).")

@@ -23,6 +23,7 @@ from texttune.data import Table, holdout, take
 from texttune.data.streaming import Stream
 from texttune.engine.features import encode_cached
 from texttune.engine.loggers import log_config, make_loggers
+from texttune.engine.optimizer import head_parameter_count
 from texttune.engine.recorder import RunRecorder, recorder_for
 from texttune.errors import ConfigError, TexttuneError
 from texttune.metrics.registry import higher_is_better
@@ -193,6 +194,9 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
 
     resume_path = _resume_path(config, run) if config.train.resume else None
     monitor, mode = monitor_of(task, config)  # an unknown --checkpoint-metric is refused before the run directory exists
+    if config.train.head_learning_rate is not None and not task.heads:
+        raise ConfigError(f"option 'head_learning_rate' does not apply to {task.name}: it adds no new layer to the "
+                          "backbone; use --learning-rate")
     # Every process of a distributed run executes this recipe; only rank 0's recorder writes the run directory.
     recorder = recorder_for(run, rank=launch_rank(), samples=config.train.samples_per_eval)
     recorder.start(config, task=task.name, backbone=backbone.name, main_metric=task.main_metric)
@@ -243,6 +247,9 @@ def _build_model(task: Any, backbone: Backbone, config: RunConfig, train: Table,
     if backbone.model is None:  # the head may depend on what learn() found (e.g. labels)
         backbone.load_model(task.auto_class(backbone.family), model_kwargs=task.model_kwargs())
     adapted = prepare_model(backbone, heads=task.heads, options=config.peft)  # LoRA, checkpointing
+    if config.train.head_learning_rate is not None and not head_parameter_count(backbone.model, task.heads):
+        raise ConfigError(f"option 'head_learning_rate' does not apply: {backbone.name} has none of the layers "
+                          f"{task.name} adds ({', '.join(task.heads)}); use --learning-rate")
     recorder.model(backbone.model, family=backbone.family, extra=adapted)
     return learned
 

@@ -16,8 +16,7 @@ import torch
 
 from texttune.config import GenerationConfig, TrainConfig
 from texttune.engine.distributed import evaluate_everywhere, is_sharded
-
-_NO_DECAY = ("bias", "norm", "layernorm", "layer_norm", "ln_")
+from texttune.engine.optimizer import optimizer_and_schedule
 
 
 class TextModule(pl.LightningModule):
@@ -156,19 +155,5 @@ class TextModule(pl.LightningModule):
         return result
 
     def configure_optimizers(self) -> Any:
-        from transformers import get_scheduler
-
-        cfg = self.train_config
-        decay, no_decay = [], []
-        for name, param in self.model.named_parameters():
-            if not param.requires_grad:
-                continue
-            (no_decay if any(k in name.lower() for k in _NO_DECAY) else decay).append(param)
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=cfg.learning_rate,
-        )
-        total = int(self.trainer.estimated_stepping_batches)
-        schedule = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[cfg.lr_schedule]
-        scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=int(total * cfg.warmup_ratio), num_training_steps=total)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return optimizer_and_schedule(self.model, heads=self.task.heads, config=self.train_config,
+                                      total_steps=int(self.trainer.estimated_stepping_batches))

@@ -1,0 +1,75 @@
+"""AdamW groups: weight decay off for biases and norms, the task's new head at its own learning rate."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from transformers import BertConfig, BertForSequenceClassification
+
+from texttune.config import TrainConfig
+from texttune.engine.optimizer import head_parameter_count, is_head_parameter, optimizer_and_schedule, parameter_groups
+
+HEADS = ("classifier", "score", "pooler")
+
+
+@pytest.mark.parametrize(("name", "heads", "expected"), [
+    ("classifier.weight", ("classifier",), True),
+    ("base_model.model.classifier.modules_to_save.default.weight", ("classifier",), True),
+    ("_fsdp_wrapped_module.bert.pooler.dense.bias", ("pooler",), True),
+    ("bert.encoder.layer.0.attention.self.query.weight", HEADS, False),
+    ("bert.classifier_norm.weight", ("classifier",), False),  # a whole component, not a prefix
+    ("cls.predictions.transform.dense.weight", ("cls.predictions.transform",), True),
+    ("cls.predictions.decoder.weight", ("cls.predictions.transform",), False),
+])
+def test_head_parameters_are_found_by_whole_name_components(name: str, heads: tuple[str, ...], expected: bool) -> None:
+    assert is_head_parameter(name, heads) is expected
+
+
+def _model() -> torch.nn.Module:
+    config = BertConfig(vocab_size=99, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                        num_labels=5)
+    return BertForSequenceClassification(config)
+
+
+def _names(model: torch.nn.Module, group: dict) -> set[str]:
+    ids = {id(p) for p in group["params"]}
+    return {n for n, p in model.named_parameters() if id(p) in ids}
+
+
+def test_without_a_head_rate_two_groups_share_the_learning_rate() -> None:
+    model = _model()
+    groups = parameter_groups(model, heads=HEADS, config=TrainConfig(learning_rate=1e-4, weight_decay=0.01))
+    assert [(g["lr"], g["weight_decay"]) for g in groups] == [(1e-4, 0.01), (1e-4, 0.0)]
+    assert "classifier.weight" in _names(model, groups[0]) and "classifier.bias" in _names(model, groups[1])
+    assert sum(len(g["params"]) for g in groups) == len(list(model.parameters()))
+
+
+def test_head_rate_moves_exactly_the_head_into_its_own_groups() -> None:
+    model = _model()
+    model.bert.embeddings.requires_grad_(False)  # frozen parameters are in no group
+    config = TrainConfig(learning_rate=1e-4, head_learning_rate=2e-3, weight_decay=0.01)
+    groups = parameter_groups(model, heads=HEADS, config=config)
+    assert [(g["lr"], g["weight_decay"]) for g in groups] == [(1e-4, 0.01), (1e-4, 0.0), (2e-3, 0.01), (2e-3, 0.0)]
+    assert _names(model, groups[2]) == {"classifier.weight", "bert.pooler.dense.weight"}
+    assert _names(model, groups[3]) == {"classifier.bias", "bert.pooler.dense.bias"}
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set().union(*(_names(model, g) for g in groups)) == trainable
+    assert head_parameter_count(model, HEADS) == 16 * 5 + 5 + 16 * 16 + 16
+    assert head_parameter_count(model, ("score",)) == 0
+
+
+@pytest.mark.parametrize("schedule", ["linear", "cosine", "constant"])
+def test_every_group_follows_the_schedule_at_its_own_peak(schedule: str) -> None:
+    model = _model()
+    config = TrainConfig(learning_rate=1e-4, head_learning_rate=1e-3, warmup_ratio=0.2, lr_schedule=schedule)
+    answer = optimizer_and_schedule(model, heads=HEADS, config=config, total_steps=10)
+    optimizer, scheduler = answer["optimizer"], answer["lr_scheduler"]["scheduler"]
+    seen = []
+    for _ in range(10):
+        optimizer.step()
+        scheduler.step()
+        rates = [g["lr"] for g in optimizer.param_groups]
+        seen.append(rates[0])
+        if rates[0] > 0:
+            assert rates[2] == pytest.approx(10 * rates[0]) and rates[1] == rates[0]
+    assert max(seen) == pytest.approx(1e-4)  # warmup reaches the peak, then the schedule takes over
