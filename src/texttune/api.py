@@ -34,7 +34,7 @@ from texttune.errors import ConfigError
 from texttune.files import write_jsonl
 from texttune.inference.backends import backend_name, refuse_backend
 from texttune.inference.options import inference_config
-from texttune.inference.saved_model import saved_backbone
+from texttune.inference.saved_model import check_backend, saved_backbone
 from texttune.runs import RunDir, find_model_dir, read_metadata
 from texttune.tasks import TASKS, task_class
 from texttune.tasks.base import text_input_row
@@ -277,18 +277,36 @@ def saved_task(directory: str | Path) -> Any:
     return task_class(task)()
 
 
+def check_load(directory: str | Path, *, backend: str | None = None, compute_type: str | None = None,
+               threads: int | None = None, device: str | None = None, dtype: str | None = None) -> None:
+    """What :func:`load` would refuse before reading weights: options, task, backend package, device and dtype.
+
+    Cheap (no weights are read), so the CLI calls it before reading its inputs: ``--device cuda``
+    on a machine without a GPU fails at once, not after stdin is consumed.
+    """
+    inference = inference_config(backend=backend, compute_type=compute_type, threads=threads, device=device, dtype=dtype)
+    model_dir = find_model_dir(directory)
+    saved_task(model_dir)
+    check_backend(model_dir, read_metadata(model_dir), inference)
+
+
 def load(directory: str | Path, *, backend: str | None = None, compute_type: str | None = None,
-         threads: int | None = None) -> TaskModel:
+         threads: int | None = None, device: str | None = None, dtype: str | None = None) -> TaskModel:
     """Load a model saved by texttune (a run directory, its ``model/`` directory, or a ``texttune export``).
+
+    ``device``: ``"auto"`` (default: a CUDA GPU, else Apple's MPS, else the CPU), ``"cpu"``, ``"cuda"``,
+    ``"cuda:N"`` or ``"mps"``; ``dtype``: ``"auto"`` (default: bfloat16 on a GPU that supports it,
+    else float32), ``"float32"``, ``"bfloat16"`` or ``"float16"`` (GPU only, not for T5-family
+    models). A device this machine lacks is a ConfigError, never a silent fallback (docs/inference.md).
 
     ``backend="ctranslate2"`` generates with CTranslate2 instead of transformers (2-2.5x the
     examples/s for SmolLM2 at int8 on 2 CPU cores, docs/inference.md): the model is converted
     once, cached under ``$TEXTTUNE_HOME/ctranslate2``, at ``compute_type`` (default int8 on CPU,
-    float16 on GPU). An export always runs on CTranslate2. ``threads``: CTranslate2 workers
-    (one thread each), or torch's process-wide threads for transformers. Only generation
-    tasks run on CTranslate2; others get a clear error.
+    float16 on GPU; it takes ``compute_type`` instead of ``dtype``). An export always runs on
+    CTranslate2. ``threads``: CTranslate2 workers (one thread each), or torch's process-wide
+    threads for transformers. Only generation tasks run on CTranslate2; others get a clear error.
     """
-    inference = inference_config(backend=backend, compute_type=compute_type, threads=threads)
+    inference = inference_config(backend=backend, compute_type=compute_type, threads=threads, device=device, dtype=dtype)
     model_dir = find_model_dir(directory)
     meta = read_metadata(model_dir)
     saved_task(model_dir)  # a task this version does not know is refused before anything loads

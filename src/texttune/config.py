@@ -157,6 +157,13 @@ COMPUTE_TYPES: tuple[str, ...] = ("default", "auto", "int8", "int8_float32", "in
                                   "float32", "float16", "bfloat16")
 COMPUTE_TYPE_HELP = ("With --backend ctranslate2: weight and arithmetic types (default: int8 on CPU, float16 on GPU; "
                      "an export keeps its own quantization).")
+#: Floating-point types of a transformers model at inference (``--dtype``; ``texttune.inference.device``).
+DTYPES: tuple[str, ...] = ("auto", "float32", "bfloat16", "float16")
+DEVICE_HELP = ("Where the model runs: auto (a CUDA GPU, else Apple's MPS, else the CPU), cpu, cuda, cuda:N or mps "
+               "(CTranslate2: cpu or cuda[:N]).")
+DTYPE_HELP = ("Floating-point type of the weights (transformers backend): auto (bfloat16 on a GPU that supports it, else "
+              "float32), float32, bfloat16, or float16 (GPU only; refused for T5-family models). CTranslate2 takes "
+              "--compute-type instead.")
 
 
 @dataclass
@@ -167,7 +174,8 @@ class ServeConfig:
     port: int = option(8000, "TCP port (0 picks a free one and prints it).")
     api_key_env: str | None = option(None, "Name of the environment variable holding the API key. Requests then need 'Authorization: "
                                            "Bearer KEY' or 'X-API-Key: KEY'.")
-    max_batch_size: int = option(16, "Most inputs run together in one model call (1 turns dynamic batching off).")
+    max_batch_size: int | None = option(None, "Most inputs run together in one model call (1 turns dynamic batching off). "
+                                              "Default: 16, or 64 on a CUDA GPU.")
     max_wait_ms: float = option(10.0, "How long the first queued input waits for others to join its batch.")
     max_queue: int = option(256, "Most inputs waiting for the model; beyond it requests get 503 with Retry-After.")
     request_timeout: float = option(60.0, "Seconds a request may take, queue included, before it gets 504.")
@@ -181,6 +189,8 @@ class ServeConfig:
     backend: str | None = option(None, "Inference backend. Default: the model's own (ctranslate2 for a 'texttune export', else "
                                        "transformers).", choices=BACKENDS)
     compute_type: str | None = option(None, COMPUTE_TYPE_HELP, choices=COMPUTE_TYPES)
+    device: str | None = option(None, DEVICE_HELP)
+    dtype: str | None = option(None, DTYPE_HELP, choices=DTYPES)
     access_log: bool = option(False, "Log every request (uvicorn's access log).")
 
 

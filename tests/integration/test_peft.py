@@ -134,6 +134,13 @@ def test_separate_adapters_save_small_and_load_back(task: str, trained: Callable
         assert len(again.predict(inputs)) == len(inputs)
 
 
+def test_separate_adapters_load_in_the_dtype_asked_for(trained: Callable[[str], Any]) -> None:
+    _, result, _ = trained("token-classification")
+    again = texttune.load(result.run_dir, device="cpu", dtype="bfloat16")  # backbone read in bfloat16, adapters merged
+    assert {(p.device.type, p.dtype) for p in again.backbone.model.parameters()} == {("cpu", torch.bfloat16)}
+    assert len(again.predict([["John", "lives", "in", "Paris"]])[0]["tags"]) == 4
+
+
 def test_merged_and_separate_saves_predict_the_same(trained: Callable[[str], Any], tiny_model_dir: Callable[[str], Path],
                                                     tmp_path: Path) -> None:
     # The same seeded run twice, saving merged (the default) and separate adapters: the same outputs either way.

@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     "texttune.inference.generation": 2,
     "texttune.inference.backends": 2,
     "texttune.inference.options": 2,
+    "texttune.inference.device": 2,  # --device/--dtype: checked by options, resolved when a model loads
     # level 3
     "texttune.inference": 3,
     # level 4: engine and serving never import each other
@@ -77,6 +78,7 @@ SAME_LEVEL_ALLOWED: dict[str, set[str]] = {
     "texttune.tasks": {"texttune.inference.generation", "texttune.inference.backends", "texttune.inference.options"},
     "texttune.inference.generation": {"texttune.inference.backends", "texttune.inference.options"},
     "texttune.inference.backends": {"texttune.inference.options"},
+    "texttune.inference.options": {"texttune.inference.device"},
     "texttune.peft_config": {"texttune.errors", "texttune._version"},
     # annotations only (under TYPE_CHECKING): config imports config_checks to run them
     "texttune.config_checks": {"texttune.errors", "texttune._version", "texttune.peft_config", "texttune.config"},

@@ -200,8 +200,12 @@ def is_adapter_dir(metadata: dict[str, Any]) -> bool:
     return isinstance(peft, dict) and peft.get("merged") is False
 
 
-def adapter_backbone(model_dir: Path, metadata: dict[str, Any]) -> Any:
-    """The Backbone of an adapter directory: its backbone's weights, the adapters merged in, its own config and tokenizer."""
+def adapter_backbone(model_dir: Path, metadata: dict[str, Any], *, dtype: Any = None) -> Any:
+    """The Backbone of an adapter directory: its backbone's weights, the adapters merged in, its own config and tokenizer.
+
+    ``dtype``: the torch dtype the backbone's weights are loaded in (None: transformers' default), so a
+    bfloat16 model is never held in float32 on the way; the adapters are merged into weights of that type.
+    """
     base = metadata["peft"].get("base_model")
     try:
         source = resolve_source(str(base))
@@ -210,7 +214,8 @@ def adapter_backbone(model_dir: Path, metadata: dict[str, Any]) -> Any:
                             "save the model with merged adapters to make it self-contained") from None
     backbone = load_backbone(str(model_dir))  # the fine-tuned config (labels, generation) and tokenizer
     own_source, backbone.source = backbone.source, source  # the weights come from the backbone...
-    backbone.load_model(metadata["auto_class"], model_kwargs={"config": backbone.config, "ignore_mismatched_sizes": True})
+    backbone.load_model(metadata["auto_class"], model_kwargs={"config": backbone.config, "ignore_mismatched_sizes": True,
+                                                             **({"dtype": dtype} if dtype is not None else {})})
     backbone.source = own_source  # ...then the adapters from the directory
     _load_generation_config(backbone.model, model_dir)
     return _merged(backbone, model_dir)

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from texttune.api import api_class, load, saved_task
+from texttune.api import api_class, check_load, load, saved_task
 from texttune.cli import io as cli_io
 from texttune.cli.demo import run_demo
 from texttune.cli.options import given
@@ -26,6 +26,7 @@ from texttune.data import load_table
 from texttune.errors import ConfigError, TexttuneError
 from texttune.files import write_json
 from texttune.inference.ct2_export import export
+from texttune.inference.options import inference_options
 from texttune.runs.catalog import find_runs, format_runs, runs_json
 from texttune.runs.compare import compare_runs, format_comparison
 from texttune.runs.report import write_report
@@ -78,9 +79,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> object:
-    """The model of ``args.model_dir`` on the backend the flags ask for (checked before anything loads)."""
-    return load(args.model_dir, backend=getattr(args, "backend", None), compute_type=getattr(args, "compute_type", None),
-                threads=getattr(args, "threads", None))
+    """The model of ``args.model_dir`` on the backend, device and dtype the flags ask for (checked before anything loads)."""
+    return load(args.model_dir, **inference_options(args))
 
 
 def _model_task(args: argparse.Namespace) -> Any:
@@ -108,6 +108,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             raise ConfigError(f"option {option!r} does not apply to task {task.name!r} (it does not generate); "
                               f"valid: {', '.join(taken)}")
     generation_from_mapping(generation)
+    check_load(args.model_dir, **inference_options(args))
     limit = _limit(args, "max_eval_samples")
     data = load_table(args.data_file, split="validation")
     model = _load(args)
@@ -125,6 +126,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     batch_size = options.pop("generation_batch_size", None)
     generation, own = split_request_options(_model_task(args), options)  # refuses another task's option by name
     generation_from_mapping({**generation, **({"generation_batch_size": batch_size} if batch_size is not None else {})})
+    check_load(args.model_dir, **inference_options(args))  # a missing GPU fails before stdin is read
     raw = cli_io.read_raw_inputs(args.input_file, limit=_limit(args, "max_predict_samples"))
     model = _load(args)
     records = cli_io.read_inputs(model, raw, from_stdin=not args.input_file, columns=columns)

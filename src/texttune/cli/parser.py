@@ -8,10 +8,12 @@ against the model's task once it is known (cli/main.py).
 from __future__ import annotations
 
 import argparse
+from dataclasses import fields
 
 from texttune._version import __version__
 from texttune.cli.options import add_columns, add_fields, add_section
 from texttune.demo import DEMO_OPTIONS
+from texttune.inference.options import InferenceConfig
 from texttune.tasks import TASKS
 from texttune.tasks.registry import all_request_options, generation_fields, request_option_help
 
@@ -20,8 +22,8 @@ INFERENCE = "inference"
 #: The data options of ``texttune train`` (evaluate and predict have their own).
 TRAIN_DATA_OPTIONS = {"train_file", "validation_file", "validation_fraction", "max_train_samples", "max_eval_samples",
                       "streaming", "shuffle_buffer"}
-#: Options of evaluate/predict that choose the backend rather than how to generate.
-INFERENCE_OPTIONS = {"backend", "compute_type", "threads"}
+#: Options of evaluate/predict that choose the backend, device and dtype rather than how to generate.
+INFERENCE_OPTIONS = {f.name for f in fields(InferenceConfig)}
 
 
 def _all_roles() -> list[tuple[str, str, tuple[str, ...]]]:

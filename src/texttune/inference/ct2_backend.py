@@ -29,9 +29,10 @@ from types import ModuleType
 from typing import Any, ClassVar
 
 from texttune.config import GenerationConfig
-from texttune.errors import BackboneError
+from texttune.errors import BackboneError, ConfigError
 from texttune.inference.backends import BatchGenerate, BatchResult, GenerationBackend, special_ids
 from texttune.inference.ct2_options import DecodingPlan, effective_config, plan_decoding
+from texttune.inference.device import parse_device
 
 log = logging.getLogger("texttune.inference")
 
@@ -54,6 +55,30 @@ def require_ctranslate2() -> ModuleType:
 def default_device() -> str:
     """``cuda`` when CTranslate2 sees a GPU, else ``cpu`` (hide GPUs with CUDA_VISIBLE_DEVICES= to force the CPU)."""
     return "cuda" if require_ctranslate2().get_cuda_device_count() > 0 else "cpu"
+
+
+def ct2_device(spec: str | None) -> tuple[str, int]:
+    """CTranslate2's (device, device_index) for a ``--device`` value: ``cuda:N`` -> ("cuda", N); auto as :func:`default_device`.
+
+    The GPUs counted are CTranslate2's own (its CUDA build), not torch's. MPS is refused:
+    CTranslate2 has no Apple GPU support.
+    """
+    kind, index = parse_device(spec)
+    if kind == "mps":
+        raise ConfigError("--device mps: CTranslate2 cannot run on Apple GPUs (MPS); use --device cpu, or "
+                          "--backend transformers to run on MPS")
+    if kind == "auto":
+        return default_device(), 0
+    if kind == "cpu":
+        return "cpu", 0
+    count = require_ctranslate2().get_cuda_device_count()
+    if count == 0:
+        raise ConfigError(f"--device {spec}: CTranslate2 sees no CUDA GPU (a CPU-only build, no driver, or none visible "
+                          "in CUDA_VISIBLE_DEVICES); use --device cpu")
+    if (index or 0) >= count:
+        raise ConfigError(f"--device {spec}: CTranslate2 sees {count} CUDA device{'' if count == 1 else 's'} "
+                          f"({', '.join(f'cuda:{i}' for i in range(count))})")
+    return "cuda", index or 0
 
 
 def default_compute_type(device: str) -> str:
@@ -122,21 +147,22 @@ class CTranslate2Model(GenerationBackend):
     name: ClassVar[str] = "ctranslate2"
 
     def __init__(self, directory: str | Path, *, config: Any, generation_config: Any, compute_type: str = "default",
-                 threads: int | None = None, device: str | None = None) -> None:
+                 threads: int | None = None, device: str | None = None, device_index: int = 0) -> None:
         ct2 = require_ctranslate2()
         self.directory = Path(directory)
         self.config = config
         self.generation_config = generation_config
         self.device = device or default_device()
+        self.device_index = device_index
         self.encoder_decoder = bool(getattr(config, "is_encoder_decoder", False))
         engine = ct2.Translator if self.encoder_decoder else ct2.Generator
         self.workers, intra = worker_threads(self.device, threads)
         try:
-            self.engine = engine(str(self.directory), device=self.device, compute_type=compute_type,
-                                 intra_threads=intra, inter_threads=self.workers)
+            self.engine = engine(str(self.directory), device=self.device, device_index=device_index,
+                                 compute_type=compute_type, intra_threads=intra, inter_threads=self.workers)
         except (RuntimeError, ValueError) as exc:
             raise BackboneError(f"{self.directory}: CTranslate2 cannot load this model with compute type "
-                                f"{compute_type!r} on {self.device} ({str(exc).splitlines()[0]})") from None
+                                f"{compute_type!r} on {self.device_name} ({str(exc).splitlines()[0]})") from None
         self.compute_type: str = self.engine.compute_type
         self.vocabulary = read_vocabulary(self.directory)
         self._warned: set[str] = set()
@@ -152,9 +178,14 @@ class CTranslate2Model(GenerationBackend):
             raise BackboneError(f"{self.directory}: generation starts with {expected!r} but the CTranslate2 model with "
                                 f"{converted!r}; convert it again from the model directory")
 
+    @property
+    def device_name(self) -> str:
+        """``cpu`` or ``cuda:N``: the device as ``--device`` writes it."""
+        return self.device if self.device == "cpu" else f"{self.device}:{self.device_index}"
+
     def info(self) -> dict[str, Any]:
-        """What the server reports about the backend."""
-        return {"name": self.name, "compute_type": self.compute_type, "device": self.device, "threads": self.workers,
+        """What the server reports about the backend (no ``dtype``: CTranslate2's types are its ``compute_type``)."""
+        return {"name": self.name, "compute_type": self.compute_type, "device": self.device_name, "threads": self.workers,
                 "model": str(self.directory)}
 
     @contextmanager
@@ -197,9 +228,13 @@ class CTranslate2Model(GenerationBackend):
 
 
 def open_model(directory: Path, *, config: Any, generation_config: Any, tokenizer: Any, compute_type: str,
-               threads: int | None) -> CTranslate2Model:
-    """Load a converted model and check it decodes like the transformers model it came from."""
+               threads: int | None, device: tuple[str, int] | None = None) -> CTranslate2Model:
+    """Load a converted model and check it decodes like the transformers model it came from.
+
+    ``device``: (device, index) from :func:`ct2_device`; default: :func:`default_device`, index 0.
+    """
+    where, index = device or (default_device(), 0)
     model = CTranslate2Model(directory, config=config, generation_config=generation_config, compute_type=compute_type,
-                             threads=threads)
+                             threads=threads, device=where, device_index=index)
     model.check_decoder_start(tokenizer)
     return model

@@ -1,5 +1,7 @@
-"""The backbone of a saved model, on the backend it should run on (what ``texttune.load`` uses).
+"""The backbone of a saved model, on the backend, device and dtype it should run on (what ``texttune.load`` uses).
 
+A transformers model is loaded directly in the dtype asked for (``from_pretrained(dtype=...)``:
+a bfloat16 model is never held in float32 on the way) and then moved to the device.
 A CTranslate2 backbone keeps the transformers config and tokenizer (tasks read
 special tokens and templates from them) and gets a
 :class:`~texttune.inference.ct2_backend.CTranslate2Model` where the transformers
@@ -16,9 +18,11 @@ from texttune.backbones import Backbone, load_backbone
 from texttune.backbones.adapters import adapter_backbone, is_adapter_dir
 from texttune.backbones.sources import detect_family
 from texttune.errors import BackboneError, ConfigError
-from texttune.inference.ct2_backend import default_compute_type, default_device, open_model, require_ctranslate2
+from texttune.files import read_json
+from texttune.inference.ct2_backend import ct2_device, default_compute_type, open_model, require_ctranslate2
 from texttune.inference.ct2_export import EXPORT_CONFIG_DIR, QUANTIZATIONS, cached_conversion, check_supported, generation_config, is_export
-from texttune.inference.options import CTRANSLATE2, TRANSFORMERS, InferenceConfig
+from texttune.inference.device import resolve_device, resolve_dtype
+from texttune.inference.options import CTRANSLATE2, DTYPE_ON_CTRANSLATE2, TRANSFORMERS, InferenceConfig
 
 
 def saved_backbone(model_dir: Path, metadata: dict[str, Any], inference: InferenceConfig) -> Any:
@@ -26,28 +30,55 @@ def saved_backbone(model_dir: Path, metadata: dict[str, Any], inference: Inferen
     if _wants_ctranslate2(metadata, inference):
         return ct2_backbone(model_dir, metadata, inference)
 
-    if inference.compute_type is not None:
-        raise ConfigError("compute_type applies to the ctranslate2 backend; add backend='ctranslate2' (--backend ctranslate2)")
+    device, dtype = _placement(model_dir, inference)
     if inference.threads is not None:
         import torch
 
         torch.set_num_threads(inference.threads)  # process-wide: torch has no per-model thread pool
     if is_adapter_dir(metadata):  # LoRA adapters saved apart: the backbone's weights with the adapters merged in
-        return adapter_backbone(model_dir, metadata)
-    return load_backbone(str(model_dir), auto_class=metadata["auto_class"])
+        backbone = adapter_backbone(model_dir, metadata, dtype=dtype)
+    else:
+        backbone = load_backbone(str(model_dir))  # config and tokenizer; the weights next, in their dtype
+        backbone.load_model(metadata["auto_class"], model_kwargs={"dtype": dtype})
+    backbone.model.to(device)
+    return backbone
 
 
 def check_backend(model_dir: Path, metadata: dict[str, Any], inference: InferenceConfig) -> None:
-    """The cheap checks of :func:`saved_backbone` (package, task, architecture), before anything is loaded or bound."""
+    """The cheap checks of :func:`saved_backbone` (package, task, architecture, device, dtype), before anything loads."""
     if not _wants_ctranslate2(metadata, inference):
-        if inference.compute_type is not None:
-            raise ConfigError("compute_type applies to the ctranslate2 backend; add --backend ctranslate2")
+        _placement(model_dir, inference)
         return
     require_ctranslate2()
+    _check_ct2_options(inference)
     if not is_export(metadata):
         from transformers import AutoConfig
 
         check_supported(metadata["task"], AutoConfig.from_pretrained(model_dir, trust_remote_code=False))
+
+
+def _placement(model_dir: Path, inference: InferenceConfig) -> tuple[Any, Any]:
+    """(torch device, torch dtype) of a transformers model, or ConfigError naming what this machine or model lacks."""
+    if inference.compute_type is not None:
+        raise ConfigError("compute_type applies to the ctranslate2 backend; add backend='ctranslate2' (--backend ctranslate2)")
+    device = resolve_device(inference.device)
+    return device, resolve_dtype(inference.dtype, device=device, model_type=_model_type(model_dir))
+
+
+def _model_type(model_dir: Path) -> str | None:
+    """``model_type`` of the directory's config.json (float16 is refused for some), None if unreadable (loading says why)."""
+    try:
+        value = read_json(model_dir / "config.json").get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _check_ct2_options(inference: InferenceConfig) -> tuple[str, int]:
+    """CTranslate2's (device, index) for ``inference``; ConfigError for a dtype (CTranslate2 takes --compute-type)."""
+    if inference.dtype not in (None, "auto"):
+        raise ConfigError(DTYPE_ON_CTRANSLATE2)
+    return ct2_device(inference.device)
 
 
 def _wants_ctranslate2(metadata: dict[str, Any], inference: InferenceConfig) -> bool:
@@ -70,21 +101,22 @@ def ct2_backbone(model_dir: Path, metadata: dict[str, Any], inference: Inference
     if is_export(metadata):
         return _export_backbone(model_dir, metadata, inference)
 
+    device = _check_ct2_options(inference)
     backbone = load_backbone(str(model_dir))  # config and tokenizer only; no weights
     check_supported(metadata["task"], backbone.config)
-    device = default_device()
     requested = inference.compute_type
-    quantization = requested if requested in QUANTIZATIONS else default_compute_type(device)
+    quantization = requested if requested in QUANTIZATIONS else default_compute_type(device[0])
     directory = cached_conversion(model_dir, metadata, quantization=quantization)
     backbone.model = open_model(directory, config=backbone.config, generation_config=generation_config(model_dir, backbone.config),
-                                tokenizer=backbone.tokenizer, compute_type=requested or quantization, threads=inference.threads)
+                                tokenizer=backbone.tokenizer, compute_type=requested or quantization, threads=inference.threads,
+                                device=device)
     return backbone
 
 
 def _export_backbone(model_dir: Path, metadata: dict[str, Any], inference: InferenceConfig) -> Any:
     from transformers import AutoConfig, AutoTokenizer
 
-
+    device = _check_ct2_options(inference)
     config_dir = model_dir / EXPORT_CONFIG_DIR
     try:
         config = AutoConfig.from_pretrained(config_dir, trust_remote_code=False)  # a saved model never runs code
@@ -94,5 +126,6 @@ def _export_backbone(model_dir: Path, metadata: dict[str, Any], inference: Infer
     family = metadata.get("family") or detect_family(config)
     backbone = Backbone(str(model_dir), str(model_dir), family, config.model_type, config, tokenizer)
     backbone.model = open_model(model_dir, config=config, generation_config=generation_config(config_dir, config),
-                                tokenizer=tokenizer, compute_type=inference.compute_type or "default", threads=inference.threads)
+                                tokenizer=tokenizer, compute_type=inference.compute_type or "default", threads=inference.threads,
+                                device=device)
     return backbone

@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from texttune._version import __version__
 from texttune.config import ServeConfig
 from texttune.errors import TexttuneError
-from texttune.serving.batcher import MicroBatcher, QueueFull
+from texttune.serving.batcher import MicroBatcher, QueueFull, default_batch_size
 from texttune.serving.guards import ApiKey, body_limit, error_response
 from texttune.serving.metrics import ServerMetrics
 from texttune.serving.predictor import Predictor, input_size, unencodable
@@ -75,8 +75,10 @@ def _load_in_background(state: ServerState, load: Callable[[], Predictor], loop:
 
 def _ready(state: ServerState, predictor: Predictor) -> None:
     config = state.config
-    state.batcher = MicroBatcher(predictor.predict, max_batch_size=config.max_batch_size, max_wait_ms=config.max_wait_ms,
-                                 max_queue=config.max_queue, on_batch=state.metrics.observe_batch)
+    device = (predictor.info().get("backend") or {}).get("device")  # where the model runs: sizes the default batch
+    state.batcher = MicroBatcher(predictor.predict, max_batch_size=config.max_batch_size or default_batch_size(device),
+                                 max_wait_ms=config.max_wait_ms, max_queue=config.max_queue,
+                                 on_batch=state.metrics.observe_batch)
     state.batcher.start()
     state.metrics.queue_depth.set_function(lambda: state.batcher.depth if state.batcher else 0)
     state.predictor, state.status = predictor, "ok"
@@ -190,7 +192,7 @@ def create_app(*, config: ServeConfig, load: Callable[[], Predictor], api_key: s
     async def model_info() -> Any:
         if state.predictor is None:
             return not_ready()
-        return {**state.predictor.info(), "limits": _limits(config)}
+        return {**state.predictor.info(), "limits": _limits(config, state.batcher)}
 
     @app.post("/v1/predict", dependencies=[Depends(guard)], response_model=PredictResponse,
               responses={c: ERROR_RESPONSES[c] for c in (400, 401, 413, 415, 422, 503, 504)},
@@ -212,10 +214,14 @@ class _Unauthorized(Exception):
     pass
 
 
-def _limits(config: ServeConfig) -> dict[str, Any]:
+def _limits(config: ServeConfig, batcher: MicroBatcher | None) -> dict[str, Any]:
+    """The server's limits as ``GET /v1/model`` reports them; ``max_batch_size`` as in force (its default depends on the device)."""
     names = ("max_batch_size", "max_wait_ms", "max_queue", "request_timeout", "max_body_bytes", "max_input_chars",
              "max_inputs_per_request", "max_new_tokens_limit", "max_beams_limit")
-    return {n: getattr(config, n) for n in names}
+    limits = {n: getattr(config, n) for n in names}
+    if batcher is not None:
+        limits["max_batch_size"] = batcher.max_batch_size
+    return limits
 
 
 def _version() -> str:

@@ -29,6 +29,23 @@ log = logging.getLogger("texttune.serving")
 #: (rows, options) -> outputs, one per row in order; runs on the model thread.
 PredictFn = Callable[[list[Any], dict[str, Any]], list[Any]]
 
+#: Most inputs per model call when ``--max-batch-size`` is not given, by device type. On a CPU the
+#: cores are busy from about 16 inputs on (a CTranslate2 batch of 32 was no faster than 16,
+#: docs/inference.md) and a larger batch only makes the first caller wait for the last. A GPU's
+#: decoding step is bound by reading the weights, so up to a few dozen inputs cost about the same
+#: time as one: larger batches raise throughput almost for free. 64 is what one request may hold
+#: (``--max-inputs-per-request``), and small enough that the padded activations of 64 long inputs
+#: stay far below a GPU's memory for the models texttune fine-tunes. MPS keeps the CPU's number (its
+#: memory is the CPU's, and nothing was measured there). An explicit value always wins. The GPU
+#: number is reasoned, not measured: no GPU was available when it was chosen.
+DEFAULT_BATCH_SIZE = {"cpu": 16, "cuda": 64}
+
+
+def default_batch_size(device: str | None) -> int:
+    """The batch size for a model on ``device`` (``"cuda:1"``, ``"cpu"``...; None: the CPU's)."""
+    kind = (device or "cpu").split(":", 1)[0]
+    return DEFAULT_BATCH_SIZE.get(kind, DEFAULT_BATCH_SIZE["cpu"])
+
 
 class QueueFull(Exception):
     """The queue cannot take a request's inputs now (the server answers 503)."""

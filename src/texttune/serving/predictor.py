@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from texttune._version import __version__
 from texttune.config import GENERATION_OPTIONS, GenerationConfig
 from texttune.inference.backends import GenerationBackend
+from texttune.inference.device import dtype_name
 from texttune.runs import find_model_dir, read_metadata
 
 
@@ -79,11 +80,13 @@ class ModelPredictor:
     """
 
     def __init__(self, model_dir: str | Path, *, load: Callable[..., Any], backend: str | None = None,
-                 compute_type: str | None = None, threads: int | None = None) -> None:
-        """``backend``, ``compute_type``, ``threads``: as :func:`texttune.api.load` (``--backend`` and friends)."""
+                 compute_type: str | None = None, threads: int | None = None, device: str | None = None,
+                 dtype: str | None = None) -> None:
+        """``backend``, ``compute_type``, ``threads``, ``device``, ``dtype``: as :func:`texttune.api.load` (``--backend``...)."""
         self.model_dir = find_model_dir(model_dir)
         self.metadata = read_metadata(self.model_dir)
-        self.model = load(self.model_dir, backend=backend, compute_type=compute_type, threads=threads)
+        self.model = load(self.model_dir, backend=backend, compute_type=compute_type, threads=threads, device=device,
+                          dtype=dtype)
         self.task = self.model.task_name
         self.options = tuple(self.model.task.request_options)
         self._version = __version__
@@ -110,9 +113,12 @@ class ModelPredictor:
         }
 
     def backend_info(self) -> dict[str, Any]:
-        """Which engine runs the model (``name``), and for CTranslate2 its compute type, device and threads."""
+        """Which engine runs the model (``name``) and on which ``device``: transformers with its ``dtype``,
+        CTranslate2 with its compute type and threads."""
         model = self.model.backbone.model
-        return model.info() if isinstance(model, GenerationBackend) else {"name": "transformers"}
+        if isinstance(model, GenerationBackend):
+            return model.info()
+        return {"name": "transformers", "device": str(model.device), "dtype": dtype_name(model.dtype)}
 
     def generation_defaults(self) -> dict[str, Any]:
         """texttune's generation defaults with the saved model's own values (max_new_tokens...) on top."""

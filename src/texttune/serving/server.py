@@ -19,7 +19,7 @@ from typing import Any, TextIO
 
 from texttune.config import ServeConfig
 from texttune.errors import BackboneError, ConfigError
-from texttune.inference.options import inference_config
+from texttune.inference.options import inference_config, inference_options
 from texttune.inference.saved_model import check_backend
 from texttune.runs import find_model_dir, read_metadata
 from texttune.serving.app import create_app
@@ -102,7 +102,8 @@ def serve(model_dir: str | Path, *, config: ServeConfig, load_model: Callable[..
     found = find_model_dir(model_dir)
     metadata = read_metadata(found)  # a broken texttune.json fails here, before any socket
     task = metadata["task"]
-    check_backend(found, metadata, inference_config(backend=config.backend, compute_type=config.compute_type))
+    inference = inference_config(**inference_options(config))
+    check_backend(found, metadata, inference)  # a device this machine lacks fails here, before the port is bound
     api_key = api_key_from_env(config)
     if config.threads is not None:
         import torch
@@ -120,8 +121,7 @@ def serve(model_dir: str | Path, *, config: ServeConfig, load_model: Callable[..
             server.should_exit = True
 
     def load() -> ModelPredictor:
-        return ModelPredictor(found, load=load_model, backend=config.backend, compute_type=config.compute_type,
-                              threads=config.threads)
+        return ModelPredictor(found, load=load_model, **inference_options(inference))
 
     app = create_app(config=config, load=load, api_key=api_key, on_load_failure=stop_on_failure)
     server = _graceful_server(uvicorn.Config(

@@ -11,6 +11,7 @@ token classification or question answering like any other.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -165,7 +166,8 @@ class MaskedLMTask:
                                 f"word goes, e.g. 'Paris is the {mask} of France.'")
         top_k = top_k or self.top_k
         top_k = min(top_k, getattr(model.config, "vocab_size", None) or top_k)  # never more candidates than tokens
-        fill = pipeline("fill-mask", model=model, tokenizer=self.tokenizer, device=next(model.parameters()).device)
+        fill = pipeline("fill-mask", model=model, tokenizer=self.tokenizer, device=next(model.parameters()).device,
+                        pipeline_class=_float32_fill_mask())
         was_training = model.training
         model.eval()
         outputs = []
@@ -195,6 +197,24 @@ class MaskedLMTask:
         self.top_k = metadata.get("top_k", MaskedLMOptions.top_k)
         if tokenizer is not None:
             self._attach(tokenizer)
+
+
+@functools.cache
+def _float32_fill_mask() -> type:
+    """transformers' fill-mask pipeline with its softmax in float32: a bfloat16 model's scores keep float32 precision.
+
+    (The stock pipeline takes the softmax in the logits' own type, so bfloat16 scores carry
+    3 significant digits; token-classification's pipeline upcasts by itself.)
+    """
+    from transformers import FillMaskPipeline
+
+    class Float32FillMask(FillMaskPipeline):
+        def _forward(self, model_inputs: Any) -> Any:
+            outputs = super()._forward(model_inputs)
+            outputs["logits"] = outputs["logits"].float()  # (B, T, V)
+            return outputs
+
+    return Float32FillMask
 
 
 def _plain(found: Any) -> Any:
