@@ -33,6 +33,10 @@ def test_config_environment_status(finished_run: Path) -> None:
     assert config["task"] == "summarization" and config["max_steps"] == 4 and config["samples_per_eval"] == 3
     env = read_json(finished_run / "environment.json")
     assert env["packages"]["torch"] and env["seed"] == 42 and env["cpu_count"] >= 1
+    # what the loaded model runs with, as asked (backbones/attention.py): T5 has no FlashAttention, so SDPA
+    assert env["training_device"] == "cpu"
+    assert env["attention"]["implementation"] == env["attention"]["requested"] == "sdpa"
+    assert "does not support FlashAttention" in env["attention"]["reason"]
     status = read_json(finished_run / "status.json")
     assert status["state"] == "completed" and status["steps"] == 4
     assert status["duration_s"] >= 0 and status["started"] <= status["finished"]
@@ -54,6 +58,7 @@ def test_data_statistics_per_split(finished_run: Path) -> None:
 def test_model_summary(finished_run: Path) -> None:
     summary = read_json(finished_run / "model_summary.json")
     assert summary["architecture"] == "T5ForConditionalGeneration" and summary["family"] == "seq2seq"
+    assert summary["attn_implementation"] == "sdpa"
     assert 0 < summary["trainable_parameters"] <= summary["parameters"]
     weights = (finished_run / "model" / "model.safetensors").stat().st_size
     assert summary["size_on_disk_bytes"] > weights
@@ -159,6 +164,10 @@ def test_batch_size_auto_keeps_the_effective_batch_and_is_recorded(tiny_model_di
     assert chosen["batch_size"] * chosen["accumulate"] == 12 and chosen["batch_size"] <= found
     assert chosen["longest_tokens"] >= read_json(run / "data_stats.json")["train"]["lengths"]["input"]["max"]
     assert read_json(run / "status.json")["steps"] == 4
+    # the trainer (built before the search) trained with the accumulation the search settled on, and
+    # evaluated every 2 optimizer steps (not every 2 batches)
+    assert read_json(run / "metrics.json")["timing"]["train_examples"] == 4 * 12
+    assert [e["step"] for e in read_jsonl(run / "evals.jsonl")] == [2, 4]
     assert yaml.safe_load((run / "config.yaml").read_text())["batch_size"] == "auto"  # the request, as given
 
 
@@ -184,3 +193,15 @@ def test_final_metrics_are_the_best_evaluation_and_reuse_it_when_it_was_the_last
     if reused:
         samples = read_jsonl(finished_run / "samples" / f"step-{best['step']:06d}.jsonl")
         assert read_jsonl(finished_run / "predictions.jsonl")[: len(samples)] == samples
+
+
+def test_memory_is_recorded_and_reported(finished_run: Path, tmp_path: Path) -> None:
+    from texttune.runs.report import write_report
+
+    memory = read_json(finished_run / "metrics.json")["memory"]
+    assert memory["device"] == "cpu" and memory["peak_rss_bytes"] > 2**20
+    assert memory["peak_gpu_bytes"] is None and memory["peak_gpu_reserved_bytes"] is None  # no CUDA here
+    html = write_report(finished_run, output=tmp_path / "report.html").read_text()
+    assert "<h3>Memory</h3>" in html and "peak resident memory (RSS) of the process" in html
+    assert f"{memory['peak_rss_bytes']:,} bytes" in html and "none (no CUDA device)" in html
+    assert "sdpa" in html  # the attention implementation, in the model and environment sections

@@ -252,13 +252,47 @@ def test_resolve_records_the_choice_and_other_ranks_and_resumes_read_it(tmp_path
     run, features = RunDir(tmp_path / "run"), tiny_features([3, 9, 5, 4])
     task = SimpleNamespace(loss=plain_loss, collate=collate)
     assert bs.resolve_batch_size(run_config("summarization", {}), task=task, model=TinyLM(), features=features,
-                                 run=run, resuming=False) == run_config("summarization", {})  # a number: kept
-    chosen = bs.resolve_batch_size(config, task=task, model=TinyLM(), features=features, run=run, resuming=False)
+                                 run=run, resuming=False, device=CPU) == run_config("summarization", {})  # a number: kept
+    chosen = bs.resolve_batch_size(config, task=task, model=TinyLM(), features=features, run=run, resuming=False,
+                                   device=CPU)
     assert (chosen.train.batch_size, chosen.train.accumulate_grad_batches) == (4, 2)  # 4 rows: the limit
     recorded = json.loads(run.batch_search.read_text())
     assert (recorded["chosen"], recorded["batch_size"], recorded["accumulate"], recorded["device"]) == (4, 4, 2, "cpu")
     recorded.update(batch_size=2, accumulate=4)  # what rank 0 chose: the other ranks and a resumed run take it
     run.batch_search.write_text(json.dumps(recorded))
     for kwargs in ({"resuming": False, "primary": False}, {"resuming": True}):
-        taken = bs.resolve_batch_size(config, task=task, model=TinyLM(), features=features, run=run, **kwargs)
+        taken = bs.resolve_batch_size(config, task=task, model=TinyLM(), features=features, run=run, device=CPU, **kwargs)
         assert (taken.train.batch_size, taken.train.accumulate_grad_batches) == (2, 4)
+
+
+def test_the_cuda_path_resets_the_peak_and_empties_the_cache_around_every_trial(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.cuda's counters replaced by fakes (no GPU here): each trial starts from a fresh peak, and what it
+    allocated goes back to the driver before the next one, also after an out-of-memory error."""
+    calls: list[str] = []
+    fake = {"synchronize": lambda device=None: calls.append("synchronize"),
+            "memory_allocated": lambda device=None: 100,
+            "memory_reserved": lambda device=None: 200,
+            "max_memory_allocated": lambda device=None: 100 + 10 * len(calls),
+            "mem_get_info": lambda device=None: (2**40, 2**41),
+            "reset_peak_memory_stats": lambda device=None: calls.append("reset"),
+            "empty_cache": lambda: calls.append("empty_cache")}
+    for name, function in fake.items():
+        monkeypatch.setattr(torch.cuda, name, function)
+    memory = batch_probe.memory_for(torch.device("cuda"))
+    assert type(memory).__name__ == "_CudaMemory"
+    monkeypatch.setattr(bs, "memory_for", lambda device: memory)  # the tensors stay on the CPU, the counters are CUDA's
+    result = search(oom_above(4), limit=64)
+    assert [t.batch_size for t in result.trials] == [1, 2, 4, 8] and result.chosen == 4
+    assert all(t.peak_bytes is not None and t.peak_bytes > 100 for t in result.trials)
+    trials = [c for c in calls if c != "synchronize"]
+    assert trials == ["reset", "empty_cache"] * 4  # per trial: peak reset before, cache emptied after
+    assert calls.count("synchronize") == 1 + 3  # at the start, and after each step that fitted
+
+
+def test_a_cublas_allocation_failure_counts_as_out_of_memory() -> None:
+    def loss(model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        if batch["input_ids"].shape[0] > 2:
+            raise RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`")
+        return plain_loss(model, batch)
+
+    assert search(loss).chosen == 2

@@ -92,7 +92,7 @@ def _data() -> TensorDataset:
 
 
 def _fit(tmp_path: Path, *, callbacks: list[Any], stream: bool = False, **trainer_options: Any) -> _Tiny:
-    """A training run set up like texttune's (engine/finetune.py ``_trainer``): no sanity check, our CheckpointIO."""
+    """A training run set up like texttune's (engine/trainer.py ``build_trainer``): no sanity check, our CheckpointIO."""
     data = _data()
     train = DataLoader(_Stream(data) if stream else data, batch_size=BATCH)
     options = {"max_epochs": 2, "check_val_every_n_epoch": 1, "val_check_interval": None} | trainer_options

@@ -32,7 +32,8 @@ import torch
 
 log = logging.getLogger("texttune")
 
-_OOM_MESSAGES = ("out of memory", "can't allocate memory", "defaultcpuallocator")
+# cuBLAS reports a failed workspace allocation as CUBLAS_STATUS_ALLOC_FAILED, not as torch's OutOfMemoryError.
+_OOM_MESSAGES = ("out of memory", "can't allocate memory", "defaultcpuallocator", "cublas_status_alloc_failed")
 _STATUS = "/proc/self/status"
 
 Loss = Callable[[torch.nn.Module, dict], torch.Tensor]
@@ -164,6 +165,13 @@ def mem_available_bytes() -> int | None:
     return _kb_field("/proc/meminfo", "MemAvailable")
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory in bytes: VmHWM (Linux; reset by :func:`reset_peak_rss`), else
+    ``getrusage``'s ru_maxrss (the lifetime peak)."""
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
+    return _kb_field(_STATUS, "VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+
+
 def reset_peak_rss() -> bool:
     """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
     try:
@@ -183,18 +191,13 @@ class _CpuMemory(Memory):
     """
 
     def __init__(self) -> None:
-        self.start = _kb_field(_STATUS, "VmRSS") or self._hwm()
-
-    @staticmethod
-    def _hwm() -> int:
-        scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss: bytes on macOS, KiB on Linux
-        return _kb_field(_STATUS, "VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+        self.start = _kb_field(_STATUS, "VmRSS") or peak_rss_bytes()
 
     def before_trial(self) -> None:
         reset_peak_rss()
 
     def peak_bytes(self) -> int | None:
-        return max(0, self._hwm() - self.start)
+        return max(0, peak_rss_bytes() - self.start)
 
     def growth(self, peak: int | None) -> int | None:
         return peak

@@ -24,8 +24,9 @@ submodule's train/eval mode and the torch/CUDA/Python/NumPy RNG states restored
 (dropout or a masking collator must not shift the run's random stream). Give a
 ``loss`` that runs as training does (``torch.autocast`` for mixed precision).
 
-:func:`resolve_batch_size` is the recipe's step: it runs the search (rank 0 of a
-distributed run; the others read its choice), turns the answer into the run's
+:func:`resolve_batch_size` is the recipe's step: it runs the search on the device
+training will use (rank 0 of a distributed run; the others read its choice), moving
+the model there once and leaving it there, turns the answer into the run's
 batch size and gradient accumulation, and writes ``batch_size.json`` so the choice
 is visible later and a resumed run keeps it. One trial (a training step at one size,
 its memory counters) is ``engine/batch_probe.py``.
@@ -43,6 +44,7 @@ import torch
 from texttune.config import RunConfig
 from texttune.engine.batch_probe import Collate, Loss, Memory, Trial, human, memory_for, try_batch, untouched
 from texttune.engine.distributed import wait_for_file
+from texttune.engine.placement import move_model
 from texttune.errors import ConfigError
 from texttune.files import read_json, write_json
 from texttune.runs import RunDir
@@ -54,10 +56,13 @@ AUTO_BATCH_CAP = 1024
 
 
 def resolve_batch_size(config: RunConfig, *, task: Any, model: Any, features: Any, run: RunDir, resuming: bool,
-                       primary: bool = True) -> RunConfig:
+                       device: torch.device, loss: Loss | None = None, primary: bool = True) -> RunConfig:
     """The config with a concrete batch size (and accumulation) when it asked for ``auto``.
 
-    Rank 0 (``primary``) searches and records the choice; the other processes wait for it and read it.
+    Rank 0 (``primary``) searches on ``device``, the device training runs on: the model is moved
+    there and stays (training, and the baselines before it, use it there; no round trip).
+    ``loss`` (default ``task.loss``) should run as a training step does (the precision's autocast).
+    The other processes wait for rank 0's choice and read it.
     """
     t = config.train
     if t.batch_size != "auto":
@@ -69,15 +74,10 @@ def resolve_batch_size(config: RunConfig, *, task: Any, model: Any, features: An
         chosen = read_json(run.batch_search)
         log.info("batch size %d x %d accumulation, as chosen when this run started", chosen["batch_size"], chosen["accumulate"])
         return replace(config, train=replace(t, batch_size=chosen["batch_size"], accumulate_grad_batches=chosen["accumulate"]))
-    device = torch.device("cuda" if t.accelerator in {"auto", "gpu"} and torch.cuda.is_available() else "cpu")
-    was_on = next(model.parameters()).device
-    model.to(device)
-    try:
-        search = find_batch_size(model=model, loss=task.loss, features=features, collate=task.collate, device=device,
-                                 limit=min(len(features), AUTO_BATCH_CAP),
-                                 limit_reason="training rows" if len(features) <= AUTO_BATCH_CAP else "texttune's cap")
-    finally:
-        model.to(was_on)
+    move_model(model, device, purpose="the --batch-size auto search")
+    search = find_batch_size(model=model, loss=loss or task.loss, features=features, collate=task.collate, device=device,
+                             limit=min(len(features), AUTO_BATCH_CAP),
+                             limit_reason="training rows" if len(features) <= AUTO_BATCH_CAP else "texttune's cap")
     batch, accumulate = split_batch(search.chosen, effective=t.effective_batch_size, accumulate=t.accumulate_grad_batches)
     write_json(run.batch_search, {**search.to_json(), "batch_size": batch, "accumulate": accumulate,
                                   "effective_batch_size": batch * accumulate, "device": str(device)})

@@ -51,13 +51,14 @@ def is_sharded(strategy: str) -> bool:
     return strategy.startswith(SHARDED_STRATEGIES)
 
 
-def lightning_strategy(name: str, model: Any) -> Any:
+def lightning_strategy(name: str, blocks: TransformerBlocks | None = None) -> Any:
     """What ``Trainer(strategy=...)`` gets: the name, or for FSDP a strategy that wraps each transformer block.
 
     Without a wrap policy FSDP makes the whole model one unit, gathered in full for
     every forward pass; wrapping the blocks transformers lists in
-    ``_no_split_modules`` gathers one block at a time. ``use_orig_params`` lets
-    frozen and trainable parameters (LoRA) share a unit.
+    ``_no_split_modules`` gathers one block at a time (``blocks``, filled in once the
+    model is loaded). ``use_orig_params`` lets frozen and trainable parameters (LoRA)
+    share a unit.
     """
     if name.startswith(("fsdp", "deepspeed")):
         import torch
@@ -65,13 +66,34 @@ def lightning_strategy(name: str, model: Any) -> Any:
         if not torch.cuda.is_available():
             raise ConfigError(f"--strategy {name} needs CUDA GPUs (Lightning runs FSDP and DeepSpeed on GPUs only); "
                               "on CPUs use --strategy ddp")
-    if not name.startswith("fsdp") or model is None:
+    if not name.startswith("fsdp") or blocks is None:
         return name
     from lightning.pytorch.strategies import FSDPStrategy
 
-    names = set(getattr(model, "_no_split_modules", None) or ())
-    blocks = {type(m) for m in model.modules() if type(m).__name__ in names}
-    return FSDPStrategy(auto_wrap_policy=blocks or None, cpu_offload=name == "fsdp_cpu_offload", use_orig_params=True)
+    return FSDPStrategy(auto_wrap_policy=blocks, cpu_offload=name == "fsdp_cpu_offload", use_orig_params=True)
+
+
+class TransformerBlocks:
+    """FSDP's auto-wrap policy: wrap each transformer block of the model (the classes of its ``_no_split_modules``).
+
+    The trainer, and so the strategy, exists before the model is loaded (the training
+    device decides the attention implementation the model is loaded with), so the
+    recipe names the model afterwards (:meth:`use`); FSDP consults the policy only
+    when ``trainer.fit`` wraps the model. A callable with torch's
+    ``(module, recurse, nonwrapped_numel)`` protocol, like ``transformer_auto_wrap_policy``;
+    with no blocks found the model stays one unit (as with no policy).
+    """
+
+    def __init__(self) -> None:
+        self.classes: tuple[type, ...] = ()
+
+    def use(self, model: Any) -> None:
+        """Wrap the blocks of ``model``: its submodules whose class transformers lists in ``_no_split_modules``."""
+        names = set(getattr(model, "_no_split_modules", None) or ())
+        self.classes = tuple({type(m) for m in model.modules() if type(m).__name__ in names})
+
+    def __call__(self, module: Any, recurse: bool, nonwrapped_numel: int) -> bool:
+        return True if recurse else isinstance(module, self.classes)  # look inside everything; wrap the blocks
 
 
 def launch_rank() -> int:

@@ -1,4 +1,9 @@
-"""The fine-tuning recipe: data -> baselines -> Lightning fit -> best weights -> final eval -> model/.
+"""The fine-tuning recipe: trainer -> model -> data -> baselines -> Lightning fit -> best weights -> final eval -> model/.
+
+The trainer comes first because Lightning's strategy decides the device this process
+trains on, and the rest follows it: the attention implementation the model is loaded
+with, the ``--batch-size auto`` search, the baselines and the final evaluation all run
+on that device (``engine/placement.py``).
 
 Each step writes its result into the run directory as soon as it has it, so a
 run that dies half-way still tells what it was, what data it saw and what it
@@ -9,9 +14,7 @@ from __future__ import annotations
 
 import logging
 import shlex
-import signal
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,6 @@ from texttune.config import RunConfig
 from texttune.data import Table, holdout, take
 from texttune.data.streaming import Stream
 from texttune.engine.features import encode_cached
-from texttune.engine.loggers import log_config, make_loggers
 from texttune.engine.optimizer import head_parameter_count
 from texttune.engine.recorder import RunRecorder, recorder_for
 from texttune.errors import ConfigError, TexttuneError
@@ -80,45 +82,12 @@ def split_data(config: RunConfig, train: Table, validation: Table | None) -> tup
     return take(train, d.max_train_samples, shuffle_seed=seed), take(validation, d.max_eval_samples)
 
 
-def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, model: Any = None,
+def _trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, *, blocks: Any = None,
              resumed_step: int | None = None) -> Any:
-    import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping
+    """The run's Lightning Trainer (engine/trainer.py); the seam tests wrap to add callbacks."""
+    from texttune.engine.trainer import build_trainer
 
-    from texttune.engine.checkpoint_callbacks import BestCheckpoint, LastCheckpoint
-    from texttune.engine.checkpoint_io import AtomicCheckpointIO
-    from texttune.engine.distributed import lightning_strategy
-    from texttune.engine.resumable import resume_callbacks
-
-    t = config.train
-    loggers = make_loggers(config, run, resumed_step=resumed_step)
-    log_config(loggers, config.flat())
-    # best.ckpt only ever holds the best weights; last.ckpt follows training and is also written on
-    # Ctrl-C (a hard link to best.ckpt when both hold the same step: see engine/checkpoint_callbacks.py).
-    best = BestCheckpoint(dirpath=run.checkpoints, monitor=monitor, mode=mode)
-    last = LastCheckpoint(dirpath=run.checkpoints, best=best)
-    callbacks: list[Any] = [best, last, *resume_callbacks(t, last=run.checkpoints / "last.ckpt")]
-    if t.early_stopping_patience:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience))
-    # With --max-steps only, epochs are unbounded (-1): a run stopped by max_steps counts its
-    # epoch as finished, so any derived epoch cap would end a resumed, longer run at once.
-    max_epochs = t.max_epochs if t.max_epochs is not None else (3 if t.max_steps is None else -1)
-    # A short run still gets a loss curve: at least ~4 points when the step count is known.
-    log_every = t.log_every_steps if t.max_steps is None else max(1, min(t.log_every_steps, t.max_steps // 4))
-    return pl.Trainer(
-        accelerator=t.accelerator, devices=t.devices, num_nodes=t.num_nodes,
-        strategy=lightning_strategy(t.strategy, model),
-        # The loaders shard themselves (ResumableLoader, ShardSampler): Lightning must not swap in its
-        # DistributedSampler, whose padding would repeat validation rows.
-        use_distributed_sampler=False, precision=t.precision, max_epochs=max_epochs,
-        max_steps=t.max_steps if t.max_steps is not None else -1,
-        accumulate_grad_batches=t.accumulate_grad_batches, gradient_clip_val=t.gradient_clip_val or None,
-        val_check_interval=_eval_interval(config),
-        check_val_every_n_epoch=None if t.eval_every_steps or config.data.streaming else 1,
-        num_sanity_val_steps=0, log_every_n_steps=log_every, callbacks=callbacks, logger=loggers,
-        enable_progress_bar=t.progress_bar, enable_model_summary=False, default_root_dir=run.root,
-        plugins=[AtomicCheckpointIO()],  # temp file + fsync + rename: a kill never leaves half a checkpoint
-    )
+    return build_trainer(config, run, monitor, mode, blocks=blocks, resumed_step=resumed_step)
 
 
 def _stream_of(train: Any, validation: Table | None) -> Any:
@@ -128,16 +97,6 @@ def _stream_of(train: Any, validation: Table | None) -> Any:
     if validation is None:
         raise ConfigError("--streaming needs a --validation-file: a stream has no rows to hold out")
     return train
-
-
-def _eval_interval(config: RunConfig) -> int | None:
-    """Batches between evaluations: --eval-every-steps, else per epoch; a stream (no epochs) once, at its last step."""
-    t = config.train
-    if t.eval_every_steps:
-        return t.eval_every_steps * t.accumulate_grad_batches
-    if config.data.streaming and t.max_steps:
-        return t.max_steps * t.accumulate_grad_batches
-    return None
 
 
 def _loaders(task: Any, train_features: Any, val_features: Any, config: RunConfig, *, rank: int = 0,
@@ -187,10 +146,12 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
     """Fine-tune ``backbone`` for ``task`` and write everything to ``run``."""
     import lightning.pytorch as pl
 
+    from texttune.engine import placement
     from texttune.engine.batch_size import resolve_batch_size
     from texttune.engine.checkpoint_io import checkpoint_step
-    from texttune.engine.distributed import launch_rank
+    from texttune.engine.distributed import TransformerBlocks, launch_rank
     from texttune.engine.module import TextModule
+    from texttune.engine.trainer import settle, train_until_done
 
     resume_path = _resume_path(config, run) if config.train.resume else None
     monitor, mode = monitor_of(task, config)  # an unknown --checkpoint-metric is refused before the run directory exists
@@ -205,72 +166,88 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         pl.seed_everything(config.train.seed, verbose=False)
         stream = _stream_of(train, validation)  # --streaming: the stream trains, its first rows stand for it here
         train, val = split_data(config, stream.sample if stream else train, validation)
-        learned = _build_model(task, backbone, config, train, run, recorder)
+        # Lightning decides the device first; the attention choice, the batch search and the baselines follow it.
+        blocks = TransformerBlocks()
+        trainer = _trainer(config, run, monitor, mode, blocks=blocks,
+                           resumed_step=checkpoint_step(resume_path) if resume_path else None)
+        device = placement.training_device(trainer)
+        learned = _build_model(task, backbone, config, train, run, recorder, device=device)
+        blocks.use(backbone.model)
         cache = {"tokenizer": backbone.tokenizer, "cache_dir": run.features, "primary": recorder.writes}
         train_features, train_stats = encode_cached(task, train.rows, split="train", **cache)
         val_features, val_stats = encode_cached(task, val.rows, split="validation", **cache)
         recorder.data({"train": (train.name, train_features, train_stats),
                        "validation": (val.name, val_features, val_stats)}, learned=learned)
         config = resolve_batch_size(config, task=task, model=backbone.model, features=train_features, run=run,
-                                    resuming=resume_path is not None, primary=recorder.writes)
-        started = time.perf_counter()
-        recorder.baselines(task, backbone.model, val, config)  # rank 0 only: the others wait in trainer.fit
-        timing = {"baselines_s": round(time.perf_counter() - started, 3)}
+                                    resuming=resume_path is not None, primary=recorder.writes, device=device,
+                                    loss=placement.as_in_training(task.loss, trainer))
+        settle(trainer, config)
+        timing = {"baselines_s": _baselines(task, backbone.model, val, config, recorder, trainer, device)}
         module = TextModule(model=backbone.model, task=task, train_config=config.train,
                             generation=config.generation, eval_rows=val.rows, on_evaluation=recorder.evaluation)
-        trainer = _trainer(config, run, monitor, mode, model=backbone.model,
-                           resumed_step=checkpoint_step(resume_path) if resume_path else None)
         train_dl, val_dl = _loaders(task, train_features, val_features, config, rank=trainer.global_rank,
                                     world_size=trainer.world_size, stream=stream)
-        timing["fit_s"] = _train(trainer, module, train_dl, val_dl, resume_path)
+        placement.hand_over(backbone.model, strategy=config.train.strategy, device=device)
+        timing["fit_s"] = train_until_done(trainer, module, train_dl, val_dl, resume_path)
+        memory = placement.memory_peaks(device)
         if trainer.interrupted:
             recorder.interrupted()
             raise TexttuneError(f"training interrupted at step {trainer.global_step}; continue with: texttune train "
                                 f"{task.name} --resume latest --output-dir {shlex.quote(str(run.root))}")
         module = _whole_module(trainer, module, config,
-                               rebuild=lambda: _rebuilt_module(task, backbone, config, val, recorder.evaluation))
+                               rebuild=lambda: _rebuilt_module(task, backbone, config, val, recorder.evaluation, device))
         if not recorder.writes:  # this process is done: rank 0 evaluates the best weights and saves the model
             return FitResult(run.root, run.model, {})
-        return _finish(task, module, trainer, config, backbone, val, run, recorder, timing)
+        return _finish(task, module, trainer, config, backbone, val, run, recorder, timing, memory)
     except BaseException as exc:
         recorder.failed(exc)  # status "failed" (unless interrupted) and plots of what was measured
         raise
 
 
+def _baselines(task: Any, model: Any, val: Table, config: RunConfig, recorder: RunRecorder, trainer: Any,
+               device: Any) -> float:
+    """Rank 0: baselines and the zero-shot evaluation, on the training device; their seconds. The other ranks wait
+    for rank 0 in ``trainer.fit``."""
+    from texttune.engine import placement
+
+    started = time.perf_counter()
+    if recorder.wants_baselines(config):
+        placement.move_model(model, device, purpose="the baselines")  # once: training finds it there
+        with placement.evaluation_context(model, trainer):
+            recorder.baselines(task, model, val, config)
+    return round(time.perf_counter() - started, 3)
+
+
 def _build_model(task: Any, backbone: Backbone, config: RunConfig, train: Table, run: RunDir,
-                 recorder: RunRecorder) -> dict[str, Any]:
-    """Bind the task, load the weights with the task's head, add adapters; what the task learned from the rows."""
+                 recorder: RunRecorder, *, device: Any) -> dict[str, Any]:
+    """Bind the task, load the weights with the task's head and the attention for ``device``, add adapters;
+    what the task learned from the rows."""
+    from texttune.engine import placement
+
     # A scratch:SIZE backbone trains its tokenizer and initialises its weights on the training rows here.
     initialised = backbone.initialise(train.rows, directory=run.root / "init-model")
     task.bind(backbone, config)
     learned = {**task.learn(train.rows), **initialised}
+    attention = placement.choose_run_attention(auto_class=task.auto_class(backbone.family), config=backbone.config,
+                                               device=device, precision=config.train.precision)
     if backbone.model is None:  # the head may depend on what learn() found (e.g. labels)
-        backbone.load_model(task.auto_class(backbone.family), model_kwargs=task.model_kwargs())
+        _load_model(task, backbone, attention)
+    else:  # loaded before the run (the API's zero-shot use)
+        placement.apply_attention(backbone.model, attention)
     adapted = prepare_model(backbone, heads=task.heads, options=config.peft)  # LoRA, checkpointing
     if config.train.head_learning_rate is not None and not head_parameter_count(backbone.model, task.heads):
         raise ConfigError(f"option 'head_learning_rate' does not apply: {backbone.name} has none of the layers "
                           f"{task.name} adds ({', '.join(task.heads)}); use --learning-rate")
-    recorder.model(backbone.model, family=backbone.family, extra=adapted)
+    record = placement.attention_record(backbone.model, attention)
+    log.info("attention: %s (%s)", record["implementation"], attention.reason)
+    recorder.model(backbone.model, family=backbone.family, extra=adapted,
+                   runtime={"training_device": str(device), "attention": record})
     return learned
 
 
-def _train(trainer: Any, module: Any, train_dl: Any, val_dl: Any, resume_path: str | None) -> float:
-    """``trainer.fit``; its seconds. Ctrl-C returns normally with ``trainer.interrupted`` set."""
-    with warnings.catch_warnings():
-        # A run shorter than one evaluation period has nothing to monitor yet; the final
-        # evaluation covers it, so Lightning's warning about it is noise.
-        warnings.filterwarnings("ignore", message=".*could not find the monitored key.*")
-        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
-        started = time.perf_counter()
-        try:
-            trainer.fit(module, train_dl, val_dl, ckpt_path=resume_path)
-        except SystemExit:
-            # Lightning answers Ctrl-C by saving (save_on_exception), ignoring further
-            # SIGINTs and calling sys.exit(1): turn that back into a normal return.
-            if not trainer.interrupted:
-                raise
-            signal.signal(signal.SIGINT, signal.default_int_handler)
-    return round(time.perf_counter() - started, 3)
+def _load_model(task: Any, backbone: Backbone, attention: Any) -> None:
+    """``backbone.model``: the task's head, with ``attention`` (backbones/attention.py) as ``attn_implementation``."""
+    backbone.load_model(task.auto_class(backbone.family), model_kwargs={**task.model_kwargs(), **attention.model_kwargs()})
 
 
 def _whole_module(trainer: Any, module: Any, config: RunConfig, *, rebuild: Any) -> Any:
@@ -286,12 +263,14 @@ def _whole_module(trainer: Any, module: Any, config: RunConfig, *, rebuild: Any)
     return whole
 
 
-def _rebuilt_module(task: Any, backbone: Backbone, config: RunConfig, val: Table, on_evaluation: Any) -> Any:
+def _rebuilt_module(task: Any, backbone: Backbone, config: RunConfig, val: Table, on_evaluation: Any, device: Any) -> Any:
     """A fresh, unwrapped module (base weights, adapters as configured) for the weights gathered after sharded training."""
+    from texttune.engine import placement
     from texttune.engine.module import TextModule
 
     backbone.model = None
-    backbone.load_model(task.auto_class(backbone.family), model_kwargs=task.model_kwargs())
+    _load_model(task, backbone, placement.choose_run_attention(
+        auto_class=task.auto_class(backbone.family), config=backbone.config, device=device, precision=config.train.precision))
     prepare_model(backbone, heads=task.heads, options=config.peft)
     return TextModule(model=backbone.model, task=task, train_config=config.train, generation=config.generation,
                       eval_rows=val.rows, on_evaluation=on_evaluation)
@@ -328,8 +307,10 @@ def _timing(module: Any, timing: dict[str, Any], final_eval_s: float) -> dict[st
 
 
 def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: Backbone, val: Table, run: RunDir,
-            recorder: RunRecorder, timing: dict[str, Any]) -> FitResult:
-    """Rank 0: restore the best weights, evaluate them, save model/ and the final metrics."""
+            recorder: RunRecorder, timing: dict[str, Any], memory: dict[str, Any]) -> FitResult:
+    """Rank 0: restore the best weights, evaluate them on the training device, save model/ and the final metrics."""
+    from texttune.engine import placement
+
     best, best_step = _restore_best(trainer, module)
     started = time.perf_counter()
     reused = bool(best) and module.last_evaluation is not None and module.last_evaluation[0] == best_step
@@ -339,12 +320,16 @@ def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: B
         _, metrics, predictions = module.last_evaluation
         log.info("the best checkpoint is the last evaluation (step %d): reusing its predictions", best_step)
     else:
-        metrics, predictions = task.evaluate(module.model, val.rows, generation=config.generation)
+        # Lightning's teardown left the module on the CPU: back to the training device, once, for this evaluation.
+        placement.move_model(module.model, placement.training_device(trainer), purpose="the final evaluation")
+        with placement.evaluation_context(module.model, trainer):
+            metrics, predictions = task.evaluate(module.model, val.rows, generation=config.generation)
     final_eval_s = time.perf_counter() - started
     recorder.final_evaluation(predictions)
     log.info("fine-tuned: %s", metrics)
     model_dir = save_trained(task, backbone, run.model, columns=config.data.columns, peft=config.peft,
-                             trained_steps=trainer.global_step)
+                             trained_steps=trainer.global_step)  # save_pretrained copies GPU weights to the CPU itself
     all_metrics = recorder.completed(model_dir, fine_tuned=metrics, best_checkpoint=best or None,
-                                     steps=int(trainer.global_step), timing=_timing(module, timing, final_eval_s))
+                                     steps=int(trainer.global_step), timing=_timing(module, timing, final_eval_s),
+                                     memory=memory)
     return FitResult(run.root, model_dir, all_metrics)

@@ -17,6 +17,7 @@ import torch
 from texttune.config import GenerationConfig, TrainConfig
 from texttune.engine.distributed import evaluate_everywhere, is_sharded
 from texttune.engine.optimizer import optimizer_and_schedule
+from texttune.engine.placement import evaluation_context
 
 
 class TextModule(pl.LightningModule):
@@ -102,8 +103,10 @@ class TextModule(pl.LightningModule):
             self._log_validation(logged)
             return
         # Every process generates for its share of the rows; the same metrics come back on every rank.
-        metrics, predictions = evaluate_everywhere(self.task, self.model, self.eval_rows, generation=self.generation,
-                                                   sharded=is_sharded(self.train_config.strategy))
+        # Where training put the model; under the precision's autocast when FlashAttention needs it (placement.py).
+        with evaluation_context(self.model, self.trainer):
+            metrics, predictions = evaluate_everywhere(self.task, self.model, self.eval_rows, generation=self.generation,
+                                                       sharded=is_sharded(self.train_config.strategy))
         # A task metric named "loss" (masked-lm, causal-lm: the loss that perplexity is exp() of, on the task's
         # fixed evaluation, e.g. masked once with a fixed seed) replaces the loss pass's val_loss: one number
         # per name, the one evals.jsonl and metrics.json record and --checkpoint-metric loss compares.

@@ -55,10 +55,14 @@ class RunRecorder:
         write_json(run.environment, environment(seed=config.train.seed))
         run.set_status("running", task=task, backbone=backbone, main_metric=main_metric)
 
-    def model(self, model: Any, *, family: str, extra: dict[str, Any]) -> None:
-        """model_summary.json (architecture, parameters, ``extra`` such as the LoRA settings), the parameter
-        counts in metrics.json, and a check that the disk can hold the checkpoints of this model."""
+    def model(self, model: Any, *, family: str, extra: dict[str, Any], runtime: dict[str, Any] | None = None) -> None:
+        """model_summary.json (architecture, parameters, attention, ``extra`` such as the LoRA settings), the parameter
+        counts in metrics.json, ``runtime`` (training device, attention implementation and why) added to
+        environment.json, and a check that the disk can hold the checkpoints of this model."""
         write_json(self.run.model_summary, {**model_summary(model, family=family), **extra})
+        if runtime:
+            known = read_json(self.run.environment) if self.run.environment.exists() else {}
+            write_json(self.run.environment, {**known, **runtime})
         self.run.update_metrics(parameters=parameter_counts(model))  # what the optimizer updates, of how many
         check_free_space(self.run.checkpoints, model=model)
 
@@ -74,10 +78,14 @@ class RunRecorder:
                             task_stats["rows"])
         write_json(self.run.data_stats, {**stats, "learned": learned})
 
+    def wants_baselines(self, config: RunConfig) -> bool:
+        """Whether :meth:`baselines` will evaluate: asked for, and not already recorded (a resumed run keeps its own)."""
+        return config.train.baselines and "zero_shot" not in self.run.read_metrics()
+
     def baselines(self, task: Any, model: Any, val: Table, config: RunConfig) -> None:
         """Model-free baselines and the untrained (zero-shot) model on the validation rows, into metrics.json
         (once: a resumed run keeps those it has)."""
-        if "zero_shot" in self.run.read_metrics() or not config.train.baselines:
+        if not self.wants_baselines(config):
             return
         baselines = task.baselines(val.rows)
         log.info("baselines: %s", baselines)
@@ -108,13 +116,13 @@ class RunRecorder:
         write_jsonl(self.run.predictions, predictions)
 
     def completed(self, model_dir: Path, *, fine_tuned: dict[str, Any], best_checkpoint: str | None, steps: int,
-                  timing: dict[str, Any]) -> dict[str, Any]:
-        """The saved model's size, the final sections of metrics.json, status "completed" and the plots;
-        returns the whole of metrics.json."""
+                  timing: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any]:
+        """The saved model's size, the final sections of metrics.json (``memory``: peak RSS and GPU memory),
+        status "completed" and the plots; returns the whole of metrics.json."""
         summary = read_json(self.run.model_summary) if self.run.model_summary.exists() else {}
         write_json(self.run.model_summary, {**summary, "size_on_disk_bytes": directory_size(model_dir)})
         all_metrics = self.run.update_metrics(fine_tuned=fine_tuned, best_checkpoint=best_checkpoint, steps=steps,
-                                              timing=timing)
+                                              timing=timing, memory=memory)
         self.run.set_status("completed", steps=steps)
         self.plots()
         return all_metrics
@@ -139,11 +147,14 @@ class NullRecorder(RunRecorder):
     def start(self, config: RunConfig, *, task: str, backbone: str, main_metric: str) -> None:
         pass
 
-    def model(self, model: Any, *, family: str, extra: dict[str, Any]) -> None:
+    def model(self, model: Any, *, family: str, extra: dict[str, Any], runtime: dict[str, Any] | None = None) -> None:
         pass
 
     def data(self, splits: dict[str, Split], *, learned: dict[str, Any]) -> None:
         pass
+
+    def wants_baselines(self, config: RunConfig) -> bool:
+        return False
 
     def baselines(self, task: Any, model: Any, val: Table, config: RunConfig) -> None:
         pass
@@ -161,7 +172,7 @@ class NullRecorder(RunRecorder):
         pass
 
     def completed(self, model_dir: Path, *, fine_tuned: dict[str, Any], best_checkpoint: str | None, steps: int,
-                  timing: dict[str, Any]) -> dict[str, Any]:
+                  timing: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any]:
         return {}
 
     def plots(self) -> None:

@@ -46,7 +46,7 @@ def _validation_due(trainer: Any, batch_idx: int) -> bool:
     """Whether Lightning validates right after training batch ``batch_idx`` (of this epoch), which just ended.
 
     Lightning's own rule (``_should_check_val_fx`` of its training epoch loop, a private method) for
-    the ways texttune configures it (``_trainer`` in engine/finetune.py): validation every
+    the ways texttune configures it (``build_trainer`` in engine/trainer.py): validation every
     ``val_check_batch`` batches of the epoch (``check_val_every_n_epoch`` set: once per epoch, at its
     last batch) or of the whole run (``check_val_every_n_epoch=None``: ``--eval-every-steps``, a stream),
     at the last batch of a training set without a length, and before any requested stop. Computed

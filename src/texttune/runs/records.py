@@ -52,7 +52,7 @@ def feature_lengths(features: Any) -> dict[str, Any]:
 
 
 def model_summary(model: Any, *, family: str) -> dict[str, Any]:
-    """Architecture and parameter counts (the size on disk is added once the model is saved)."""
+    """Architecture, parameter counts and attention implementation (the size on disk is added once the model is saved)."""
     params = list(model.parameters())
     unique = {id(p): p for p in params}.values()  # tied embeddings count once
     return {
@@ -62,6 +62,8 @@ def model_summary(model: Any, *, family: str) -> dict[str, Any]:
         "parameters": int(sum(p.numel() for p in unique)),
         "trainable_parameters": int(sum(p.numel() for p in unique if p.requires_grad)),
         "dtype": str(next(iter(unique)).dtype).replace("torch.", "") if params else None,
+        # what transformers settled on (backbones/attention.py chooses; environment.json says why)
+        "attn_implementation": getattr(getattr(model, "config", None), "_attn_implementation", None),
     }
 
 

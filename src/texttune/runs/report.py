@@ -216,7 +216,27 @@ def _metrics(run: Run) -> Html:
     other = [[k, v] for k, v in m.items() if k not in {"baselines", "zero_shot", "fine_tuned"} and not isinstance(v, (dict, list))]
     note = f"<p class=sub>{len(per_label)} per-label scores: in <a href='#classes'>Per class</a></p>" if per_label else ""
     return Html(table(["metric", *[t for t, _ in columns], "fine-tuned − zero-shot"], rows, row_classes=classes, cls="metrics")
-                + note + (table([], other) if other else ""))
+                + note + (table([], other) if other else "") + _memory(m.get("memory")))
+
+
+MEMORY_ROWS = (("device", "training device"), ("peak_rss_bytes", "peak resident memory (RSS) of the process"),
+               ("peak_gpu_bytes", "peak GPU memory allocated by torch during training"),
+               ("peak_gpu_reserved_bytes", "peak GPU memory reserved by torch's allocator during training"))
+
+
+def _memory(memory: Any) -> str:
+    """metrics.json "memory" as a small table (nothing for runs that did not record it)."""
+    if not isinstance(memory, dict):
+        return ""
+    rows = []
+    for key, label in MEMORY_ROWS:
+        value, size = memory.get(key), number(memory.get(key)) if key.endswith("bytes") else None
+        if size is not None:
+            value = f"{size / 2**20:,.0f} MiB ({int(size):,} bytes)"
+        elif key.startswith("peak_gpu") and value is None:
+            value = "none (no CUDA device)"
+        rows.append([label, value])
+    return "<h3>Memory</h3>" + table([], rows)
 
 
 def _plot_section(run: Run) -> Html:
