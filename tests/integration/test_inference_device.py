@@ -169,11 +169,16 @@ def test_the_server_reports_device_and_dtype(saved: Callable[[str], Path], ready
                                                                              dtype="bfloat16"))
     with ready_client(app) as client:
         info = client.get("/v1/model").json()
+        attention = info["backend"].pop("attention")
         assert info["backend"] == {"name": "transformers", "device": "cpu", "dtype": "bfloat16"}
+        # The rule training uses (backbones/attention.py): SDPA where the class has it, on CPU never FlashAttention.
+        model_class = type(texttune.load(model_dir).backbone.model)
+        assert attention == ("sdpa" if getattr(model_class, "_supports_sdpa", False) else "eager")
         assert info["limits"]["max_batch_size"] == 16  # the CPU's default
         assert client.post("/v1/predict", json={"inputs": DOCUMENTS[0], "max_new_tokens": 3}).status_code == 200
     with ready_client(create_app(config=serve_config({}), load=lambda: ModelPredictor(model_dir, load=texttune.load))) as client:
-        assert client.get("/v1/model").json()["backend"] == {"name": "transformers", "device": "cpu", "dtype": "float32"}
+        backend = client.get("/v1/model").json()["backend"]
+        assert {k: backend[k] for k in ("name", "device", "dtype")} == {"name": "transformers", "device": "cpu", "dtype": "float32"}
 
 
 def test_the_servers_batch_size_follows_the_device_unless_given(ready_client: Callable[..., Any]) -> None:

@@ -16,13 +16,17 @@ from typing import Any
 
 from texttune.backbones import Backbone, load_backbone
 from texttune.backbones.adapters import adapter_backbone, is_adapter_dir
+from texttune.backbones.attention import choose_attention, model_class_for
 from texttune.backbones.sources import detect_family
 from texttune.errors import BackboneError, ConfigError
 from texttune.files import read_json
 from texttune.inference.ct2_backend import ct2_device, default_compute_type, open_model, require_ctranslate2
 from texttune.inference.ct2_export import EXPORT_CONFIG_DIR, QUANTIZATIONS, cached_conversion, check_supported, generation_config, is_export
-from texttune.inference.device import resolve_device, resolve_dtype
+from texttune.inference.device import dtype_name, resolve_device, resolve_dtype
 from texttune.inference.options import CTRANSLATE2, DTYPE_ON_CTRANSLATE2, TRANSFORMERS, InferenceConfig
+
+#: An inference dtype as the precision name the attention choice knows (its activations' type).
+_PRECISION_OF = {"bfloat16": "bf16-true", "float16": "16-true"}
 
 
 def saved_backbone(model_dir: Path, metadata: dict[str, Any], inference: InferenceConfig) -> Any:
@@ -39,7 +43,10 @@ def saved_backbone(model_dir: Path, metadata: dict[str, Any], inference: Inferen
         backbone = adapter_backbone(model_dir, metadata, dtype=dtype)
     else:
         backbone = load_backbone(str(model_dir))  # config and tokenizer; the weights next, in their dtype
-        backbone.load_model(metadata["auto_class"], model_kwargs={"dtype": dtype})
+        # The same rule as training: FlashAttention 2 for half precision on CUDA when installed, else SDPA.
+        attention = choose_attention(model_class_for(metadata["auto_class"], backbone.config), device_type=device.type,
+                                     precision=_PRECISION_OF.get(dtype_name(dtype), "32"))
+        backbone.load_model(metadata["auto_class"], model_kwargs={"dtype": dtype, **attention.model_kwargs()})
     backbone.model.to(device)
     return backbone
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from texttune._version import __version__
+from texttune.backbones.attention import actual_attention
 from texttune.config import GENERATION_OPTIONS, GenerationConfig
 from texttune.inference.backends import GenerationBackend
 from texttune.inference.device import dtype_name
@@ -118,7 +119,8 @@ class ModelPredictor:
         model = self.model.backbone.model
         if isinstance(model, GenerationBackend):
             return model.info()
-        return {"name": "transformers", "device": str(model.device), "dtype": dtype_name(model.dtype)}
+        return {"name": "transformers", "device": str(model.device), "dtype": dtype_name(model.dtype),
+                "attention": actual_attention(model)}
 
     def generation_defaults(self) -> dict[str, Any]:
         """texttune's generation defaults with the saved model's own values (max_new_tokens...) on top."""
