@@ -56,7 +56,12 @@ TRAIN_ROWS = {
     "smollm2-lora": {"task": "summarization", "backbone": "smollm2", "peft": "lora", "gpu": (40, 8, 64), "cpu": (3, 8, 8)},
     "smollm2-full": {"task": "summarization", "backbone": "smollm2", "peft": None, "gpu": (40, 8, 64), "cpu": (3, 8, 8)},
     "minilm-ner": {"task": "token-classification", "backbone": "minilm", "peft": None, "gpu": (60, 32, 256), "cpu": (6, 32, 64)},
+    # --batch-size auto on CUDA: doubling up to the 1,000 training rows at the longest example until out of memory
+    # (caught, cache emptied); GPU only, the CPU has its own (RSS) path, tested on every run of the test suite.
+    "smollm2-full-auto-batch": {"task": "summarization", "backbone": "smollm2", "peft": None, "gpu": (10, "auto", 64),
+                                "cpu": None},
 }
+AUTO_BATCH_ROWS = 1000  # the packaged Debian training rows
 # Predict rows: (backend, GPU dtype or compute type, CPU dtype or compute type); inputs (GPU, CPU).
 PREDICT_ROWS = {"predict-float32": ("transformers", "float32", "float32"),
                 "predict-bfloat16": ("transformers", "bfloat16", "bfloat16"),
@@ -170,10 +175,14 @@ def train_row(name: str, side: str, *, ctx: dict[str, Any]) -> dict[str, Any]:
     import texttune
 
     spec = TRAIN_ROWS[name.removesuffix("-ddp")]
-    steps, batch, val_rows = SMOKE["train"] if ctx["smoke"] else spec["gpu" if side == "gpu" else "cpu"]
+    steps, batch, val_rows = spec["gpu" if side == "gpu" else "cpu"]
+    if ctx["smoke"]:
+        steps, val_rows = SMOKE["train"][0], SMOKE["train"][2]
+        batch = batch if batch == "auto" else SMOKE["train"][1]
     devices = 2 if name.endswith("-ddp") else 1
-    train, val = data_files(assets=ctx["assets"], work=ctx["work"], task=spec["task"],
-                            train_rows=steps * batch * devices + batch, val_rows=val_rows, smoke=ctx["smoke"])
+    rows = AUTO_BATCH_ROWS if batch == "auto" else steps * batch * devices + batch
+    train, val = data_files(assets=ctx["assets"], work=ctx["work"], task=spec["task"], train_rows=rows, val_rows=val_rows,
+                            smoke=ctx["smoke"])
     backbone = backbone_dir(spec["backbone"], assets=ctx["assets"], work=ctx["work"], weights=ctx["weights"], smoke=ctx["smoke"])
     options: dict[str, Any] = {
         "accelerator": "gpu" if device_of(side, ctx) == "cuda" else "cpu", "devices": devices,
@@ -192,6 +201,9 @@ def train_row(name: str, side: str, *, ctx: dict[str, Any]) -> dict[str, Any]:
     result = model(backbone=str(backbone)).fit(train=str(train), validation=str(val), max_steps=steps, batch_size=batch,
                                                output_dir=ctx["work"] / f"run-{name}-{side}", options=options)
     timing = result.metrics.get("timing", {})
+    if batch == "auto":  # the size the search chose, and why it stopped
+        search = json.loads((result.run_dir / "batch_size.json").read_text(encoding="utf-8"))
+        batch = f"auto: {search['batch_size']} ({search['stopped_because']})"
     return {"examples_per_s": timing.get("train_examples_per_s"), "zero_shot_s": timing.get("baselines_s"),
             "final_eval_s": timing.get("final_eval_s"), "final_eval_reused": timing.get("final_eval_reused"),
             "val_rows": val_rows, "steps": steps, "batch_size": batch, "wall_s": round(time.perf_counter() - started, 1),
@@ -253,8 +265,9 @@ def plan(*, smoke: bool, gpus: int, only: list[str] | None = None) -> list[tuple
     unknown = sorted(set(only or []) - set(names))
     if unknown:
         raise SystemExit(f"gpu_check: unknown row(s) {', '.join(unknown)}; rows here: {', '.join(names)}")
+    gpu_only = {name for name in names if name.endswith("-ddp") or TRAIN_ROWS.get(name, {"cpu": 1})["cpu"] is None}
     return [(name, side) for name in names if not only or name in only
-            for side in (("gpu",) if name.endswith("-ddp") else ("gpu", "cpu"))]
+            for side in (("gpu",) if name in gpu_only else ("gpu", "cpu"))]
 
 
 def child(row: str, side: str, args: argparse.Namespace, *, timeout: float) -> dict[str, Any]:

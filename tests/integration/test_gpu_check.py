@@ -46,6 +46,7 @@ def test_plan_runs_each_row_on_both_sides_and_ddp_only_with_two_gpus(gpu_check: 
     one = gpu_check.plan(smoke=False, gpus=1)
     assert ("smollm2-lora", "gpu") in one and ("smollm2-lora", "cpu") in one and ("predict-ct2", "cpu") in one
     assert not any(row.endswith("-ddp") for row, _ in one)
+    assert ("smollm2-full-auto-batch", "gpu") in one and ("smollm2-full-auto-batch", "cpu") not in one
     assert gpu_check.plan(smoke=False, gpus=2)[-1] == ("smollm2-lora-ddp", "gpu")
     assert gpu_check.plan(smoke=False, gpus=1, only=["minilm-ner"]) == [("minilm-ner", "gpu"), ("minilm-ner", "cpu")]
     with pytest.raises(SystemExit, match="unknown row"):
