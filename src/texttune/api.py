@@ -114,10 +114,11 @@ class TaskModel:
     # -- the verbs ------------------------------------------------------------
     def fit(self, *, train: DataArg = None, validation: DataArg = None, inputs: Sequence[str] | None = None,
             targets: Sequence[str] | None = None, output_dir: str | Path | None = None, max_epochs: int | None = None,
-            max_steps: int | None = None, batch_size: int | None = None, learning_rate: float | None = None,
+            max_steps: int | None = None, batch_size: int | str | None = None, learning_rate: float | str | None = None,
             columns: dict[str, str] | None = None, options: dict[str, Any] | None = None) -> Any:
         """Fine-tune on ``train`` (a file, a dataset directory, a Table, or ``inputs=``/``targets=`` lists).
 
+        ``batch_size`` and ``learning_rate`` also take ``"auto"`` (docs/runs.md, docs/recipes.md).
         ``options`` takes any other flat option (``warmup_ratio``, ``precision``...).
         Returns a :class:`texttune.engine.FitResult` with the run directory and metrics.
         """

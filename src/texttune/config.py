@@ -75,11 +75,16 @@ class TrainConfig:
                                                     "accumulation (auto-batch x accumulation = this).")
     max_epochs: int | None = option(None, "Stop after this many epochs (default 3 when --max-steps is not given).")
     max_steps: int | None = option(None, "Stop after this many optimizer steps.")
-    learning_rate: float = option(5e-5, "Peak learning rate of AdamW.")
+    learning_rate: float | str = field(default=5e-5, metadata={
+        "help": "Peak learning rate of AdamW, or 'auto': a short learning-rate range test on the training data picks it "
+                "before training (the weights, optimizer and data order are restored; the pick is recorded in "
+                "lr_find.json and config.yaml; docs/recipes.md).",
+        "choices": None, "special": ("auto",)})
     head_learning_rate: float | None = option(None, "Peak learning rate of the layers the task adds (a classifier, a span "
                                                    "head), which start from random weights. Default: --learning-rate.")
     lr_schedule: str = option("linear", "Learning-rate schedule after warmup.", choices=("linear", "cosine", "constant"))
-    warmup_ratio: float = option(0.0, "Fraction of the optimizer steps spent warming the learning rate up from 0.")
+    warmup_ratio: float = option(0.0, "Fraction of the optimizer steps spent warming the learning rate up from 0; when above 0, "
+                                      "at least 10 steps (at most a fifth of the run).")
     weight_decay: float = option(0.0, "AdamW weight decay (not applied to biases and norms).")
     accumulate_grad_batches: int = option(1, "Accumulate gradients over this many batches per optimizer step.")
     gradient_clip_val: float | None = option(1.0, "Clip the gradient norm to this value (0 or none to disable).")

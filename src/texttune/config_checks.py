@@ -43,7 +43,8 @@ def validate(config: RunConfig) -> None:
         raise ConfigError("give either effective_batch_size or accumulate_grad_batches with --batch-size auto, not both")
     for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
         check_positive(name, getattr(d, name))
-    check_positive("learning_rate", t.learning_rate)
+    if t.learning_rate != "auto":
+        check_positive("learning_rate", t.learning_rate)
     check_positive("head_learning_rate", t.head_learning_rate)
     check_positive("gradient_clip_val", t.gradient_clip_val, allow_zero=True)
     check_positive("weight_decay", t.weight_decay, allow_zero=True)

@@ -126,6 +126,7 @@ def coerce_field(key: str, value: Any, f: Any) -> Any:
     except ConfigError:
         if not special:
             raise
-        raise ConfigError(f"option {key!r} needs an integer or {choices(special)}, got {value!r}") from None
+        kind = _KIND_NAMES.get(annotation_type(f.type)[0], "a number")
+        raise ConfigError(f"option {key!r} needs {kind} or {choices(special)}, got {value!r}") from None
     check_bounds(key, converted, f.metadata.get("bounds") or {})
     return converted

@@ -9,12 +9,15 @@ data order and learned labels only make sense with the options they were made wi
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from texttune.config import RunConfig
 from texttune.errors import ConfigError
+
+log = logging.getLogger("texttune")
 
 #: Options a resume may change: how long training goes on, and how it is watched and saved.
 #: Never what is trained, on which data, or how (learning rate, batch size, seed, lengths...).
@@ -26,6 +29,9 @@ MAY_CHANGE_ON_RESUME: tuple[str, ...] = (
 )
 #: How a resume is asked for, not what the run is: never compared.
 _INVOCATION = ("resume", "output_dir")
+#: Options whose 'auto' the run turned into a number in config.yaml: 'auto' again on resume means that number.
+#: (``--batch-size auto`` keeps 'auto' in config.yaml; its choice is read back from batch_size.json.)
+_CHOSEN_BY_THE_RUN = ("learning_rate",)
 
 
 def resumed_options(*, task: str, given: dict[str, Any], saved: dict[str, Any], source: Path,
@@ -40,6 +46,10 @@ def resumed_options(*, task: str, given: dict[str, Any], saved: dict[str, Any], 
         raise ConfigError(f"{source} is a {saved['task']!r} run, not a {task!r} one; continue it with "
                           f"'texttune train {saved['task']} --resume latest --output-dir {source.parent}'")
     given = {k.replace("-", "_"): v for k, v in given.items()}
+    for key in _CHOSEN_BY_THE_RUN:
+        if _is_auto(given.get(key)) and key in saved and not _is_auto(saved[key]):
+            log.info("%s auto: resuming with %r, the value this run has (no new probe)", key, saved[key])
+            del given[key]
     before = build({k: v for k, v in saved.items() if k not in _INVOCATION}).flat()
     after = build({**saved, **given}).flat()
     changes: dict[str, tuple[Any, Any]] = {}
@@ -53,3 +63,7 @@ def resumed_options(*, task: str, given: dict[str, Any], saved: dict[str, Any], 
                 f"or start a new run in another --output-dir")
         changes[key] = (before.get(key), after.get(key))
     return {**saved, **given}, changes
+
+
+def _is_auto(value: Any) -> bool:
+    return isinstance(value, str) and value.strip().lower() == "auto"

@@ -7,7 +7,13 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 from texttune.config import TrainConfig
-from texttune.engine.optimizer import head_parameter_count, is_head_parameter, optimizer_and_schedule, parameter_groups
+from texttune.engine.optimizer import (
+    head_parameter_count,
+    is_head_parameter,
+    optimizer_and_schedule,
+    parameter_groups,
+    warmup_steps,
+)
 
 HEADS = ("classifier", "score", "pooler")
 
@@ -73,3 +79,29 @@ def test_every_group_follows_the_schedule_at_its_own_peak(schedule: str) -> None
         if rates[0] > 0:
             assert rates[2] == pytest.approx(10 * rates[0]) and rates[1] == rates[0]
     assert max(seen) == pytest.approx(1e-4)  # warmup reaches the peak, then the schedule takes over
+
+
+@pytest.mark.parametrize(("ratio", "total", "expected"), [
+    (0.1, 1000, 100),  # long runs: the ratio alone
+    (0.1, 150, 15),
+    (0.1, 60, 10),  # 6 would be too short a ramp: the minimum of 10 steps
+    (0.01, 300, 10),
+    (0.1, 30, 6),  # but the minimum never takes more than a fifth of the run
+    (0.1, 4, 0),
+    (0.0, 1000, 0),  # no warmup stays no warmup
+    (0.5, 100, 50),
+])
+def test_warmup_is_a_ratio_with_a_minimum_of_steps(ratio: float, total: int, expected: int) -> None:
+    assert warmup_steps(ratio=ratio, total_steps=total) == expected
+
+
+def test_the_schedule_warms_up_over_the_minimum() -> None:
+    answer = optimizer_and_schedule(_model(), heads=HEADS, config=TrainConfig(learning_rate=1e-3, warmup_ratio=0.1),
+                                    total_steps=60)
+    optimizer, scheduler = answer["optimizer"], answer["lr_scheduler"]["scheduler"]
+    rates = []
+    for _ in range(12):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[:11] == pytest.approx([1e-3 * i / 10 for i in range(10)] + [1e-3])  # 10 steps up, then the peak

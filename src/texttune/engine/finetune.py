@@ -2,8 +2,9 @@
 
 The trainer comes first because Lightning's strategy decides the device this process
 trains on, and the rest follows it: the attention implementation the model is loaded
-with, the ``--batch-size auto`` search, the baselines and the final evaluation all run
-on that device (``engine/placement.py``).
+with, the ``--batch-size auto`` search, the ``--learning-rate auto`` range test
+(``engine/lr_find.py``, on the run's own training loader, restored afterwards), the
+baselines and the final evaluation all run on that device (``engine/placement.py``).
 
 Each step writes its result into the run directory as soon as it has it, so a
 run that dies half-way still tells what it was, what data it saw and what it
@@ -181,12 +182,15 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         config = resolve_batch_size(config, task=task, model=backbone.model, features=train_features, run=run,
                                     resuming=resume_path is not None, primary=recorder.writes, device=device,
                                     loss=placement.as_in_training(task.loss, trainer))
-        settle(trainer, config)
-        timing = {"baselines_s": _baselines(task, backbone.model, val, config, recorder, trainer, device)}
-        module = TextModule(model=backbone.model, task=task, train_config=config.train,
-                            generation=config.generation, eval_rows=val.rows, on_evaluation=recorder.evaluation)
         train_dl, val_dl = _loaders(task, train_features, val_features, config, rank=trainer.global_rank,
                                     world_size=trainer.world_size, stream=stream)
+        config, lr_find_s = _auto_learning_rate(config, task, backbone.model, train_dl, run, recorder, trainer, device,
+                                                resuming=resume_path is not None)  # the loader is restored afterwards
+        settle(trainer, config)
+        timing = {"lr_find_s": lr_find_s,
+                  "baselines_s": _baselines(task, backbone.model, val, config, recorder, trainer, device)}
+        module = TextModule(model=backbone.model, task=task, train_config=config.train,
+                            generation=config.generation, eval_rows=val.rows, on_evaluation=recorder.evaluation)
         placement.hand_over(backbone.model, strategy=config.train.strategy, device=device)
         timing["fit_s"] = train_until_done(trainer, module, train_dl, val_dl, resume_path)
         memory = placement.memory_peaks(device)
@@ -202,6 +206,23 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
     except BaseException as exc:
         recorder.failed(exc)  # status "failed" (unless interrupted) and plots of what was measured
         raise
+
+
+def _auto_learning_rate(config: RunConfig, task: Any, model: Any, loader: Any, run: RunDir, recorder: RunRecorder,
+                        trainer: Any, device: Any, *, resuming: bool) -> tuple[RunConfig, float]:
+    """``--learning-rate auto``: the range test on the training device (engine/lr_find.py); the config with the
+    chosen numbers, which config.yaml now records, and the test's seconds (0 without auto)."""
+    from texttune.engine import placement
+    from texttune.engine.lr_find import resolve_learning_rate
+
+    if config.train.learning_rate != "auto":
+        return config, 0.0
+    started = time.perf_counter()
+    config = resolve_learning_rate(config, task=task, model=model, loader=loader, run=run, resuming=resuming,
+                                   device=device, loss=placement.as_in_training(task.loss, trainer),
+                                   primary=recorder.writes)
+    recorder.chosen(config)
+    return config, round(time.perf_counter() - started, 3)
 
 
 def _baselines(task: Any, model: Any, val: Table, config: RunConfig, recorder: RunRecorder, trainer: Any,

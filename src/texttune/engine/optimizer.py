@@ -1,4 +1,4 @@
-"""AdamW parameter groups and the learning-rate schedule of a run.
+"""AdamW parameter groups and the learning-rate schedule of a run (warmup: :func:`warmup_steps`).
 
 Two splits decide a parameter's group:
 - weight decay never applies to biases and norms (the usual BERT/GPT recipe);
@@ -11,11 +11,16 @@ Two splits decide a parameter's group:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from texttune.config import TrainConfig
 
+log = logging.getLogger("texttune")
+
 _NO_DECAY = ("bias", "norm", "layernorm", "layer_norm", "ln_")
+#: The fewest warmup steps a run with ``--warmup-ratio`` above 0 gets (see :func:`warmup_steps`).
+MIN_WARMUP_STEPS = 10
 
 
 def is_head_parameter(name: str, heads: tuple[str, ...]) -> bool:
@@ -54,17 +59,35 @@ def parameter_groups(model: Any, *, heads: tuple[str, ...], config: TrainConfig)
             for i, params in enumerate(groups) if i < 2 or (split and params)]
 
 
+def warmup_steps(*, ratio: float, total_steps: int) -> int:
+    """Optimizer steps of the warmup: ``ratio`` of the run, but never fewer than :data:`MIN_WARMUP_STEPS` (when
+    ``ratio`` > 0) unless that minimum would take more than a fifth of the run.
+
+    Why a minimum: AdamW's first steps move every weight by about the full learning rate whatever its gradient
+    (its update m/sqrt(v) starts at +-1), so the warmup is what keeps them small; 10% of a 30-step run is 3
+    steps, hardly a ramp. A pure function of the ratio and the step count, so a rerun warms up the same way.
+    No warmup stays no warmup (``ratio`` 0).
+    """
+    if ratio <= 0 or total_steps <= 0:
+        return 0
+    return max(int(total_steps * ratio), min(MIN_WARMUP_STEPS, total_steps // 5))
+
+
 def optimizer_and_schedule(model: Any, *, heads: tuple[str, ...], config: TrainConfig, total_steps: int) -> dict[str, Any]:
     """Lightning's ``configure_optimizers`` answer: AdamW and a per-step schedule over ``total_steps``.
 
     Every group follows the same schedule shape (warmup, then linear / cosine decay or
-    constant), each scaled to its own peak rate.
+    constant), each scaled to its own peak rate. ``total_steps`` is Lightning's estimate: ``--max-steps``, or
+    for a run given in epochs the optimizer steps of those epochs (batches per epoch / accumulation).
     """
     import torch
     from transformers import get_scheduler
 
     optimizer = torch.optim.AdamW(parameter_groups(model, heads=heads, config=config), lr=config.learning_rate)
     schedule = {"linear": "linear", "cosine": "cosine", "constant": "constant_with_warmup"}[config.lr_schedule]
-    scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=int(total_steps * config.warmup_ratio),
-                              num_training_steps=total_steps)
+    warmup = warmup_steps(ratio=config.warmup_ratio, total_steps=total_steps)
+    scheduler = get_scheduler(schedule, optimizer, num_warmup_steps=warmup, num_training_steps=total_steps)
+    head = f", head {config.head_learning_rate:g}" if config.head_learning_rate is not None else ""
+    log.info("learning rate %g%s: %s schedule over %d optimizer steps, %d of warmup", config.learning_rate, head,
+             config.lr_schedule, total_steps, warmup)
     return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

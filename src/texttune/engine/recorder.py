@@ -41,6 +41,7 @@ class RunRecorder:
     def __init__(self, run: RunDir, *, samples: int) -> None:
         self.run = run
         self.samples = samples  # predictions kept per evaluation in samples/ (--samples-per-eval)
+        self._config: dict[str, Any] = {}  # config.yaml as written
 
     def start(self, config: RunConfig, *, task: str, backbone: str, main_metric: str) -> None:
         """Check the run directory can take the run, then write config.yaml, environment.json, status "running"."""
@@ -51,9 +52,17 @@ class RunRecorder:
         run.create(resume=config.train.resume is not None)
         check_writable(run.checkpoints)
         remove_stale_temp_files(run.checkpoints)  # left by a write the last process was killed in
-        run.write_config(config.flat())
+        self._config = config.flat()
+        run.write_config(self._config)
         write_json(run.environment, environment(seed=config.train.seed))
         run.set_status("running", task=task, backbone=backbone, main_metric=main_metric)
+
+    def chosen(self, config: RunConfig, *, keys: tuple[str, ...] = ("learning_rate", "head_learning_rate")) -> None:
+        """config.yaml again, with the values the run chose for ``keys`` (``--learning-rate auto``: the numbers, so
+        ``--config config.yaml`` reruns them and ``--resume`` reuses them); the other options stay as given."""
+        flat = config.flat()
+        self._config = {**self._config, **{key: flat[key] for key in keys}}
+        self.run.write_config(self._config)
 
     def model(self, model: Any, *, family: str, extra: dict[str, Any], runtime: dict[str, Any] | None = None) -> None:
         """model_summary.json (architecture, parameters, attention, ``extra`` such as the LoRA settings), the parameter
@@ -145,6 +154,9 @@ class NullRecorder(RunRecorder):
     writes = False
 
     def start(self, config: RunConfig, *, task: str, backbone: str, main_metric: str) -> None:
+        pass
+
+    def chosen(self, config: RunConfig, *, keys: tuple[str, ...] = ("learning_rate", "head_learning_rate")) -> None:
         pass
 
     def model(self, model: Any, *, family: str, extra: dict[str, Any], runtime: dict[str, Any] | None = None) -> None:

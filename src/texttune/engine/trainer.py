@@ -24,6 +24,7 @@ from texttune.engine.checkpoint_callbacks import BestCheckpoint, LastCheckpoint
 from texttune.engine.checkpoint_io import AtomicCheckpointIO
 from texttune.engine.distributed import TransformerBlocks, lightning_strategy
 from texttune.engine.loggers import log_config, make_loggers
+from texttune.engine.progress import progress_bar
 from texttune.engine.resumable import resume_callbacks
 from texttune.runs import RunDir
 
@@ -42,6 +43,8 @@ def build_trainer(config: RunConfig, run: RunDir, monitor: str, mode: str, *, bl
     best = BestCheckpoint(dirpath=run.checkpoints, monitor=monitor, mode=mode)
     last = LastCheckpoint(dirpath=run.checkpoints, best=best)
     callbacks: list[Any] = [best, last, *resume_callbacks(t, last=run.checkpoints / "last.ckpt")]
+    if t.progress_bar:  # steps of --max-steps when epochs are unbounded, not Lightning's "Epoch 0/-2"
+        callbacks.append(progress_bar())
     if t.early_stopping_patience:
         callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=t.early_stopping_patience))
     # With --max-steps only, epochs are unbounded (-1): a run stopped by max_steps counts its

@@ -9,6 +9,7 @@
       data_stats.json      rows, token length distributions, truncation counts, labels per split
       model_summary.json   architecture, parameters (total, trainable), size on disk
       batch_size.json      the --batch-size auto search: trials and the choice
+      lr_find.json         the --learning-rate auto range test: the curve, the pick and why
       metrics.json         baselines, zero-shot, final (fine-tuned)
       evals.jsonl          one line per evaluation during training
       samples/             step-NNNNNN.jsonl: predictions at each evaluation
@@ -43,6 +44,7 @@ class RunDir:
     predictions = property(lambda self: self.root / "predictions.jsonl")
     model_summary = property(lambda self: self.root / "model_summary.json")
     batch_search = property(lambda self: self.root / "batch_size.json")
+    lr_find = property(lambda self: self.root / "lr_find.json")
     samples = property(lambda self: self.root / "samples")
     checkpoints = property(lambda self: self.root / "checkpoints")
     features = property(lambda self: self.root / "features")  # tokenized splits, memory-mapped Arrow

@@ -22,6 +22,7 @@ from typing import Any
 from texttune.files import atomic_file, read_jsonl_records
 from texttune.metrics.registry import higher_is_better
 from texttune.runs.classes import ConfusionView, class_records, confusion_view, row_normalised
+from texttune.runs.lr_find_plot import LR_FIND_PLOT, LR_FIND_SOURCE, caption, draw_lr_find
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +160,8 @@ def series(rows: list[dict[str, float]], column: str) -> tuple[list[float], list
 def write_plots(run_dir: Path) -> list[Path]:
     """Write ``RUN_DIR/plots/{loss,lr,metric,lengths}.png`` from the run's files; return the files written.
 
-    A single-label classification run also gets ``confusion.png``. A plot whose data is
+    A single-label classification run also gets ``confusion.png``, a ``--learning-rate auto`` run
+    ``lr_find.png`` (runs/lr_find_plot.py). A plot whose data is
     missing is skipped. Each PNG is replaced atomically.
     """
     run_dir = Path(run_dir)
@@ -180,6 +182,10 @@ def write_plots(run_dir: Path) -> list[Path]:
     if view is not None:
         path = _render(run_dir / "plots" / CONFUSION_PLOT, lambda fig: _draw_confusion(fig, view),
                        figsize=confusion_figsize(view), title=view.title)
+        written += [path] if path is not None else []
+    lr_find = read_json_file(run_dir / LR_FIND_SOURCE)  # --learning-rate auto's range test
+    if lr_find is not None:
+        path = _render(run_dir / "plots" / LR_FIND_PLOT, lambda fig: draw_lr_find(fig, lr_find), title=caption(lr_find))
         written += [path] if path is not None else []
     return written
 

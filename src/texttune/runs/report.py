@@ -20,6 +20,8 @@ from typing import Any
 from texttune.errors import ConfigError
 from texttune.files import write_text
 from texttune.runs.classes import ClassRecords, ConfusionView, class_records, confusion_view, per_label_key
+from texttune.runs.lr_find_plot import LR_FIND_PLOT, LR_FIND_SOURCE
+from texttune.runs.lr_find_plot import caption as lr_find_caption
 from texttune.runs.plots import (
     CONFUSION_PLOT,
     PLOT_NAMES,
@@ -37,7 +39,7 @@ logger = logging.getLogger(__name__)
 
 MAX_PREDICTIONS, MAX_SAMPLE_ROWS, MAX_SAMPLE_STEPS = 20, 5, 6
 PLOT_SOURCES = ("logs/metrics.csv", "evals.jsonl", "metrics.json", "data_stats.json", "status.json", "config.yaml",
-                "predictions.jsonl")
+                "predictions.jsonl", LR_FIND_SOURCE)
 PLOT_CAPTIONS = {
     "loss.png": "Training loss per logged step, validation loss per evaluation",
     "lr.png": "Learning rate per step",
@@ -65,6 +67,7 @@ class Run:
     higher: bool | None = None
     classes: ClassRecords | None = None  # predictions.jsonl as classification records (runs/classes.py)
     confusion: ConfusionView | None = None  # what confusion.png shows (single-label runs)
+    lr_find: Any = None  # lr_find.json (--learning-rate auto)
     plots: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
@@ -77,7 +80,7 @@ class Run:
                    metrics=metrics, model_summary=read_json_file(root / "model_summary.json"),
                    evals=read_jsonl_file(root / "evals.jsonl"), predictions=predictions,
                    zero_shot_predictions=read_jsonl_file(root / "predictions_zero_shot.jsonl"), main=main, higher=higher,
-                   classes=classes, confusion=confusion_view(classes))
+                   classes=classes, confusion=confusion_view(classes), lr_find=read_json_file(root / LR_FIND_SOURCE))
 
     def missing(self, name: str) -> Html:
         """The note a section shows instead of its content."""
@@ -105,7 +108,8 @@ def write_report(run_dir: Path, *, output: Path | None = None) -> Path:
     if target.is_dir():
         target = target / "report.html"
     run = Run.read(run_dir)
-    run.plots = _plots(run_dir, PLOT_NAMES + ((CONFUSION_PLOT,) if run.confusion is not None else ()))
+    run.plots = _plots(run_dir, PLOT_NAMES + ((CONFUSION_PLOT,) if run.confusion is not None else ())
+                       + ((LR_FIND_PLOT,) if run.lr_find is not None else ()))
     write_text(target, render(run))
     return target
 
@@ -248,6 +252,10 @@ def _plot_section(run: Run) -> Html:
                            f"<figcaption>{esc(PLOT_CAPTIONS[name])}</figcaption></figure>")
         else:
             figures.append(f"<p class=missing>{esc(name)}: not drawn (no data recorded for it)</p>")
+    if LR_FIND_PLOT in run.plots:  # --learning-rate auto
+        data = base64.b64encode(run.plots[LR_FIND_PLOT]).decode("ascii")
+        figures.append(f"<figure><img alt='{LR_FIND_PLOT}' width=640 height=360 src='data:image/png;base64,{data}'>"
+                       f"<figcaption>{esc(lr_find_caption(run.lr_find))}</figcaption></figure>")
     return Html(f"<div class=plots>{''.join(figures)}</div>")
 
 

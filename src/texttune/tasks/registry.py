@@ -10,7 +10,16 @@ from __future__ import annotations
 from dataclasses import fields
 from typing import Any
 
-from texttune.config import EVALUATION_ONLY, GENERATION_OPTIONS, RunConfig, build_config, coerce_field, option_fields
+from texttune.config import (
+    EVALUATION_ONLY,
+    GENERATION_OPTIONS,
+    RunConfig,
+    TrainConfig,
+    build_config,
+    coerce_field,
+    defaults_of,
+    option_fields,
+)
 from texttune.errors import ConfigError, choices
 from texttune.tasks.causal_lm import CausalLMTask
 from texttune.tasks.masked_lm import MaskedLMTask
@@ -118,8 +127,42 @@ def run_config(name: str, options: dict[str, Any]) -> RunConfig:
     roles = tuple(r.role for r in cls().roles)
     # A task's own defaults for shared options (e.g. its learning rate) come before anything the user gives.
     options = {**getattr(cls, "train_defaults", {}), **{key.replace("-", "_"): value for key, value in options.items()}}
-    return build_config(name, options, task_options=cls.options, column_roles=roles,
-                        generation_fields=generation_fields(cls), elsewhere=option_owners())
+    config = build_config(name, options, task_options=cls.options, column_roles=roles,
+                          generation_fields=generation_fields(cls), elsewhere=option_owners())
+    _check_auto_head(cls, config)
+    return config
+
+
+def auto_head_ratio(cls: type, head_learning_rate: float | None) -> float | None:
+    """With ``--learning-rate auto``: the head's rate over the backbone's, as the task's defaults give it
+    (text-classification: 3e-3 / 3e-4 = 10); None when the head trains at the backbone's rate (one rate for all).
+
+    Why the defaults' ratio: the head starts from random weights and needs a higher rate than the pretrained
+    backbone (engine/optimizer.py); the range test measures how far the whole model can be pushed, and the head
+    keeps the margin that was measured for it.
+    """
+    if head_learning_rate is None:
+        return None
+    head = getattr(cls, "train_defaults", {}).get("head_learning_rate", head_learning_rate)
+    return float(f"{float(head) / default_learning_rate(cls):.6g}")  # 3e-3 / 3e-4 is 10.000000000000002 in floats
+
+
+def default_learning_rate(cls: type) -> float:
+    """The learning rate a run of the task class ``cls`` has when none is given (its own default, else texttune's):
+    what ``--learning-rate auto`` falls back to when the range test finds no descent."""
+    return float(getattr(cls, "train_defaults", {}).get("learning_rate", defaults_of(TrainConfig)["learning_rate"]))
+
+
+def _check_auto_head(cls: type, config: RunConfig) -> None:
+    """``--learning-rate auto`` with a head rate other than the task's default: refused (the head follows auto)."""
+    t = config.train
+    default = getattr(cls, "train_defaults", {}).get("head_learning_rate")
+    if t.learning_rate != "auto" or t.head_learning_rate is None or t.head_learning_rate == default:
+        return
+    follows = f"{auto_head_ratio(cls, default):g}x the chosen rate" if default else "the chosen rate"
+    raise ConfigError(f"option 'head_learning_rate' ({t.head_learning_rate:g}) cannot be combined with --learning-rate "
+                      f"auto: with auto the head trains at {follows} (the task's ratio); give --learning-rate a number "
+                      f"to set the head's rate yourself, or leave --head-learning-rate out")
 
 
 def own_option_names(cls: type) -> tuple[str, ...]:
