@@ -7,17 +7,22 @@ real training step (dropout on, the precision's autocast, gradient clipping, Ada
 run's parameter groups and weight decay), while the rate rises exponentially from
 :data:`MIN_LR` to :data:`MAX_LR` (x1.43 per step). It stops early once the loss diverges
 (:func:`divergence`): not finite, its running average above :data:`DIVERGENCE` times its
-lowest, or back above where it started after having fallen by :data:`FELL` (10%) of it.
+lowest, or, once it has fallen by :data:`FELL` (10%) of where it started, back above the
+start or without a new low for :data:`PATIENCE` steps (the rate has grown 17-fold since).
 
 The pick (:func:`pick`): the losses smoothed without lag (a centred moving average of
 :data:`SMOOTHING` points), kept up to the divergence; the rate where the smoothed loss
 falls fastest against log(rate) before its minimum (the "steepest descent": the fastest
-learning the model showed), but at most a tenth of the rate at the smoothed minimum (where
-the loss stops improving, the edge of what training survives; a noisy or abrupt curve can
-put its steepest point right there). Rounded to 3 significant digits. A curve that never falls by :data:`MIN_DESCENT`
-of its start (flat), or diverges before :data:`MIN_POINTS` steps, says nothing: the run
-then takes the rate it would have had without auto (the task's default) and says why
-(logged, and ``fallback`` in ``lr_find.json``).
+learning the model showed), but at most a third of the rate at the smoothed minimum
+(:data:`BELOW_MINIMUM`; the minimum is where the loss stops improving, the edge of what
+training survives, and a noisy or abrupt curve can put its steepest point right beside it).
+Rounded to 3 significant digits. Why a third and not fastai's tenth: on CoNLL-2003 with
+MiniLM (150 x 32) the steepest descent was 4 grid steps below the minimum (2.03e-4 vs
+8.38e-4) and trained to 82.8 F1; a tenth of the minimum (8.38e-5) gave 73.2 (one case:
+docs/recipes.md). A curve that never falls by :data:`MIN_DESCENT` of its start (flat), or
+diverges before :data:`MIN_POINTS` steps, says nothing: the run then takes the rate it
+would have had without auto (the task's default) and says why (logged, and ``fallback``
+in ``lr_find.json``).
 
 The layers a task adds (``task.heads``) keep their ratio to the backbone's rate: with the
 task's default head rate (text-classification: 10x) every step raises both, and the head
@@ -29,7 +34,7 @@ before and copied back after; the probe's AdamW is thrown away (the run builds i
 torch/CUDA/Python/NumPy random states are restored (``batch_probe.untouched``: dropout and
 masking draw from them); the loader's position (``state_dict``) is put back, so training
 starts from the same first batch. A run with auto therefore trains exactly as a run given
-the picked rate as a number (tests/integration/test_lr_find.py checks the losses step for step).
+the picked rate as a number (tests/integration/test_lr_find_run.py checks the losses step for step).
 
 Why not Lightning's ``Tuner.lr_find``: it sets every parameter group to one rate (the head's
 ratio would be lost), runs a whole ``trainer.fit`` on the run's trainer with its callbacks
@@ -77,10 +82,13 @@ DIVERGENCE = 4.0
 SMOOTHING = 5
 #: The smoothed loss must fall by this fraction of its start, or the curve counts as flat.
 MIN_DESCENT = 0.03
+#: The pick is at most the rate of the smoothed minimum divided by this.
+BELOW_MINIMUM = 3.0
 #: Fewest points before the divergence the pick needs; the start of the curve is the mean of its first this many.
 MIN_POINTS = 5
-#: Divergence also: having fallen by this fraction of the start, the running loss is back above it.
-FELL = 0.1
+#: Divergence also: having fallen by this fraction of the start, the running loss is back above it, or has made
+#: no new low for PATIENCE steps.
+FELL, PATIENCE = 0.1, 8
 
 Loss = Callable[[torch.nn.Module, dict], torch.Tensor]
 
@@ -90,7 +98,7 @@ class Pick:
     """What the curve says: the rate (None: no usable descent, see ``reason``) and the points it rests on."""
 
     rate: float | None
-    by: str  # "steepest descent", "minimum / 10" or "fallback"
+    by: str  # "steepest descent", "minimum / 3" or "fallback"
     reason: str  # how the rate was found, or why there is none
     smoothed: tuple[float, ...]  # the centred moving average of the losses before the divergence
     steepest: int | None  # index of the steepest descent
@@ -111,8 +119,13 @@ def divergence(losses: Sequence[float]) -> str:
     if now > DIVERGENCE * lowest:
         return f"the running loss {now:.4g} exceeded {DIVERGENCE:g}x its lowest {lowest:.4g} at step {len(losses)}"
     start = sum(losses[:MIN_POINTS]) / min(len(losses), MIN_POINTS)  # several batches: one can be an outlier
-    if len(losses) > MIN_POINTS and lowest <= (1 - FELL) * start and now > start:
+    if len(losses) <= MIN_POINTS or lowest > (1 - FELL) * start:  # no real descent yet: noise cannot end the test
+        return ""
+    if now > start:
         return f"the running loss {now:.4g} rose back above its start {start:.4g} at step {len(losses)}"
+    since = len(average) - 1 - average.index(lowest)
+    if since >= PATIENCE:  # PATIENCE steps raise the rate 17-fold: far past anything the pick can take
+        return f"the running loss made no new low for {since} steps (its lowest {lowest:.4g} at step {len(losses) - since})"
     return ""
 
 
@@ -123,7 +136,7 @@ def _centred_average(values: Sequence[float], width: int = SMOOTHING) -> list[fl
 
 
 def pick(rates: Sequence[float], losses: Sequence[float]) -> Pick:
-    """The steepest descent of the smoothed loss before its minimum, at most a tenth of the minimum's rate (see the
+    """The steepest descent of the smoothed loss before its minimum, at most a third of the minimum's rate (see the
     module docstring); a pure function of the curve."""
     finite = list(itertools.takewhile(math.isfinite, losses))
     kept = len(losses)
@@ -148,10 +161,11 @@ def pick(rates: Sequence[float], losses: Sequence[float]) -> Pick:
               for i in range(minimum)]  # d(smoothed loss) / d(log rate), the minimum itself left out
     steepest = min(range(minimum), key=slopes.__getitem__)
     steep, low = f"{rates[steepest]:.3g} (step {steepest + 1})", f"{rates[minimum]:.3g} (step {minimum + 1})"
-    if rates[steepest] <= rates[minimum] / 10:
+    cap = rates[minimum] / BELOW_MINIMUM
+    if rates[steepest] <= cap:
         return Pick(float(f"{rates[steepest]:.3g}"), "steepest descent",
                     f"the steepest descent, at {steep}; the smoothed minimum at {low}", tuple(smoothed), steepest, minimum)
-    return Pick(float(f"{rates[minimum] / 10:.3g}"), "minimum / 10", f"a tenth of the smoothed minimum at {low}; the "
+    return Pick(float(f"{cap:.3g}"), f"minimum / {BELOW_MINIMUM:g}", f"a third of the smoothed minimum at {low}; the "
                 f"steepest descent, at {steep}, was above that", tuple(smoothed), steepest, minimum)
 
 
@@ -328,7 +342,7 @@ def _record(test: RangeTest, found: Pick, *, rate: float, head: float | None, ra
         "stopped_because": test.stopped_because, "seconds": test.seconds, "device": str(device),
         "batch_size": config.batch_size, "accumulate": config.accumulate_grad_batches,
         "settings": {"min_lr": MIN_LR, "max_lr": MAX_LR, "steps": PROBE_STEPS, "smoothing": SMOOTHING,
-                     "divergence": DIVERGENCE, "min_descent": MIN_DESCENT},
+                     "divergence": DIVERGENCE, "min_descent": MIN_DESCENT, "below_minimum": BELOW_MINIMUM},
         "curve": [{"step": i + 1, "lr": r, "loss": _finite(v), "smoothed": s}
                   for i, (r, v, s) in enumerate(zip(test.rates, test.losses, smoothed))],
     }
