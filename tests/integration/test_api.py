@@ -163,6 +163,11 @@ def test_translation(tiny_model_dir: Callable[[str], Path], tmp_path: Path) -> N
     task = Translation(backbone=str(tiny_model_dir("t5")), source_lang="en", target_lang="fr", options=FAST)
     result = task.fit(train=DATA / "translation.jsonl", output_dir=tmp_path / "run", max_steps=2, batch_size=4)
     assert set(result.metrics["fine_tuned"]) == {"bleu", "chrf", "gen_len"}
+    # how BLEU was computed, beside the numbers (metrics.json "scoring"): sacreBLEU's signature for French, 13a
+    scoring = read_json(result.run_dir / "metrics.json")["scoring"]
+    assert scoring["language"] == "fr" and "rouge_tokenizer" not in scoring
+    assert scoring["bleu_signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")
+    assert "scoring" not in read_json(result.run_dir / "data_stats.json")["learned"]
     state = read_json(result.model_dir / "texttune.json")["task_state"]
     assert state["prefix"] == "translate English to French: "
     outputs = task.predict(["Open the file.", "Close the window."])
@@ -180,8 +185,25 @@ def test_text2text_with_a_prefix(tiny_model_dir: Callable[[str], Path], tmp_path
     assert meta["task"] == "text2text"
     assert meta["task_state"]["prefix"] == "generate question: "
     assert {"rougeL", "bleu", "chrf"} <= set(result.metrics["fine_tuned"])
+    assert result.metrics["scoring"]["rouge_tokenizer"] == "default (rouge-score's, Porter stemmer)"  # English
+    assert "tok:13a" in result.metrics["scoring"]["bleu_signature"]
     assert set(result.metrics["baselines"]) == {"copy_input"}
     assert isinstance(task.predict(["Use the threading module."])[0], str)
+
+
+def test_metric_language_scores_chinese_by_character(tiny_model_dir: Callable[[str], Path], tmp_path: Path) -> None:
+    pairs = [("今天天气很好，我们去公园散步吧。", "我们去公园。"), ("他每天早上喝一杯咖啡。", "他喝咖啡。"),
+             ("这本书很有意思，我读了两遍。", "我读了两遍。"), ("下雨了，记得带伞。", "记得带伞。")] * 2
+    task = Text2Text(backbone=str(tiny_model_dir("t5")), metric_language="zh", options=FAST)
+    result = task.fit(inputs=[p[0] for p in pairs], targets=[p[1] for p in pairs], validation=None,
+                      output_dir=tmp_path / "run", max_steps=1, batch_size=4)
+    scoring = result.metrics["scoring"]
+    assert scoring["language"] == "zh" and scoring["rouge_tokenizer"] == "cjk"
+    assert "tok:zh" in scoring["bleu_signature"]
+    # copying the input shares every reference character: character-level ROUGE-1 recall 1, not rouge-score's 0
+    assert result.metrics["baselines"]["copy_input"]["rouge1"] > 40
+    again = texttune.load(result.run_dir)
+    assert (again._task.metric_language, again._task.rouge_tokenizer) == ("zh", "auto")
 
 
 def test_api_refuses_bad_options_like_the_cli(tiny_model_dir: Callable[[str], Path], tmp_path: Path) -> None:

@@ -76,7 +76,12 @@ class RunRecorder:
         check_free_space(self.run.checkpoints, model=model)
 
     def data(self, splits: dict[str, Split], *, learned: dict[str, Any]) -> None:
-        """data_stats.json: per split rows, lengths, truncation, and what the task learned (e.g. labels)."""
+        """data_stats.json: per split rows, lengths, truncation, and what the task learned (e.g. labels); the task's
+        "scoring" (how its metrics are computed: tokenizers, sacreBLEU's signature) goes to metrics.json instead."""
+        learned = dict(learned)
+        scoring = learned.pop("scoring", None)
+        if scoring:  # strings beside the numeric sections, which stay numbers only
+            self.run.update_metrics(scoring=scoring)
         stats: dict[str, Any] = {}
         for split, (source, features, task_stats) in splits.items():
             stats[split] = {"source": source, **task_stats, "lengths": feature_lengths(features)}

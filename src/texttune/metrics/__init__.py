@@ -15,6 +15,8 @@ from texttune.metrics.text import (
     lead_sentences,
     mean_sentence_count,
     rouge,
+    scoring_settings,
+    summary_lines,
 )
 
 __all__ = [
@@ -24,7 +26,9 @@ __all__ = [
     "mean_sentence_count",
     "normalize_answer",
     "rouge",
+    "scoring_settings",
     "seqeval_scores",
     "split_sentences",
     "squad_scores",
+    "summary_lines",
 ]

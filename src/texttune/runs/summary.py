@@ -40,4 +40,7 @@ def comparison_table(metrics: dict[str, Any], *, names: list[str] | None = None)
         lines.append(row.ljust(width) + cells)
     if hidden:
         lines.append(f"({len(hidden)} per-label scores, e.g. {hidden[0]}: in metrics.json and the report)")
+    scoring = metrics.get("scoring")
+    if isinstance(scoring, dict) and scoring:  # text metrics: the language, tokenizers, sacreBLEU's signatures
+        lines.append("scored with " + "; ".join(f"{key} {value}" for key, value in scoring.items()))
     return "\n".join(lines)

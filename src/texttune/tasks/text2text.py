@@ -3,6 +3,12 @@
 ``text2text`` is the general task (question generation is the worked example);
 ``summarization`` and ``translation`` only change column names, the default
 prefix or instruction, the metrics and the model-free baseline.
+
+Metrics are computed in the targets' language (docs/metrics.md): translation's
+``target_lang``, or ``metric_language`` for text2text and summarization; it picks
+ROUGE's tokenizer (unless ``rouge_tokenizer`` says), ROUGE-Lsum's and lead-k's
+sentence splitting and sacreBLEU's tokenizer. ``learn`` returns the settings as
+"scoring", which the run records in metrics.json.
 """
 
 from __future__ import annotations
@@ -15,7 +21,8 @@ from texttune.config import GENERATION_OPTIONS, GenerationConfig, RunConfig, opt
 from texttune.data import ColumnRole
 from texttune.errors import BackboneError, ConfigError
 from texttune.inference.generation import generate_texts
-from texttune.metrics import bleu_chrf, generation_length, lead_sentences, mean_sentence_count, rouge
+from texttune.metrics import bleu_chrf, generation_length, lead_sentences, mean_sentence_count, rouge, scoring_settings
+from texttune.metrics.tokenize import ROUGE_TOKENIZERS, check_language
 from texttune.tasks.base import pad_batch
 from texttune.tasks.causal_loss import supports_target_only, target_only_loss
 from texttune.tasks.prompting import PromptFormat
@@ -44,12 +51,23 @@ def position_limit(config: Any) -> int | None:
 
 @dataclass
 class Text2TextOptions:
-    """Options of the text-to-text tasks (text2text, summarization; translation adds its languages)."""
+    """Options every text-to-text task has (text2text and summarization add how they score, translation its languages)."""
 
     prefix: str | None = option(None, "Text put before every input: the T5 prefix, or the instruction for decoder-only "
                                 "backbones. Default: the task's own; '' for none.")
     max_source_length: int = option(512, "Inputs longer than this many tokens are truncated (the count is reported).", ge=1)
     max_target_length: int = option(128, "Targets longer than this many tokens are truncated for training (the count is reported).", ge=1)
+
+
+@dataclass
+class ScoredTextOptions(Text2TextOptions):
+    """Options of text2text and summarization: the shared ones and the language their targets are scored in."""
+
+    metric_language: str | None = option(None, "Language code of the targets (e.g. en, fr, zh) for scoring: ROUGE's "
+                                         "tokenizer, sentence splitting, sacreBLEU's tokenizer. Default: English.")
+    rouge_tokenizer: str = option("auto", "ROUGE's tokenizer: default (rouge-score's, English, stemmed), unicode "
+                                  "(accents and all scripts kept), cjk (one token per CJK character), or auto (from "
+                                  "--metric-language).", choices=ROUGE_TOKENIZERS)
 
 
 @dataclass
@@ -65,7 +83,7 @@ class Text2TextTask:
 
     name: ClassVar[str] = "text2text"
     api_name: ClassVar[str] = "Text2Text"
-    options: ClassVar[type] = Text2TextOptions
+    options: ClassVar[type] = ScoredTextOptions
     generates: ClassVar[bool] = True  # generation options apply; CTranslate2 can run it
     heads: ClassVar[tuple[str, ...]] = ()  # the generation head comes pretrained: nothing new to train under LoRA
     description: ClassVar[str] = "any text-to-text task, e.g. question generation (input -> target)"
@@ -84,6 +102,8 @@ class Text2TextTask:
         self.prefix_option = options.prefix
         self.source_lang: str | None = getattr(options, "source_lang", None)
         self.target_lang: str | None = getattr(options, "target_lang", None)
+        self.metric_language: str | None = check_language(getattr(options, "metric_language", None))
+        self.rouge_tokenizer: str = getattr(options, "rouge_tokenizer", "auto")
         self.prefix = ""
         self.family = "seq2seq"
         self.max_source_length = options.max_source_length
@@ -96,8 +116,19 @@ class Text2TextTask:
         """Prefix for T5-style backbones / instruction for decoder-only ones; none otherwise."""
         return ""
 
+    @property
+    def language(self) -> str | None:
+        """The language the targets are scored in (None: English)."""
+        return self.metric_language
+
+    def scoring(self) -> dict[str, str]:
+        """How :meth:`score` scores (metrics.json "scoring"): language, ROUGE's tokenizer, sacreBLEU's signatures."""
+        return scoring_settings(language=self.language, rouge_tokenizer=self.rouge_tokenizer,
+                                bleu="bleu" in self.metric_names)
+
     def score(self, predictions: list[str], references: list[str]) -> dict[str, float]:
-        return {**rouge(predictions, references), **bleu_chrf(predictions, references), **generation_length(predictions)}
+        return {**rouge(predictions, references, tokenizer=self.rouge_tokenizer, language=self.language),
+                **bleu_chrf(predictions, references, language=self.language), **generation_length(predictions)}
 
     def baseline_predictions(self, inputs: list[str]) -> tuple[str, list[str]]:
         """Name and outputs of the model-free baseline: copy the input."""
@@ -132,7 +163,8 @@ class Text2TextTask:
         # Enough room for the longest target seen in training (capped by the training
         # cut), so no prediction is silently shorter than the references it is scored on.
         self.max_new_tokens = min(lengths[-1], self.max_target_length)
-        return {"target_tokens_max": lengths[-1], "target_tokens_p50": lengths[len(lengths) // 2], "max_new_tokens": self.max_new_tokens}
+        return {"target_tokens_max": lengths[-1], "target_tokens_p50": lengths[len(lengths) // 2],
+                "max_new_tokens": self.max_new_tokens, "scoring": self.scoring()}
 
     def encode(self, rows: Any) -> tuple[Any, dict[str, Any]]:
         assert self.format is not None, "bind() first"
@@ -214,6 +246,8 @@ class Text2TextTask:
             "family": self.family,
             "source_lang": self.source_lang,
             "target_lang": self.target_lang,
+            "metric_language": self.metric_language,
+            "rouge_tokenizer": self.rouge_tokenizer,
             "max_source_length": self.max_source_length,
             "max_target_length": self.max_target_length,
             "max_new_tokens": self.max_new_tokens,
@@ -225,6 +259,8 @@ class Text2TextTask:
         self.family = metadata["family"]
         self.source_lang = metadata.get("source_lang")
         self.target_lang = metadata.get("target_lang")
+        self.metric_language = metadata.get("metric_language")  # models saved before it: English, rouge-score's tokenizer
+        self.rouge_tokenizer = metadata.get("rouge_tokenizer", "auto")
         self.max_source_length = metadata["max_source_length"]
         self.max_target_length = metadata["max_target_length"]
         self.max_new_tokens = metadata.get("max_new_tokens")
@@ -251,17 +287,18 @@ class SummarizationTask(Text2TextTask):
         return "summarize: " if backbone.t5_style else ""
 
     def score(self, predictions: list[str], references: list[str]) -> dict[str, float]:
-        return {**rouge(predictions, references), **generation_length(predictions)}
+        return {**rouge(predictions, references, tokenizer=self.rouge_tokenizer, language=self.language),
+                **generation_length(predictions)}
 
     def learn(self, train_rows: Any) -> dict[str, Any]:
         stats = super().learn(train_rows)
         # Lead-k with k = the references' usual sentence count: lead-1 for one-line
         # synopses, lead-3 for news highlights (the classic CNN/DM baseline).
-        self.lead_k = mean_sentence_count(list(train_rows["target"]))
+        self.lead_k = mean_sentence_count(list(train_rows["target"]), language=self.language)
         return {**stats, "lead_k": self.lead_k}
 
     def baseline_predictions(self, inputs: list[str]) -> tuple[str, list[str]]:
-        return f"lead_{self.lead_k}", [lead_sentences(text, self.lead_k) for text in inputs]
+        return f"lead_{self.lead_k}", [lead_sentences(text, self.lead_k, language=self.language) for text in inputs]
 
     def metadata(self) -> dict[str, Any]:
         return {**super().metadata(), "lead_k": self.lead_k}
@@ -295,8 +332,16 @@ class TranslationTask(Text2TextTask):
             return f"Translate the following text from {src} to {tgt}."
         return f"translate {src} to {tgt}: " if backbone.t5_style else ""
 
+    @property
+    def language(self) -> str | None:
+        """The target language: sacreBLEU's tokenizer follows it."""
+        return self.target_lang
+
+    def scoring(self) -> dict[str, str]:
+        return scoring_settings(language=self.language, bleu=True)  # no ROUGE here
+
     def score(self, predictions: list[str], references: list[str]) -> dict[str, float]:
-        return {**bleu_chrf(predictions, references), **generation_length(predictions)}
+        return {**bleu_chrf(predictions, references, language=self.language), **generation_length(predictions)}
 
     def baseline_predictions(self, inputs: list[str]) -> tuple[str, list[str]]:
         return "copy_source", list(inputs)
