@@ -38,6 +38,7 @@ from texttune.inference.saved_model import check_backend, saved_backbone
 from texttune.runs import RunDir, find_model_dir, read_metadata
 from texttune.tasks import TASKS, task_class
 from texttune.tasks.base import text_input_row
+from texttune.tasks.data_checks import check_tables, settings_of
 from texttune.tasks.registry import own_option_names, run_config, split_request_options
 from texttune.tasks.saving import save_trained
 from texttune.tasks.tables import DataArg, checked, input_roles, pairs_table, raw_table, task_table
@@ -264,6 +265,26 @@ def __getattr__(name: str) -> Any:
     if task is None:
         raise AttributeError(f"module 'texttune.api' has no attribute {name!r}")
     return api_class(task)
+
+
+def inspect_data(files: Sequence[str | Path], *, task: str, columns: dict[str, str] | None = None,
+                 options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The data checks of ``files`` on their own (``texttune inspect``): the report a run writes to data_report.json.
+
+    The first file is the reference (the training data): rows of the others whose input occurs in it are
+    leaks. Splits are named by their file's stem. ``options``: the task's options and the checks' thresholds
+    (``near_duplicate_threshold``, ``leak_warning_rate``); ``columns``: role -> column, as ``--<role>-column``.
+    """
+    if not files:
+        raise ConfigError("pass one or more data files to inspect")
+    model = api_class(task).from_options({**(options or {}), **{f"{r}_column": c for r, c in (columns or {}).items()}})
+    tables, names = [], []
+    for file in files:
+        stem = Path(file).stem or str(file)
+        name = stem if stem not in names else f"{stem}-{len(names) + 1}"
+        names.append(name)
+        tables.append((name, model._table(file, split="train" if not tables else "validation", columns=columns)))
+    return check_tables(model._task, tables, settings=settings_of(model.config.data))
 
 
 def saved_task(directory: str | Path) -> Any:

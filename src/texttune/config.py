@@ -48,6 +48,15 @@ class DataConfig:
     streaming: bool = option(False, "Read the training data as a stream (JSONL/Parquet files or glob patterns such as 'shards/*.jsonl') "
                              "instead of loading it; needs --max-steps and --validation-file.")
     shuffle_buffer: int = option(10_000, "With --streaming: rows held in the shuffle buffer (larger mixes better, costs memory).")
+    data_checks: bool = option(True, "Check the data before training: duplicates, validation rows whose input is in the training "
+                                     "data (leaks), near-duplicates, conflicting targets, empty cells, lengths and the task's "
+                                     "own checks; data_report.json and a summary in the log (docs/data-checks.md).")
+    dedupe: bool = option(False, "Remove the training rows whose input also occurs in the validation data (leaks, after "
+                                 "normalisation); never touches the validation data. Says how many it removed.")
+    near_duplicate_threshold: float = option(0.9, "Data checks: Jaccard similarity of word sets (MinHash) at which an "
+                                                  "evaluation row counts as a near-duplicate of a training row.", gt=0, le=1)
+    leak_warning_rate: float = option(0.01, "Data checks: warn loudly when the share of leaked, near-duplicate or "
+                                            "conflicting rows of a split is above this.", ge=0, le=1)
 
 
 @dataclass

@@ -57,6 +57,9 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"option 'warmup_ratio' must be in [0, 1), got {t.warmup_ratio!r}")
     if not 0 < d.validation_fraction < 1:
         raise ConfigError(f"option 'validation_fraction' must be in (0, 1), got {d.validation_fraction!r}")
+    if d.dedupe and (d.streaming or not d.data_checks):
+        raise ConfigError("--dedupe removes the leaked training rows the data checks find: it cannot apply with "
+                          + ("--streaming (the rows are read as training goes)" if d.streaming else "--no-data-checks"))
     validate_generation(g)
     validate_peft(config.peft)
 

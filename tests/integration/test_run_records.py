@@ -205,3 +205,15 @@ def test_memory_is_recorded_and_reported(finished_run: Path, tmp_path: Path) -> 
     assert "<h3>Memory</h3>" in html and "peak resident memory (RSS) of the process" in html
     assert f"{memory['peak_rss_bytes']:,} bytes" in html and "none (no CUDA device)" in html
     assert "sdpa" in html  # the attention implementation, in the model and environment sections
+
+
+def test_data_report_of_the_splits_as_used(finished_run: Path) -> None:
+    report = read_json(finished_run / "data_report.json")
+    stats = read_json(finished_run / "data_stats.json")
+    assert set(report["splits"]) == {"train", "validation"} and report["reference"] == "train"
+    for split in ("train", "validation"):
+        entry = report["splits"][split]
+        assert entry["rows"] == stats[split]["rows"]  # checked after the split and --max-eval-samples
+        assert {"duplicates", "conflicts", "lengths", "empty_cells"} <= set(entry)
+        assert set(report["truncation"][split]) == {"inputs_truncated", "targets_truncated"}
+    assert {"leaks", "near_duplicates", "conflicts_with_reference"} <= set(report["splits"]["validation"])

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from texttune.api import api_class, check_load, load, saved_task
+from texttune.api import api_class, check_load, inspect_data, load, saved_task
 from texttune.cli import io as cli_io
 from texttune.cli.demo import run_demo
 from texttune.cli.options import given
@@ -23,6 +23,7 @@ from texttune.config_checks import check_limit
 from texttune.config_fields import coerce, not_an_option
 from texttune.config_yaml import read_yaml
 from texttune.data import load_table
+from texttune.data.checks import summary_lines
 from texttune.errors import ConfigError, TexttuneError
 from texttune.files import write_json
 from texttune.inference.ct2_export import export
@@ -149,6 +150,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    opts = given(args, exclude={"command", "quiet", "files", "task", "output"})
+    columns, options = _split(opts)
+    if args.task not in TASKS:
+        raise ConfigError(f"unknown task {args.task!r}; valid: {', '.join(TASKS)}")
+    report = inspect_data(args.files, task=args.task, columns=columns or None, options=options)
+    if args.output:
+        write_json(args.output, report)
+    print("\n".join(summary_lines(report)))
+    return 0
+
+
 def cmd_tasks(args: argparse.Namespace) -> int:
     for name, cls in TASKS.items():
         cols = ", ".join(f"{r.flag} ({'/'.join(r.defaults[:3])})" for r in cls().roles)
@@ -190,7 +203,7 @@ def _limit(args: argparse.Namespace, name: str) -> int | None:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve, "export": cmd_export,
-            "tasks": cmd_tasks,
+            "tasks": cmd_tasks, "inspect": cmd_inspect,
             "report": cmd_report,
             "runs": cmd_runs,
             "demo": cmd_demo}

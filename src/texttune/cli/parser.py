@@ -21,7 +21,10 @@ GENERATION = "generation"
 INFERENCE = "inference"
 #: The data options of ``texttune train`` (evaluate and predict have their own).
 TRAIN_DATA_OPTIONS = {"train_file", "validation_file", "validation_fraction", "max_train_samples", "max_eval_samples",
-                      "streaming", "shuffle_buffer"}
+                      "streaming", "shuffle_buffer", "data_checks", "dedupe", "near_duplicate_threshold",
+                      "leak_warning_rate"}
+#: The options of ``texttune inspect``.
+INSPECT_OPTIONS = {"near_duplicate_threshold", "leak_warning_rate"}
 #: Options of evaluate/predict that choose the backend, device and dtype rather than how to generate.
 INFERENCE_OPTIONS = {f.name for f in fields(InferenceConfig)}
 
@@ -92,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_section(pr, INFERENCE)
 
     _add_export(sub, common)
+    _add_inspect(sub, common)
 
     sv = sub.add_parser("serve", parents=[common], help="Serve a trained model over HTTP (API, playground, metrics).",
                         description="Serve a model saved by texttune over HTTP: POST /v1/predict, GET /v1/model, /health, /ready, "
@@ -143,3 +147,17 @@ def _add_export(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     ex.add_argument("--quantization", default="int8", metavar="TYPE",
                     help="Weight type: int8 (default), int8_float32, int8_float16, int8_bfloat16, int16, float32, float16, bfloat16.")
     ex.add_argument("--output", required=True, metavar="DIR", help="Directory to write (a new one, or an earlier export to replace).")
+
+
+def _add_inspect(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    """``texttune inspect DATA [DATA ...] --task NAME``: the data checks on their own (docs/data-checks.md)."""
+    ins = sub.add_parser("inspect", parents=[common], help="Check data files: duplicates, leaks, near-duplicates, "
+                                                           "conflicts, empty cells, lengths, the task's own checks.",
+                         description="Run the data checks a training run runs, on files of your own. The first file is "
+                                     "the reference (training data): rows of the others whose input occurs in it are "
+                                     "leaks. Prints a summary; --output writes the JSON report (data_report.json).")
+    ins.add_argument("files", nargs="+", metavar="DATA", help="Data files (CSV, TSV, JSON, JSONL, Parquet...), training data first.")
+    ins.add_argument("--task", required=True, metavar="TASK", help=f"The task whose columns to check: {', '.join(TASKS)}.")
+    ins.add_argument("--output", metavar="FILE", help="Write the full report here as JSON.")
+    add_columns(ins, _all_roles())
+    add_section(ins, "data", only=INSPECT_OPTIONS)

@@ -2,6 +2,6 @@
 
 from texttune.data.columns import ColumnRole, select_columns
 from texttune.data.sources import Table, from_lists, load_table
-from texttune.data.splits import holdout, take
+from texttune.data.splits import drop_rows, holdout, take
 
-__all__ = ["ColumnRole", "Table", "from_lists", "holdout", "load_table", "select_columns", "take"]
+__all__ = ["ColumnRole", "Table", "drop_rows", "from_lists", "holdout", "load_table", "select_columns", "take"]

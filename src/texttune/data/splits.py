@@ -28,3 +28,11 @@ def holdout(table: Table, fraction: float, *, seed: int) -> tuple[Table, Table]:
     train = Table(parts["train"], f"{table.name} (train part)", lambda i: f"{table.name} (train part, row {i + 1})")
     val = Table(parts["test"], f"{table.name} (held-out part)", lambda i: f"{table.name} (held-out row {i + 1})")
     return train, val
+
+
+def drop_rows(table: Table, rows: set[int]) -> Table:
+    """``table`` without the rows at these indices; the rest keep pointing at their own file lines."""
+    if not rows:
+        return table
+    kept = [i for i in range(len(table)) if i not in rows]
+    return Table(table.rows.select(kept), table.name, lambda i: table.locate(kept[i]))

@@ -31,6 +31,7 @@ from texttune.engine.recorder import RunRecorder, recorder_for
 from texttune.errors import ConfigError, TexttuneError
 from texttune.metrics.registry import higher_is_better
 from texttune.runs import RunDir
+from texttune.tasks.data_checks import check_run_data
 from texttune.tasks.saving import save_trained
 
 log = logging.getLogger("texttune")
@@ -167,6 +168,9 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         pl.seed_everything(config.train.seed, verbose=False)
         stream = _stream_of(train, validation)  # --streaming: the stream trains, its first rows stand for it here
         train, val = split_data(config, stream.sample if stream else train, validation)
+        if config.data.data_checks and stream is None:  # duplicates, leaks, conflicts... (--dedupe: leaks leave train)
+            train, report = check_run_data(task, train, val, data=config.data)
+            recorder.data_report(report)
         # Lightning decides the device first; the attention choice, the batch search and the baselines follow it.
         blocks = TransformerBlocks()
         trainer = _trainer(config, run, monitor, mode, blocks=blocks,

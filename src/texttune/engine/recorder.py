@@ -42,6 +42,7 @@ class RunRecorder:
         self.run = run
         self.samples = samples  # predictions kept per evaluation in samples/ (--samples-per-eval)
         self._config: dict[str, Any] = {}  # config.yaml as written
+        self._data_report: dict[str, Any] = {}  # data_report.json as written
 
     def start(self, config: RunConfig, *, task: str, backbone: str, main_metric: str) -> None:
         """Check the run directory can take the run, then write config.yaml, environment.json, status "running"."""
@@ -91,6 +92,15 @@ class RunRecorder:
                             "keep more)", split, ", ".join(f"{k.replace('_truncated', '')}: {v}" for k, v in cut.items()),
                             task_stats["rows"])
         write_json(self.run.data_stats, {**stats, "learned": learned})
+        if self._data_report:  # the truncation rates at the run's max lengths join the data checks
+            truncation = {split: {k: {"count": v, "rate": round(v / max(s.get("rows") or 1, 1), 6)}
+                                  for k, v in s.items() if k.endswith("_truncated")} for split, (_, _, s) in splits.items()}
+            self.data_report({**self._data_report, "truncation": truncation})
+
+    def data_report(self, report: dict[str, Any]) -> None:
+        """data_report.json: the data checks of the splits as used (data/checks.py), before training."""
+        self._data_report = report
+        write_json(self.run.data_report, report)
 
     def wants_baselines(self, config: RunConfig) -> bool:
         """Whether :meth:`baselines` will evaluate: asked for, and not already recorded (a resumed run keeps its own)."""
@@ -168,6 +178,9 @@ class NullRecorder(RunRecorder):
         pass
 
     def data(self, splits: dict[str, Split], *, learned: dict[str, Any]) -> None:
+        pass
+
+    def data_report(self, report: dict[str, Any]) -> None:
         pass
 
     def wants_baselines(self, config: RunConfig) -> bool:

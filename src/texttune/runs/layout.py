@@ -7,6 +7,7 @@
       environment.json     versions, hardware, seed, git commit
       status.json          running / completed / failed, timings, the error if any
       data_stats.json      rows, token length distributions, truncation counts, labels per split
+      data_report.json     data checks: duplicates, leaks, near-duplicates, conflicts, empty cells, lengths, task checks
       model_summary.json   architecture, parameters (total, trainable), size on disk
       batch_size.json      the --batch-size auto search: trials and the choice
       lr_find.json         the --learning-rate auto range test: the curve, the pick and why
@@ -39,6 +40,7 @@ class RunDir:
     environment = property(lambda self: self.root / "environment.json")
     status = property(lambda self: self.root / "status.json")
     data_stats = property(lambda self: self.root / "data_stats.json")
+    data_report = property(lambda self: self.root / "data_report.json")
     metrics = property(lambda self: self.root / "metrics.json")
     evals = property(lambda self: self.root / "evals.jsonl")
     predictions = property(lambda self: self.root / "predictions.jsonl")

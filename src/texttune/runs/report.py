@@ -33,6 +33,7 @@ from texttune.runs.plots import (
     write_plots,
 )
 from texttune.runs.report_classes import has_per_label_scores, misclassified_rows, per_class
+from texttune.runs.report_data import data_checks_section
 from texttune.runs.report_html import CSS, Html, esc, fmt, table, text_cell
 
 logger = logging.getLogger(__name__)
@@ -147,7 +148,8 @@ def render(run: Run) -> str:
                 ("plots", "Plots", _plot_section(run)), ("evaluations", "Evaluations during training", _evals(run)),
                 ("predictions", "Sample predictions", _predictions(run)), *errors,
                 ("samples", "Predictions at each evaluation", _samples(run)),
-                ("data", "Data", _data(run)), ("model", "Model", _model(run)),
+                ("data", "Data", _data(run)), ("data-checks", "Data checks", data_checks_section(run.root)),
+                ("model", "Model", _model(run)),
                 ("config", "Configuration", _config(run)), ("environment", "Environment", _environment(run))]
     nav = "".join(f'<a href="#{sid}">{esc(name)}</a>' for sid, name, _ in sections)
     body = "".join(f'<section id="{sid}"><h2>{esc(name)}</h2>{content}</section>' for sid, name, content in sections)

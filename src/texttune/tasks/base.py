@@ -11,6 +11,8 @@ this protocol and one line in ``texttune.tasks.registry.TASKS`` (docs/adding-a-t
 
 Optional hooks, looked up with ``getattr``: ``check_table(table, *, training)``
 checks cells only the task understands while rows still map to file lines;
+``check_data(rows) -> dict`` gives the data checks (``texttune inspect``, data_report.json) the findings
+only the task understands, each ``{"count": n, "rows": [row indices], ...}`` (tasks/data_checks.py);
 ``choose_backbone(given)`` picks the backbone from ``--backbone`` (default: the
 given one, else ``default_backbone``); ``parse_input(value, index)`` turns one raw
 predict input into the task's row (default: :func:`text_input_row`); ``train_defaults``

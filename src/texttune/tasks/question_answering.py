@@ -21,6 +21,7 @@ from texttune.config import GenerationConfig, RunConfig, option
 from texttune.data import ColumnRole, Table
 from texttune.data.squad import parse_answers, span_mismatch
 from texttune.errors import BackboneError, ConfigError, DataError
+from texttune.tasks.data_checks import answer_offset_errors
 from texttune.tasks.qa_postprocess import BASELINES, Answer, Window, best_answer, score_answers
 
 log = logging.getLogger("texttune")
@@ -133,6 +134,10 @@ class QuestionAnsweringTask:
         if limit is not None and self.max_length > limit:
             raise ConfigError(f"option 'max_length' ({self.max_length}) exceeds this backbone's {limit} positions; use <= {limit}")
         self.tokenizer = tokenizer
+
+    def check_data(self, rows: Any) -> dict[str, Any]:
+        """The data checks' task findings (tasks/data_checks.py): answers not found at their offsets."""
+        return answer_offset_errors(rows["context"], rows["answers"])
 
     def learn(self, train_rows: Any) -> dict[str, Any]:
         answers = self._check_rows(train_rows, lambda i: f"training row {i + 1}", training=True)

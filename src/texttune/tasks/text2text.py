@@ -25,6 +25,7 @@ from texttune.metrics import bleu_chrf, generation_length, lead_sentences, mean_
 from texttune.metrics.tokenize import ROUGE_TOKENIZERS, check_language
 from texttune.tasks.base import pad_batch
 from texttune.tasks.causal_loss import supports_target_only, target_only_loss
+from texttune.tasks.data_checks import copied_targets
 from texttune.tasks.prompting import PromptFormat
 
 LANGUAGES = {"en": "English", "fr": "French", "de": "German", "ro": "Romanian", "es": "Spanish", "it": "Italian",
@@ -324,6 +325,10 @@ class TranslationTask(Text2TextTask):
             ColumnRole("source", (self.source_lang or "en", "source", "src", "input"), help="source-language text", key="input"),
             ColumnRole("target", (self.target_lang or "fr", "target", "tgt"), help="target-language text"),
         )
+
+    def check_data(self, rows: Any) -> dict[str, Any]:
+        """The data checks' task findings (tasks/data_checks.py): pairs whose target equals the source."""
+        return copied_targets(rows["input"], rows["target"])
 
     def default_prefix(self, backbone: Backbone) -> str:
         src = LANGUAGES.get(self.source_lang or "", self.source_lang)

@@ -37,6 +37,7 @@ from texttune.tasks.class_labels import (
     parse_label_list,
     sort_labels,
 )
+from texttune.tasks.data_checks import label_checks
 from texttune.tasks.tfidf_baseline import tfidf_linear
 
 log = logging.getLogger("texttune")
@@ -197,6 +198,10 @@ class TextClassificationTask:
         if tokenizer.pad_token is None:  # decoder-only tokenizers (Llama, GPT-2) come without one
             tokenizer.pad_token = tokenizer.eos_token or tokenizer.unk_token
         self.tokenizer = tokenizer
+
+    def check_data(self, rows: Any) -> dict[str, Any]:
+        """The data checks' task findings (tasks/data_checks.py): labels seen once, class balance."""
+        return label_checks(rows["label"])
 
     def learn(self, train_rows: Any) -> dict[str, Any]:
         rows = self._usable(train_rows)

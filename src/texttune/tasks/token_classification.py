@@ -27,6 +27,7 @@ from texttune.errors import BackboneError, ConfigError, DataError, choices
 from texttune.metrics import seqeval_scores
 from texttune.tasks.base import pad_batch
 from texttune.tasks.class_labels import parse_label_list
+from texttune.tasks.data_checks import bio_errors
 
 IGNORE = -100  # label id the loss skips
 _PREFIXED = re.compile(r"^([BIESLU])-(.+)$")  # IOB/IOB2, IOBES and BILOU tags
@@ -156,6 +157,10 @@ class TokenClassificationTask:
         words, tags = self._read(table.rows, known=known, locate=table.locate)
         if training and self.label_option is None:
             self._file_labels = self._id_names(table.rows) or sort_labels(t for sentence in tags for t in sentence)
+
+    def check_data(self, rows: Any) -> dict[str, Any]:
+        """The data checks' task findings (tasks/data_checks.py): sentences with invalid BIO sequences."""
+        return bio_errors(rows["tags"])
 
     def learn(self, train_rows: Any) -> dict[str, Any]:
         words, tags = self._read(train_rows, known=self.label_option)
