@@ -79,3 +79,25 @@ def test_report_has_a_data_checks_section(tmp_path: Path) -> None:
     assert "train inputs" in section and "50.00%" in section
     (run / "data_report.json").unlink()
     assert "not recorded (file missing: data_report.json)" in write_report(run).read_text()
+
+
+def test_a_run_with_dedupe_trains_without_the_leaked_rows(tiny_model_dir: Callable[[str], Path], cli: Cli,
+                                                          tmp_path: Path) -> None:
+    data = Path(__file__).resolve().parents[1] / "data"
+    train_rows = [json.loads(line) for line in (data / "summarization.jsonl").read_text().splitlines() if line.strip()]
+    val_rows = [json.loads(line) for line in (data / "summarization-val.jsonl").read_text().splitlines() if line.strip()]
+    leaked = [dict(train_rows[i], summary="another summary") for i in (3, 7)]  # inputs of train rows 4 and 8
+    train = _jsonl(tmp_path / "train.jsonl", train_rows)
+    val = _jsonl(tmp_path / "val.jsonl", [*val_rows, *leaked])
+    run = tmp_path / "run"
+    code, out, err = cli("train", "summarization", "--backbone", tiny_model_dir("t5"), "--train-file", train,
+                         "--validation-file", val, "--output-dir", run, "--max-steps", "1", "--batch-size", "4",
+                         "--no-progress-bar", "--no-baselines", "--dedupe")
+    assert code == 0, err
+    assert f"--dedupe: removed 2 training rows whose input occurs in the validation data ({len(train_rows) - 2} rows left)" in err
+    assert "DATA CHECK: validation: 2 of" in err and "(leakage)" in err
+    report = json.loads((run / "data_report.json").read_text())
+    assert report["dedupe"] == {"removed_train_rows": 2, "train_rows_after": len(train_rows) - 2}
+    assert report["splits"]["validation"]["leaks"]["count"] == 2
+    assert report["splits"]["validation"]["conflicts_with_reference"]["count"] == 2
+    assert json.loads((run / "data_stats.json").read_text())["train"]["rows"] == len(train_rows) - 2
