@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import unicodedata
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 #: Separates the role values of one row inside its key (a control character no normalised text keeps).
@@ -84,44 +84,53 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
-def _hash(shingle: bytes) -> int:
-    return zlib.crc32(shingle)  # 32 bits, deterministic and in C: the hash function datasketch expects
-
-
-def minhashes(sets: Sequence[set[str]], *, num_perm: int = NUM_PERM, seed: int = SEED) -> list[Any]:
-    """One MinHash per shingle set (datasketch), seeded so reruns agree."""
+def minhashes(sets: Sequence[set[str]], *, num_perm: int = NUM_PERM, seed: int = SEED,
+              chunk: int = 10_000) -> Iterator[Any]:
+    """One MinHash per shingle set (datasketch; CRC-32 of each shingle, seeded permutations, so reruns agree),
+    made ``chunk`` sets at a time: a million signatures at once would hold about a gigabyte."""
     from datasketch import MinHash
 
-    encoded = ([s.encode("utf-8") for s in shingle_set] for shingle_set in sets)
-    return MinHash.bulk(encoded, num_perm=num_perm, seed=seed, hashfunc=_hash)
+    for start in range(0, len(sets), chunk):
+        encoded = ([s.encode("utf-8") for s in shingle_set] for shingle_set in sets[start:start + chunk])
+        # zlib.crc32: 32 bits, deterministic and in C, the hash function datasketch expects
+        yield from MinHash.bulk(encoded, num_perm=num_perm, seed=seed, hashfunc=zlib.crc32)
 
 
 def near_duplicates(reference: Sequence[str], keys: Sequence[str], *, threshold: float = 0.9, words: int = 1,
                     num_perm: int = NUM_PERM, seed: int = SEED) -> list[tuple[int, int, float]]:
     """Rows of ``keys`` with a near-duplicate in ``reference`` (Jaccard of word shingles >= ``threshold``, the two
-    keys not identical: exact matches are counted as leaks): (row, reference row, similarity), one per row."""
+    keys not identical: exact matches are counted as leaks): (row, reference row, similarity), one per row, the
+    most similar (then the first) reference row."""
+    ref_sets = [shingles(k, words=words) for k in reference]
+    query_sets = [shingles(k, words=words) for k in keys]
+    # LSH candidates are symmetric (a band in common), so the smaller side is indexed and the larger queries it:
+    # an insertion costs more than a query.
+    small_is_query = len(query_sets) <= len(ref_sets)
+    pairs = _candidates(query_sets if small_is_query else ref_sets, ref_sets if small_is_query else query_sets,
+                        threshold=threshold, num_perm=num_perm, seed=seed)
+    best: dict[int, tuple[float, int]] = {}
+    for indexed, queried in pairs:
+        i, j = (indexed, queried) if small_is_query else (queried, indexed)
+        if reference[j] == keys[i]:
+            continue
+        similarity = jaccard(query_sets[i], ref_sets[j])
+        if similarity >= threshold and (i not in best or (similarity, -j) > (best[i][0], -best[i][1])):
+            best[i] = (similarity, j)
+    return [(i, j, round(similarity, 4)) for i, (similarity, j) in sorted(best.items())]
+
+
+def _candidates(indexed: Sequence[set[str]], queried: Sequence[set[str]], *, threshold: float, num_perm: int,
+                seed: int) -> list[tuple[int, int]]:
+    """(indexed row, queried row) pairs sharing an LSH band (datasketch MinHashLSH)."""
     from datasketch import MinHashLSH
 
-    ref_sets = [shingles(k, words=words) for k in reference]
-    # The LSH band threshold sits a little below the asked one (recall: every candidate is confirmed exactly
-    # below); datasketch cannot band above about 0.95 with 128 permutations.
+    # The band threshold sits a little below the asked one (recall: every candidate is confirmed exactly by the
+    # caller); datasketch cannot band above about 0.95 with 128 permutations.
     lsh = MinHashLSH(threshold=min(max(threshold - LSH_MARGIN, 0.05), 0.9), num_perm=num_perm)
     with lsh.insertion_session() as session:
-        for j, m in enumerate(minhashes(ref_sets, num_perm=num_perm, seed=seed)):
+        for j, m in enumerate(minhashes(indexed, num_perm=num_perm, seed=seed)):
             session.insert(j, m, check_duplication=False)
-    found = []
-    query_sets = [shingles(k, words=words) for k in keys]
-    for i, m in enumerate(minhashes(query_sets, num_perm=num_perm, seed=seed)):
-        best: tuple[float, int] | None = None
-        for j in lsh.query(m):
-            if reference[j] == keys[i]:
-                continue
-            similarity = jaccard(query_sets[i], ref_sets[j])
-            if similarity >= threshold and (best is None or (similarity, -j) > (best[0], -best[1])):
-                best = (similarity, j)
-        if best is not None:
-            found.append((i, best[1], round(best[0], 4)))
-    return found
+    return [(j, i) for i, m in enumerate(minhashes(queried, num_perm=num_perm, seed=seed)) for j in lsh.query(m)]
 
 
 def leaked_reference_rows(reference: Sequence[str], others: Sequence[Sequence[str]]) -> set[int]:
