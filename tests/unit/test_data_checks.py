@@ -150,3 +150,24 @@ def test_dedupe_is_refused_where_it_cannot_apply() -> None:
     with pytest.raises(ConfigError, match="--no-data-checks"):
         run_config("summarization", {"dedupe": True, "data_checks": False})
     assert run_config("summarization", {"dedupe": True}).data.dedupe
+
+
+def test_memory_mapped_data_is_not_checked_and_dedupe_is_refused_there(caplog: Any) -> None:
+    import logging
+    from types import SimpleNamespace
+
+    import pytest
+
+    from texttune.data import Table
+    from texttune.errors import ConfigError
+
+    # A datasets.Dataset read from Arrow files on disk has cache_files; the checks would hold every row in memory.
+    mapped = Table(SimpleNamespace(cache_files=[{"filename": "train.arrow"}]), "big.jsonl", lambda i: f"row {i + 1}")
+    small = Table(SimpleNamespace(cache_files=[]), "val.jsonl", lambda i: f"row {i + 1}")
+    task = task_class("text2text")()
+    with caplog.at_level(logging.INFO, logger="texttune"):
+        train, report = check_run_data(task, mapped, small, data=DataConfig())
+    assert train is mapped and report is None
+    assert "data checks skipped: big.jsonl is memory-mapped" in caplog.text
+    with pytest.raises(ConfigError, match="option 'dedupe' needs the data checks"):
+        check_run_data(task, mapped, small, data=DataConfig(dedupe=True))

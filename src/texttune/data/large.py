@@ -42,6 +42,11 @@ def is_large(path: Path, fmt: str) -> bool:
     return fmt in BUILDERS and path.stat().st_size >= large_file_bytes()
 
 
+def is_memory_mapped(rows: Any) -> bool:
+    """Whether ``rows`` (a :class:`datasets.Dataset`) lives in Arrow files on disk rather than in memory."""
+    return bool(getattr(rows, "cache_files", None))
+
+
 def builder_options(path: Path, fmt: str) -> dict[str, Any]:
     """``load_dataset`` arguments that read a format as the in-memory readers do (CSV cells stay text)."""
     if fmt not in {"csv", "tsv"}:

@@ -170,7 +170,8 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         train, val = split_data(config, stream.sample if stream else train, validation)
         if config.data.data_checks and stream is None:  # duplicates, leaks, conflicts... (--dedupe: leaks leave train)
             train, report = check_run_data(task, train, val, data=config.data)
-            recorder.data_report(report)
+            if report is not None:  # None: memory-mapped data, not checked (tasks/data_checks.py says why)
+                recorder.data_report(report)
         # Lightning decides the device first; the attention choice, the batch search and the baselines follow it.
         blocks = TransformerBlocks()
         trainer = _trainer(config, run, monitor, mode, blocks=blocks,

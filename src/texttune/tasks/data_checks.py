@@ -20,7 +20,9 @@ from texttune.config import DataConfig
 from texttune.data import Table, drop_rows
 from texttune.data.checks import CheckSettings, SplitData, check_splits, log_report
 from texttune.data.duplicates import leaked_reference_rows, normalise, row_keys
+from texttune.data.large import is_memory_mapped
 from texttune.data.squad import parse_answers, span_mismatch
+from texttune.errors import ConfigError
 
 log = logging.getLogger("texttune")
 
@@ -54,9 +56,22 @@ def check_tables(task: Any, tables: Sequence[tuple[str, Table]], *, settings: Ch
     return check_splits([split_data(task, name, table) for name, table in tables], settings=settings)
 
 
-def check_run_data(task: Any, train: Table, validation: Table, *, data: DataConfig) -> tuple[Table, dict[str, Any]]:
+def check_run_data(task: Any, train: Table, validation: Table, *, data: DataConfig) -> tuple[Table, dict[str, Any] | None]:
     """The recipe's checks of its train and validation rows (as split), logged; with ``data.dedupe`` the training
-    rows whose input occurs in the validation rows are removed (never validation rows). (train, report)."""
+    rows whose input occurs in the validation rows are removed (never validation rows). (train, report).
+
+    A memory-mapped table (a file over ``TEXTTUNE_LARGE_FILE_MB``) is not checked (report None): the checks
+    hold every row's normalised text in memory, which would undo what memory-mapping is for (peak memory
+    flat as the data grows, tests/slow/test_large_data.py). ``texttune inspect`` checks such files on their own.
+    """
+    if is_memory_mapped(train.rows) or is_memory_mapped(validation.rows):
+        if data.dedupe:
+            raise ConfigError(f"option 'dedupe' needs the data checks, which do not run on memory-mapped files "
+                              f"({train.name} or {validation.name} is over TEXTTUNE_LARGE_FILE_MB): remove the leaked "
+                              "rows beforehand (texttune inspect lists them), or leave --dedupe out")
+        log.info("data checks skipped: %s is memory-mapped (over TEXTTUNE_LARGE_FILE_MB) and the checks would hold "
+                 "every row in memory; run 'texttune inspect' on the files to check them", train.name)
+        return train, None
     report = check_tables(task, [("train", train), ("validation", validation)], settings=settings_of(data))
     log_report(report)
     if data.dedupe:
