@@ -80,6 +80,10 @@ class TokenClassificationTask:
     generates: ClassVar[bool] = False
     heads: ClassVar[tuple[str, ...]] = ("classifier", "score")  # the new tag head (BERT-like, decoder-only), trained in full under LoRA
     description: ClassVar[str] = "one tag per word: NER, POS tagging, chunking (seqeval F1; majority-tag baseline)"
+    # Measured (benchmarks/recipes.py --case conll-minilm, docs/recipes.md): CoNLL-2003, minilm, 300 x 32, first
+    # 1,000 validation sentences, seed 0: entity F1 80.2 at the generic 5e-5 without warmup, 84.9 at 1e-4, 88.7 at
+    # 3e-4, 87.2 at 5e-4 (warmup 0.1 each); a head rate of 3e-3 on top changed nothing (88.7), so none is set.
+    train_defaults: ClassVar[dict[str, Any]] = {"learning_rate": 3e-4, "warmup_ratio": 0.1}
     roles: ClassVar[tuple[ColumnRole, ...]] = (
         # "text" last: prediction inputs may be raw text (a string), training rows may not.
         ColumnRole("tokens", ("tokens", "words", "text"), kind="any",
