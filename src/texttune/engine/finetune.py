@@ -31,6 +31,7 @@ from texttune.engine.recorder import RunRecorder, recorder_for
 from texttune.errors import ConfigError, TexttuneError
 from texttune.metrics.registry import higher_is_better
 from texttune.runs import RunDir
+from texttune.tasks import loss_mask
 from texttune.tasks.data_checks import check_run_data
 from texttune.tasks.saving import save_trained
 
@@ -184,6 +185,7 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         val_features, val_stats = encode_cached(task, val.rows, split="validation", **cache)
         recorder.data({"train": (train.name, train_features, train_stats),
                        "validation": (val.name, val_features, val_stats)}, learned=learned)
+        _audit_loss_mask(task, backbone, train, train_features, recorder)  # before step 1: which tokens train
         config = resolve_batch_size(config, task=task, model=backbone.model, features=train_features, run=run,
                                     resuming=resume_path is not None, primary=recorder.writes, device=device,
                                     loss=placement.as_in_training(task.loss, trainer))
@@ -211,6 +213,16 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
     except BaseException as exc:
         recorder.failed(exc)  # status "failed" (unless interrupted) and plots of what was measured
         raise
+
+
+def _audit_loss_mask(task: Any, backbone: Backbone, train: Table, features: Any, recorder: RunRecorder) -> None:
+    """Refuse labels that train nothing (or are misaligned), warn on rows without loss or an untrained stop token."""
+    if not loss_mask.applies(task, features):
+        return
+    stops = loss_mask.stop_token_ids(tokenizer=backbone.tokenizer, model=backbone.model)
+    found = loss_mask.audit(task, features, stop_ids=stops, decoder_only=backbone.family == "causal")
+    loss_mask.enforce(found, source=train.name, lines=train.locate)
+    recorder.loss_mask(found)
 
 
 def _auto_learning_rate(config: RunConfig, task: Any, model: Any, loader: Any, run: RunDir, recorder: RunRecorder,

@@ -102,6 +102,10 @@ class RunRecorder:
         self._data_report = report
         write_json(self.run.data_report, report)
 
+    def loss_mask(self, found: dict[str, Any]) -> None:
+        """The loss-mask audit (tasks/loss_mask.py) joins data_report.json as ``loss_mask``."""
+        self.data_report({**(self._data_report or {}), "loss_mask": found})
+
     def wants_baselines(self, config: RunConfig) -> bool:
         """Whether :meth:`baselines` will evaluate: asked for, and not already recorded (a resumed run keeps its own)."""
         return config.train.baselines and "zero_shot" not in self.run.read_metrics()

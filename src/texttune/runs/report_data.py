@@ -61,9 +61,10 @@ def _examples(splits: dict[str, Any]) -> list[list[Any]]:
 def data_checks_section(root: Path) -> Html:
     """The section's HTML (every value escaped by ``table``/``esc``)."""
     report = read_json_file(Path(root) / DATA_REPORT)
+    mask = _loss_mask(report.get("loss_mask")) if isinstance(report, dict) else Html("")
     if not isinstance(report, dict) or not isinstance(report.get("splits"), dict):
         why = "file missing" if not (Path(root) / DATA_REPORT).exists() else "file incomplete or not readable"
-        return Html(f"<p class=missing>not recorded ({why}: {esc(DATA_REPORT)})</p>")
+        return Html(f"<p class=missing>not recorded ({why}: {esc(DATA_REPORT)})</p>" + mask)
     splits = {k: v for k, v in report["splits"].items() if isinstance(v, dict)}
     parts = [Html(f"<p class=sub>texts compared after {esc(report.get('normalisation', ''))}; leaks and near-duplicates "
                   f"against {esc(report.get('reference', 'train'))}</p>")]
@@ -81,4 +82,16 @@ def data_checks_section(root: Path) -> Html:
     examples = _examples(splits)
     if examples:
         parts.append(Html("<h3>Example rows</h3>") + table(["split", "finding", "row", "same as", "text"], examples))
-    return Html("".join(parts))
+    return Html("".join([*parts, mask]))
+
+
+def _loss_mask(found: Any) -> Html:
+    """The loss-mask audit (texttune/tasks/loss_mask.py): which training tokens carry loss, and the stop token."""
+    if not isinstance(found, dict):
+        return Html("")
+    rows = [["training rows checked", found.get("rows_checked")],
+            ["tokens carrying loss", f"{found.get('loss_tokens')} of {found.get('tokens')} ({found.get('loss_share', 0):.1%})"],
+            ["rows without loss", _count(found.get("rows_without_loss"))],
+            ["rows whose stop token is not trained", _count(found.get("stop_token_not_trained"))],
+            ["stop token ids", ", ".join(str(i) for i in found.get("stop_tokens") or [])]]
+    return Html("<h3>Loss mask (training rows as collated)</h3>") + table(["", ""], rows)

@@ -17,7 +17,9 @@ only the task understands, each ``{"count": n, "rows": [row indices], ...}`` (ta
 given one, else ``default_backbone``); ``parse_input(value, index)`` turns one raw
 predict input into the task's row (default: :func:`text_input_row`); ``train_defaults``
 (a ClassVar dict) gives the task's own defaults for shared options, e.g. its learning rate,
-measured for it (a user's value always wins; ``--help`` shows them).
+measured for it (a user's value always wins; ``--help`` shows them); ``audits_loss_mask`` (a ClassVar
+bool): one training row is a prompt and its answer, so the recipe audits which label tokens carry loss before
+step 1 (tasks/loss_mask.py).
 """
 
 from __future__ import annotations

@@ -86,6 +86,7 @@ class Text2TextTask:
     api_name: ClassVar[str] = "Text2Text"
     options: ClassVar[type] = ScoredTextOptions
     generates: ClassVar[bool] = True  # generation options apply; CTranslate2 can run it
+    audits_loss_mask: ClassVar[bool] = True  # a row is a prompt and its answer: tasks/loss_mask.py checks the labels
     heads: ClassVar[tuple[str, ...]] = ()  # the generation head comes pretrained: nothing new to train under LoRA
     description: ClassVar[str] = "any text-to-text task, e.g. question generation (input -> target)"
     roles: ClassVar[tuple[ColumnRole, ...]] = (
