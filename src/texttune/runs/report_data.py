@@ -63,8 +63,11 @@ def data_checks_section(root: Path) -> Html:
     report = read_json_file(Path(root) / DATA_REPORT)
     mask = _loss_mask(report.get("loss_mask")) if isinstance(report, dict) else Html("")
     if not isinstance(report, dict) or not isinstance(report.get("splits"), dict):
+        if isinstance(report, dict) and "loss_mask" in report:  # --no-data-checks, or memory-mapped data
+            return Html("<p class=missing>data checks not run (--no-data-checks, streaming or memory-mapped data)</p>"
+                        + mask)
         why = "file missing" if not (Path(root) / DATA_REPORT).exists() else "file incomplete or not readable"
-        return Html(f"<p class=missing>not recorded ({why}: {esc(DATA_REPORT)})</p>" + mask)
+        return Html(f"<p class=missing>not recorded ({why}: {esc(DATA_REPORT)})</p>")
     splits = {k: v for k, v in report["splits"].items() if isinstance(v, dict)}
     parts = [Html(f"<p class=sub>texts compared after {esc(report.get('normalisation', ''))}; leaks and near-duplicates "
                   f"against {esc(report.get('reference', 'train'))}</p>")]
