@@ -226,22 +226,41 @@ def _dataset_from_records(records: list[dict[str, Any]], path: Path, lines: list
         def where(i: int) -> str:
             return f"line {lines[i]}" if lines is not None else f"record {i + 1}"
 
-        keys = sorted({k for r in records for k in r})
-        for key in keys:
-            first: tuple[str, int] | None = None  # (kind, row index) of the column's first value
-            for i, record in enumerate(records):
-                value = record.get(key)
-                if value is None:
-                    continue
+        first: dict[str, tuple[str, int]] = {}  # place in a row -> (kind, row index) of its first value
+        for i, record in enumerate(records):
+            for place, value in _cells(record):
                 kind = _value_kind(value)
-                if first is None:
-                    first = (kind, i)
-                elif kind != first[0]:
+                seen = first.setdefault(place, (kind, i))
+                if kind != seen[0]:
+                    other = "an earlier item of the row" if seen[1] == i else where(seen[1])
                     raise DataError(
-                        f"{path} {where(i)}: column {key!r} holds {kind} ({str(value)[:40]!r}) but "
-                        f"{where(first[1])} holds {first[0]}; a column must hold one type of value"
+                        f"{path} {where(i)}: {place} holds {kind} ({str(value)[:40]!r}) but "
+                        f"{other} holds {seen[0]}; a column must hold one type of value"
                     ) from None
         raise DataError(f"{path}: rows cannot form a table ({' '.join(str(exc).split())[:300]})") from None
+
+
+def _cells(record: dict[str, Any]) -> list[tuple[str, Any]]:
+    """(place, value) of every non-null value in a record, nested ones too: ``column 'messages'``, then
+    ``column 'messages', field 'content' of an item``, so a type clash inside lists of objects names its row."""
+    out: list[tuple[str, Any]] = []
+
+    def walk(value: Any, place: str, depth: int) -> None:
+        if value is None:
+            return
+        out.append((place, value))
+        if depth >= 4:
+            return
+        if isinstance(value, list):
+            for item in value:
+                walk(item, f"{place}, an item", depth + 1)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{place}, field {key!r}", depth + 1)
+
+    for key, value in record.items():
+        walk(value, f"column {key!r}", 0)
+    return out
 
 
 def _value_kind(value: Any) -> str:

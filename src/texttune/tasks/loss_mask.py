@@ -57,16 +57,22 @@ def stop_token_ids(*, tokenizer: Any, model: Any = None) -> set[int]:
 
 
 def audit(task: Any, features: Any, *, stop_ids: set[int], decoder_only: bool, sample: int = SAMPLE_ROWS) -> dict[str, Any]:
-    """Collate the first ``sample`` rows of ``features`` with ``task.collate`` and count who carries loss."""
+    """Collate the first ``sample`` rows of ``features`` with ``task.collate`` and count who carries loss.
+
+    Findings name rows by the table row a feature came from (its ``row`` column, kept by tasks that drop rows
+    while encoding, e.g. chat), else by the feature's own index.
+    """
     n = min(len(features), sample)
     rows_without, no_stop, misaligned = [], [], []
     tokens = loss_tokens = 0
     for start in range(0, n, BATCH):
-        batch = task.collate([features[i] for i in range(start, min(start + BATCH, n))])
+        part = [features[i] for i in range(start, min(start + BATCH, n))]
+        batch = task.collate(part)
         inputs, labels = batch["input_ids"].tolist(), batch["labels"].tolist()
         mask = batch["attention_mask"].tolist() if "attention_mask" in batch else None
         for j, (ids, row) in enumerate(zip(inputs, labels)):
-            index = start + j
+            # the row of the table when the features say (chat drops rows too long to fit), so messages name file lines
+            index = int(part[j].get("row", start + j))
             scored = _scored(ids, row, decoder_only=decoder_only)
             # decoder-only: the tokens of the sequence; encoder-decoder: the decoder's (every target token is scored)
             tokens += (sum(mask[j]) if mask is not None else len(ids)) if decoder_only else len(scored)

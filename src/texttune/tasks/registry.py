@@ -22,6 +22,7 @@ from texttune.config import (
 )
 from texttune.errors import ConfigError, choices
 from texttune.tasks.causal_lm import CausalLMTask
+from texttune.tasks.chat import ChatTask
 from texttune.tasks.masked_lm import MaskedLMTask
 from texttune.tasks.question_answering import QuestionAnsweringTask
 from texttune.tasks.text2text import SummarizationTask, Text2TextTask, TranslationTask
@@ -34,6 +35,7 @@ TASKS: dict[str, type] = {
     "text2text": Text2TextTask,
     "masked-lm": MaskedLMTask,
     "causal-lm": CausalLMTask,
+    "chat": ChatTask,
     "question-answering": QuestionAnsweringTask,
     "token-classification": TokenClassificationTask,
     "text-classification": TextClassificationTask,
