@@ -36,6 +36,13 @@ def documents() -> dict[str, list[str]]:
     return {"text": [json.loads(line)["document"] for line in lines]}
 
 
+def faq_conversations() -> dict[str, list[Any]]:
+    lines = (DATA / "qg.jsonl").read_text(encoding="utf-8").splitlines()
+    rows = [json.loads(line) for line in lines]
+    return {"messages": [[{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer_context"]}]
+                         for r in rows]}
+
+
 #: task -> (tiny model kind, API object for a backbone dir, training data, prediction inputs)
 CASES: dict[str, tuple[str, Callable[[str], Any], Any, list[Any]]] = {
     "summarization": ("t5", lambda b: api.Summarization(backbone=b, options={**LORA, "max_source_length": 64, "max_target_length": 16}),
@@ -52,6 +59,9 @@ CASES: dict[str, tuple[str, Callable[[str], Any], Any, list[Any]]] = {
     "question-answering": ("bert", lambda b: api.QuestionAnswering(backbone=b, max_length=96, stride=24, max_answer_length=10,
                                                                    options=LORA),
                            DATA / "squad.jsonl", [{"question": "Who won?", "context": "The Broncos won the game in 2016."}]),
+    # Conversations built from the python-faq sample: loss on the assistant turns only, nothing new to train.
+    "chat": ("llama-chat", lambda b: api.Chat(backbone=b, max_length=256, options={**LORA, "max_new_tokens": 4}),
+             faq_conversations(), ["How do I read a file?"]),
     # A decoder with a new classification head on its last non-pad token.
     "text-classification": ("llama", lambda b: api.TextClassification(backbone=b, max_length=48,
                                                                       options={**LORA, "label_column": "section"}),

@@ -287,3 +287,28 @@ def test_a_chat_template_file_is_used_and_kept(tmp_path: Path) -> None:
 
 def test_roles_are_all_optional_any_kind() -> None:
     assert all(isinstance(r, ColumnRole) and r.kind == "any" and not r.required for r in ChatTask.roles)
+
+
+def test_generation_stops_on_an_end_of_turn_that_is_not_eos(llama3: Any) -> None:
+    """Llama 3 ends turns with <|eot_id|>, not EOS: the saved generation config stops on both."""
+    from transformers import GenerationConfig
+
+    task = task_for(llama3)
+    task.max_new_tokens = 7
+    model = type("Model", (), {"generation_config": GenerationConfig(eos_token_id=llama3.eos_token_id)})()
+    task.finalize_model(model)
+    eot = llama3.convert_tokens_to_ids("<|eot_id|>")
+    assert eot != llama3.eos_token_id
+    assert model.generation_config.eos_token_id == [llama3.eos_token_id, eot]
+    assert model.generation_config.max_new_tokens == 7
+    task.finalize_model(model)  # once only
+    assert model.generation_config.eos_token_id == [llama3.eos_token_id, eot]
+
+
+def test_metadata_restores_the_task(llama3: Any) -> None:
+    task = task_for(llama3, system_prompt="Be brief.", train_on="last", truncation="drop")
+    again = ChatTask()
+    plain = tiny_models.build_tiny_tokenizer("llama")
+    plain.add_special_tokens({"bos_token": "<|begin_of_text|>", "additional_special_tokens": LLAMA3_SPECIALS})
+    again.restore(json.loads(json.dumps(task.metadata())), tokenizer=plain)  # a tokenizer saved without its template
+    assert again.metadata() == task.metadata() and plain.chat_template == LLAMA3_TEMPLATE

@@ -17,8 +17,8 @@ from texttune.config_fields import annotation_type
 from texttune.tasks.registry import all_request_options, request_option_help
 
 #: One input: a text, or an object keyed by the task's inputs ({"question", "context"},
-#: {"tokens": [words]} for token classification...).
-Input = str | dict[str, str | list[str]]
+#: {"tokens": [words]} for token classification, {"messages": [{"role", "content"}, ...]} for chat...).
+Input = str | dict[str, str | list[str] | list[dict[str, str]]]
 
 #: Server limits that cap a request option below its declared bound (ServeConfig field names).
 _CAPS: dict[str, str] = {"max_new_tokens": "max_new_tokens_limit", "min_new_tokens": "max_new_tokens_limit",
