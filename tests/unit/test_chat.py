@@ -312,3 +312,19 @@ def test_metadata_restores_the_task(llama3: Any) -> None:
     plain.add_special_tokens({"bos_token": "<|begin_of_text|>", "additional_special_tokens": LLAMA3_SPECIALS})
     again.restore(json.loads(json.dumps(task.metadata())), tokenizer=plain)  # a tokenizer saved without its template
     assert again.metadata() == task.metadata() and plain.chat_template == LLAMA3_TEMPLATE
+
+
+def test_the_data_checks_see_conversations(tmp_path: Path) -> None:
+    """Duplicated conversations and leaks are found in the messages layout; prompt/completion conflicts too."""
+    from texttune.data.checks import CheckSettings
+    from texttune.tasks.data_checks import check_tables
+
+    train = table_from(tmp_path, [GOOD, {"messages": CONVERSATION}, GOOD])
+    report = check_tables(ChatTask(), [("train", train), ("validation", train)], settings=CheckSettings(near=False))
+    assert report["splits"]["train"]["rows"] == 3
+    assert report["splits"]["train"]["duplicates"]["count"] == 1
+    assert report["splits"]["validation"]["leaks"]["count"] == 3
+    assert report["splits"]["train"]["lengths"]["messages"]["max"] == 5  # turns
+    pairs = select_columns(from_lists({"prompt": ["Hi", "Hi"], "completion": ["Hello", "Bye"]}), ChatTask.roles, {})
+    report = check_tables(ChatTask(), [("train", pairs)], settings=CheckSettings(near=False))
+    assert report["splits"]["train"]["conflicts"]["count"] == 1

@@ -31,10 +31,12 @@ MAX_ROWS = 20
 
 
 def _roles(task: Any, rows: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """(input column keys, target column keys) of ``task`` present in ``rows``; optional non-text roles (an id) are neither."""
+    """(input column keys, target column keys) of ``task`` present in ``rows``; an optional non-text ``id`` is neither.
+    Optional non-text roles of another name are checked (chat's layouts: messages, or prompt and completion)."""
     present = set(rows.column_names)
     declared = type(task).input_keys  # the class's: an instance may narrow it (text-classification without pairs)
-    keys = [r.column_key for r in task.roles if r.column_key in present and (r.required or r.kind == "text")]
+    keys = [r.column_key for r in task.roles
+            if r.column_key in present and (r.required or r.kind == "text" or r.role != "id")]
     return tuple(k for k in keys if k in declared), tuple(k for k in keys if k not in declared)
 
 
