@@ -328,3 +328,22 @@ def test_the_data_checks_see_conversations(tmp_path: Path) -> None:
     pairs = select_columns(from_lists({"prompt": ["Hi", "Hi"], "completion": ["Hello", "Bye"]}), ChatTask.roles, {})
     report = check_tables(ChatTask(), [("train", pairs)], settings=CheckSettings(near=False))
     assert report["splits"]["train"]["conflicts"]["count"] == 1
+
+
+GENERATION_TAGS_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] + '<|im_end|>' }}{% endgeneration %}"
+    "{% else %}{{ message['content'] + '<|im_end|>' }}{% endif %}{{ '\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def test_masks_agree_with_the_templates_generation_tags() -> None:
+    """A template with {% generation %} tags: transformers' assistant mask and the incremental spans agree."""
+    tok = tiny_models.build_tiny_tokenizer("llama-chat")
+    tok.chat_template = GENERATION_TAGS_TEMPLATE
+    [feature], _ = encode(task_for(tok), {"messages": [CONVERSATION]})
+    tagged = tok.apply_chat_template(CONVERSATION, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    assert tagged["input_ids"] == feature["input_ids"]
+    assert tagged["assistant_masks"] == [int(label != IGNORE) for label in feature["labels"]]
+    assert sum(tagged["assistant_masks"]) > 0
