@@ -139,3 +139,19 @@ def test_conversations_too_long_are_dropped_and_counted(tiny_model_dir: Callable
     stats = json.loads((result.run_dir / "data_stats.json").read_text())
     assert stats["train"]["rows_dropped_too_long"] == 1 and stats["train"]["dropped_rows"] == [12]
     assert "1 of 13 conversations dropped: longer than --max-length 200 tokens (e.g. row 13)" in caplog.text
+
+
+def test_cli_predict_reads_plain_lines_and_either_layout(trained: Path, cli: Callable[..., Any], tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    inputs = write_jsonl(tmp_path / "inputs.jsonl", [{"messages": [{"role": "user", "content": "What is gzip?"}]},
+                                                     {"prompt": "What is gzip?"}])
+    code, out, err = cli("-q", "predict", trained, "--input-file", inputs, "--max-new-tokens", "3")
+    assert code == 0, err
+    first, second = (json.loads(line) for line in out.splitlines())
+    assert first["prediction"] == second["prediction"]  # one user message, whichever layout
+    monkeypatch.setattr("sys.stdin", io.StringIO("What is gzip?\n"))
+    code, out, err = cli("-q", "predict", trained, "--max-new-tokens", "3")
+    assert code == 0, err
+    assert json.loads(out)["prediction"] == first["prediction"]  # a plain line is the user's message

@@ -428,3 +428,10 @@ def test_take_first_rows_or_a_seeded_sample() -> None:
     assert sampled.rows["text"] == take(table, 5, shuffle_seed=3).rows["text"]
     assert sampled.rows["text"] != first.rows["text"]
     assert take(table, 5, shuffle_seed=4).rows["text"] != sampled.rows["text"]
+
+
+def test_jsonl_keeps_keys_the_first_record_lacks(tmp_path: Path) -> None:
+    """datasets' from_list takes the first record's keys only; a key that appears later is kept (null elsewhere)."""
+    path = tmp_path / "mixed.jsonl"
+    path.write_text('{"a": "x"}\n{"a": "y", "b": "z"}\n')
+    assert load_table(path).rows.to_list() == [{"a": "x", "b": None}, {"a": "y", "b": "z"}]

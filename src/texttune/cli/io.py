@@ -41,8 +41,8 @@ def read_inputs(model: Any, raw: Table, *, from_stdin: bool, columns: dict[str, 
     """Rows to predict: each with the original record (echoed in the output) and the mapped input."""
     if from_stdin and raw.rows.column_names == ["text"]:
         roles = model.input_roles()
-        if len(roles) == 1:  # plain lines: each line is the one input the task needs
-            columns = {roles[0].role: "text"}
+        if len(roles) == 1 or not any(r.required for r in roles):  # plain lines: each line is the one input the
+            columns = {roles[0].role: "text"}  # task needs (chat, whose inputs are alternatives: the prompt)
     mapped = model.input_table(raw, columns=columns)
     originals = raw.rows.to_list()
     return [{"record": original, "row": row} for original, row in zip(originals, mapped.rows.to_list())]

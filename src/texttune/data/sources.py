@@ -218,9 +218,11 @@ def _dataset_from_records(records: list[dict[str, Any]], path: Path, lines: list
 
     if not records:
         raise DataError(f"{path}: no data rows")
-    _check_column_names(list(dict.fromkeys(k for r in records for k in r)), str(path))
+    keys = list(dict.fromkeys(k for r in records for k in r))
+    _check_column_names(keys, str(path))
     try:
-        return Dataset.from_list(records)
+        # Every key of every record: Dataset.from_list takes the first record's keys and silently drops the others'.
+        return Dataset.from_list([{key: record.get(key) for key in keys} for record in records])
     except Exception as exc:  # pyarrow type clashes between rows
 
         def where(i: int) -> str:

@@ -80,13 +80,14 @@ class ChatTask:
     heads: ClassVar[tuple[str, ...]] = ()  # nothing new: the LM head is pretrained
     description: ClassVar[str] = ("chat fine-tuning of a decoder-only model on conversations (loss on assistant turns; "
                                   "ROUGE-L of the last reply, perplexity)")
+    # prompt and completion first: fit(inputs=..., targets=...) fills the first two roles (tables.pairs_table)
     roles: ClassVar[tuple[ColumnRole, ...]] = (
-        ColumnRole("messages", ("messages", "conversations"), kind="any", required=False,
-                   help='the conversation: a list of {"role", "content"} (or ShareGPT {"from", "value"}) turns'),
         ColumnRole("prompt", ("prompt",), kind="any", required=False,
                    help="instead of messages: the user's text (or a list of turns)"),
         ColumnRole("completion", ("completion",), kind="any", required=False,
                    help="with prompt: the assistant's reply (or a list of turns)"),
+        ColumnRole("messages", ("messages", "conversations"), kind="any", required=False,
+                   help='the conversation: a list of {"role", "content"} (or ShareGPT {"from", "value"}) turns'),
     )
     input_keys: ClassVar[tuple[str, ...]] = ("messages", "prompt")
     main_metric: ClassVar[str] = "rougeL"
