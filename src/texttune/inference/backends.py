@@ -33,8 +33,12 @@ class GenerationBackend(abc.ABC):
     name: ClassVar[str]
 
     @abc.abstractmethod
-    def generation(self, tokenizer: Any, *, decoder_only: bool, options: GenerationConfig) -> AbstractContextManager[BatchGenerate]:
+    def generation(self, tokenizer: Any, *, decoder_only: bool, options: GenerationConfig,
+                   forced_bos_token_id: int | None = None) -> AbstractContextManager[BatchGenerate]:
         """A context in which the returned function generates batches with ``options``.
+
+        ``forced_bos_token_id`` (encoder-decoder models): the token every output starts with, instead of
+        the generation config's (a many-to-many translation model's target language).
 
         A context rather than a plain call so a backend can set up once per
         ``generate_texts`` call (option mapping, eval mode) and undo it after.
@@ -45,8 +49,11 @@ class GenerationBackend(abc.ABC):
         return {"name": self.name}
 
 
-def generation_kwargs(options: GenerationConfig, *, pad_token_id: int, eos_token_id: int | list[int] | None) -> dict[str, Any]:
+def generation_kwargs(options: GenerationConfig, *, pad_token_id: int, eos_token_id: int | list[int] | None,
+                      forced_bos_token_id: int | None = None) -> dict[str, Any]:
     """Keyword arguments for ``model.generate``; only options that apply are passed.
+
+    ``forced_bos_token_id`` is passed only when given: the model's generation config keeps its own otherwise.
 
     ``max_new_tokens`` must be resolved by the caller: transformers falls back to
     ``max_length=20`` otherwise, the silent truncation this library exists to avoid.
@@ -62,6 +69,8 @@ def generation_kwargs(options: GenerationConfig, *, pad_token_id: int, eos_token
     }
     if eos_token_id is not None:
         kwargs["eos_token_id"] = eos_token_id
+    if forced_bos_token_id is not None:
+        kwargs["forced_bos_token_id"] = forced_bos_token_id
     if options.min_new_tokens:
         kwargs["min_new_tokens"] = options.min_new_tokens
     if options.do_sample:
@@ -112,12 +121,13 @@ class TransformersBackend(GenerationBackend):
         self.model = model
 
     @contextmanager
-    def generation(self, tokenizer: Any, *, decoder_only: bool, options: GenerationConfig) -> Iterator[BatchGenerate]:
+    def generation(self, tokenizer: Any, *, decoder_only: bool, options: GenerationConfig,
+                   forced_bos_token_id: int | None = None) -> Iterator[BatchGenerate]:
         import torch
 
         model = self.model
         pad_id, eos = special_ids(tokenizer, model.generation_config)
-        kwargs = generation_kwargs(options, pad_token_id=pad_id, eos_token_id=eos)
+        kwargs = generation_kwargs(options, pad_token_id=pad_id, eos_token_id=eos, forced_bos_token_id=forced_bos_token_id)
         device = next(model.parameters()).device
 
         def generate(batch: Sequence[list[int]]) -> BatchResult:

@@ -189,9 +189,11 @@ class CTranslate2Model(GenerationBackend):
                 "model": str(self.directory)}
 
     @contextmanager
-    def generation(self, tokenizer: Any, *, decoder_only: bool, options: GenerationConfig) -> Iterator[BatchGenerate]:
+    def generation(self, tokenizer: Any, *, decoder_only: bool, options: GenerationConfig,
+                   forced_bos_token_id: int | None = None) -> Iterator[BatchGenerate]:
         pad_id, eos = special_ids(tokenizer, self.generation_config)
-        config = effective_config(self.generation_config, options, pad_token_id=pad_id, eos_token_id=eos)
+        config = effective_config(self.generation_config, options, pad_token_id=pad_id, eos_token_id=eos,
+                                  forced_bos_token_id=forced_bos_token_id)
         plan = plan_decoding(config, tokenizer, decoder_only=not self.encoder_decoder, vocabulary=self.vocabulary)
         for warning in plan.warnings:
             if warning not in self._warned:

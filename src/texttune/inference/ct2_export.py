@@ -60,6 +60,21 @@ def check_supported(task: str, config: Any) -> None:
         raise BackboneError(f"CTranslate2 cannot convert {what}; supported families: {', '.join(supported_families())}")
 
 
+def check_tokenizer(model_dir: Path) -> None:
+    """BackboneError for a tokenizer whose vocabulary the converter cannot rebuild: M2M100's.
+
+    Its language tokens (``__fr__``) are neither in vocab.json nor, with transformers 5, among its
+    special tokens, where CTranslate2's M2M100 loader looks for them: the converted vocabulary would
+    lack them. NLLB (the same architecture) and mBART-50 keep them as added tokens and convert.
+    """
+    path = model_dir / "tokenizer_config.json"
+    name = read_json(path).get("tokenizer_class") if path.is_file() else None
+    if name == "M2M100Tokenizer":
+        raise BackboneError(f"{model_dir}: CTranslate2 cannot convert an M2M100 model: its converter does not find the "
+                            "M2M100 tokenizer's language tokens (__fr__ ...) with transformers 5; use --backend transformers "
+                            "(NLLB and mBART-50 models do convert)")
+
+
 def convert(model_dir: Path, output: Path, *, quantization: str, calibration: list[list[int]] | None = None) -> bool:
     """Run CTranslate2's transformers converter on ``model_dir`` into ``output`` (which it replaces).
 
@@ -67,6 +82,7 @@ def convert(model_dir: Path, output: Path, *, quantization: str, calibration: li
     (``ct2_smooth.py``). Returns whether it was.
     """
     require_ctranslate2()
+    check_tokenizer(model_dir)
     from ctranslate2.converters import TransformersConverter
 
 

@@ -11,7 +11,8 @@ Checked equivalences (tests/integration/test_ctranslate2.py, and by hand on tiny
 
 - ``max_new_tokens`` / ``min_new_tokens``: CTranslate2's decoding length counts
   generated tokens the same way; the end token is never returned.
-- BART's ``forced_bos_token_id`` becomes a one-token target prefix, and its
+- BART's ``forced_bos_token_id``, and the target language of mBART-50/NLLB/M2M100
+  (``tasks/lang_codes.py``), becomes a one-token target prefix, and its
   ``forced_eos_token_id`` (EOS forced at the last position) one token less to
   decode: the same tokens once special tokens are skipped.
 - T5/BART/Marian decoder start tokens are written by the converter from the model config.
@@ -60,10 +61,14 @@ class DecodingPlan:
 
 
 def effective_config(generation_config: Any, options: GenerationConfig, *, pad_token_id: int,
-                     eos_token_id: int | list[int] | None) -> Any:
-    """The config ``model.generate`` would run with: the model's own, updated with texttune's options."""
+                     eos_token_id: int | list[int] | None, forced_bos_token_id: int | None = None) -> Any:
+    """The config ``model.generate`` would run with: the model's own, updated with texttune's options.
+
+    ``forced_bos_token_id`` (a many-to-many model's target language) becomes the target prefix, as BART's does.
+    """
     config = copy.deepcopy(generation_config)
-    config.update(**generation_kwargs(options, pad_token_id=pad_token_id, eos_token_id=eos_token_id))
+    config.update(**generation_kwargs(options, pad_token_id=pad_token_id, eos_token_id=eos_token_id,
+                                      forced_bos_token_id=forced_bos_token_id))
     return config
 
 

@@ -26,19 +26,27 @@ def generate_texts(
     *,
     decoder_only: bool,
     options: GenerationConfig,
+    forced_bos_token_id: int | None = None,
 ) -> list[str]:
     """Generate one text per tokenized input, in input order.
 
     ``model`` is a transformers model or a :class:`~texttune.inference.backends.GenerationBackend`.
+    ``forced_bos_token_id``: the first token every output must start with (a many-to-many translation
+    model's target language, ``tasks/lang_codes.py``); it overrides the model's generation config and is
+    left out of the decoded text.
     """
     # Longest first: the first batch shows any out-of-memory at once, and similar lengths pad little.
     order = sorted(range(len(inputs)), key=lambda i: len(inputs[i]), reverse=True)
     outputs: list[str] = [""] * len(inputs)
     chunks = [order[start : start + options.generation_batch_size] for start in range(0, len(order), options.generation_batch_size)]
-    with backend_for(model).generation(tokenizer, decoder_only=decoder_only, options=options) as generate:
+    with backend_for(model).generation(tokenizer, decoder_only=decoder_only, options=options,
+                                              forced_bos_token_id=forced_bos_token_id) as generate:
         pending = [(chunk, generate([inputs[i] for i in chunk])) for chunk in chunks]  # all submitted: workers never idle
         for chunk, result in pending:
-            texts = tokenizer.batch_decode(result(), skip_special_tokens=True)
+            completions = result()
+            if forced_bos_token_id is not None:  # a language marker, not text (M2M100's tokenizer does not skip it)
+                completions = [[t for t in ids if t != forced_bos_token_id] for ids in completions]
+            texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
             for i, text in zip(chunk, texts):
                 outputs[i] = text.strip()
     return outputs
