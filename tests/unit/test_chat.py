@@ -347,3 +347,12 @@ def test_masks_agree_with_the_templates_generation_tags() -> None:
     assert tagged["input_ids"] == feature["input_ids"]
     assert tagged["assistant_masks"] == [int(label != IGNORE) for label in feature["labels"]]
     assert sum(tagged["assistant_masks"]) > 0
+
+
+def test_fit_inputs_and_targets_are_prompts_and_completions(chatml: Any) -> None:
+    from texttune.tasks.tables import pairs_table
+
+    table = pairs_table(ChatTask(), ["What does gzip do?"], ["It compresses files."])
+    assert table is not None
+    task = task_for(chatml)
+    assert task.encode(table.rows)[0][0] == encode(task, {"messages": [CONVERSATION[1:3]]})[0][0]
