@@ -356,3 +356,15 @@ def test_fit_inputs_and_targets_are_prompts_and_completions(chatml: Any) -> None
     assert table is not None
     task = task_for(chatml)
     assert task.encode(table.rows)[0][0] == encode(task, {"messages": [CONVERSATION[1:3]]})[0][0]
+
+
+def test_the_audit_counts_the_end_of_turn_as_the_stop_token(llama3: Any) -> None:
+    """<|eot_id|> is not EOS, and the model's generation config does not list it before saving: the audit still
+    sees each reply's stop token trained; without it every row would be flagged."""
+    task = task_for(llama3)
+    features, _ = encode(task, {"messages": [CONVERSATION, CONVERSATION[:3]]})
+    found = loss_mask.audit(task, features, stop_ids={llama3.eos_token_id}, decoder_only=True)
+    assert found["stop_token_not_trained"]["count"] == 0 and task.end_id in found["stop_tokens"]
+    bare = type("Collating", (), {"collate": task.collate})()  # the same features, no task stop ids
+    assert loss_mask.audit(bare, features, stop_ids={llama3.eos_token_id}, decoder_only=True)[
+        "stop_token_not_trained"]["count"] == 2

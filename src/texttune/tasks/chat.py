@@ -181,6 +181,11 @@ class ChatTask:
         self.template = tokenizer.chat_template
         self.end_text, self.end_id = end_of_turn(tokenizer)
 
+    @property
+    def stop_token_ids(self) -> tuple[int, ...]:
+        """The end-of-turn token: a reply ends with it (the loss-mask audit checks that it is trained)."""
+        return () if self.end_id is None else (self.end_id,)
+
     def learn(self, train_rows: Any) -> dict[str, Any]:
         replies = [m["content"] for conversation in self._conversations(train_rows) for m in conversation
                    if m["role"] == "assistant"]

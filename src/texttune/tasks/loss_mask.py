@@ -63,6 +63,9 @@ def audit(task: Any, features: Any, *, stop_ids: set[int], decoder_only: bool, s
     while encoding, e.g. chat), else by the feature's own index.
     """
     n = min(len(features), sample)
+    # A task's own stop tokens (chat: the template's end-of-turn, e.g. <|eot_id|>, before the saved model's
+    # generation config lists it)
+    stop_ids = set(stop_ids) | {int(i) for i in getattr(task, "stop_token_ids", ())}
     rows_without, no_stop, misaligned = [], [], []
     tokens = loss_tokens = 0
     for start in range(0, n, BATCH):
