@@ -115,3 +115,18 @@ def test_ctranslate2_decodes_from_the_target_language(tokenizer: Callable[[str],
     assert plan_decoding(config, tok, decoder_only=False, vocabulary=set()).prefix == ["deu_Latn"]
     plain = effective_config(HFGenerationConfig(decoder_start_token_id=2), options, pad_token_id=1, eos_token_id=2)
     assert plan_decoding(plain, tok, decoder_only=False, vocabulary=set()).prefix == []
+
+
+def test_a_saved_model_remembers_its_target(tokenizer: Callable[[str], Any]) -> None:
+    from types import SimpleNamespace
+
+    from texttune.tasks.lang_codes import remember_languages, set_languages
+
+    for kind, tokenizer_class in (("mbart50", "MBart50Tokenizer"), ("nllb", None)):
+        tok = tokenizer(kind)
+        pair = set_languages(tok, source="en", target="fr")
+        model = SimpleNamespace(generation_config=SimpleNamespace(), config=SimpleNamespace())
+        remember_languages(model, pair)
+        assert model.generation_config.forced_bos_token_id == pair.target_token_id
+        assert getattr(model.config, "tokenizer_class", None) == tokenizer_class  # CTranslate2 reads it for mBART-50
+        assert (tok.src_lang, tok.tgt_lang) == (pair.source, pair.target)

@@ -142,3 +142,23 @@ def apply_languages(tokenizer: Any, pair: LanguagePair) -> None:
     init = getattr(tokenizer, "init_kwargs", None)
     if isinstance(init, dict):  # what save_pretrained writes (M2M100's would keep its construction-time languages)
         init.update(src_lang=pair.source, tgt_lang=pair.target)
+
+
+def set_languages(tokenizer: Any, *, source: str | None, target: str | None,
+                  options: tuple[str, str] = ("--source-lang", "--target-lang")) -> LanguagePair | None:
+    """:func:`language_pair`, applied to ``tokenizer`` (:func:`apply_languages`) when it is a many-to-many one."""
+    pair = language_pair(tokenizer, source=source, target=target, options=options)
+    if pair is not None:
+        apply_languages(tokenizer, pair)
+    return pair
+
+
+def remember_languages(model: Any, pair: LanguagePair) -> None:
+    """Make a saved model generate ``pair``'s target language under plain transformers and CTranslate2 too.
+
+    ``forced_bos_token_id`` goes in its generation config; an mBART-50 config also names its tokenizer
+    class, as the hub's does, because CTranslate2's converter starts decoding with ``</s>`` only then.
+    """
+    model.generation_config.forced_bos_token_id = pair.target_token_id
+    if pair.family == "mBART-50" and getattr(model.config, "tokenizer_class", None) is None:
+        model.config.tokenizer_class = "MBart50Tokenizer"
