@@ -19,7 +19,7 @@ import logging
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,14 +29,16 @@ from texttune.config_checks import check_limit
 from texttune.config_resume import resumed_options
 from texttune.config_yaml import read_yaml
 from texttune.data import Table, select_columns, take
+from texttune.data.fingerprint import rows_hash
 from texttune.data.streaming import open_stream
 from texttune.errors import ConfigError
 from texttune.files import write_jsonl
 from texttune.inference.backends import backend_name, refuse_backend
 from texttune.inference.options import inference_config
 from texttune.inference.saved_model import check_backend, saved_backbone
+from texttune.metrics.bootstrap import DEFAULT_RESAMPLES
 from texttune.runs import RunDir, find_model_dir, read_metadata
-from texttune.tasks import TASKS, task_class
+from texttune.tasks import TASKS, task_class, uncertainty
 from texttune.tasks.base import text_input_row
 from texttune.tasks.data_checks import check_tables, settings_of
 from texttune.tasks.registry import own_option_names, run_config, split_request_options
@@ -58,6 +60,19 @@ def _run_stamp() -> str:
     if launch_rank() == 0 or "TEXTTUNE_RUN_STAMP" not in os.environ:
         os.environ["TEXTTUNE_RUN_STAMP"] = time.strftime("%Y%m%d-%H%M%S")
     return os.environ["TEXTTUNE_RUN_STAMP"]
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """What :meth:`TaskModel.evaluation` measured: the metrics, their 95% intervals ({} without the bootstrap), how many
+    rows and their content hash (the ``sha256`` a run records in metrics.json ``evaluation_data``)."""
+
+    metrics: dict[str, float]
+    intervals: dict[str, dict[str, float]]
+    rows: int
+    sha256: str
+    resamples: int
+    seed: int
 
 
 class TaskModel:
@@ -148,10 +163,22 @@ class TaskModel:
             train_table = checked(self._task, select_columns(raw, self._task.roles, config.data.columns), training=True)
         val_table = None if validation is None else checked(
             self._task, self._table(validation, split="validation", columns=config.data.columns), training=False)
+        test_table = self._test_table(config, validation)
         backbone = self._load_backbone()
         self.last_run = run_fit(task=self._task, backbone=backbone, config=config, train=train_table,
-                                validation=val_table, run=RunDir(Path(config.train.output_dir)))
+                                validation=val_table, run=RunDir(Path(config.train.output_dir)), test=test_table)
         return self.last_run
+
+    def _test_table(self, config: RunConfig, validation: DataArg) -> Table | None:
+        """The ``--test-file`` rows (checked like validation rows), or None; the validation data itself is refused:
+        a test split scored on the rows that picked the checkpoint would not be a test."""
+        test = config.data.test_file
+        if test is None:
+            return None
+        if isinstance(validation, (str, Path)) and Path(test).resolve() == Path(validation).resolve():
+            raise ConfigError(f"--test-file {test} is the --validation-file: the validation rows pick the best "
+                              "checkpoint, so a test split must be other rows")
+        return checked(self._task, self._table(test, split="test", columns=config.data.columns), training=False)
 
     def _configure(self, options: dict[str, Any]) -> RunConfig:
         """``self.config`` for a run; with ``resume``, the run's own config.yaml is the base (config_resume)."""
@@ -181,13 +208,25 @@ class TaskModel:
     def evaluate(self, data: DataArg, *, columns: dict[str, str] | None = None, max_samples: int | None = None,
                  predictions_file: str | Path | None = None, generation: dict[str, Any] | None = None) -> dict[str, float]:
         """Metrics of the current model on ``data``; optionally write per-row predictions as JSONL."""
+        return self.evaluation(data, columns=columns, max_samples=max_samples, predictions_file=predictions_file,
+                               generation=generation, bootstrap=0).metrics
+
+    def evaluation(self, data: DataArg, *, columns: dict[str, str] | None = None, max_samples: int | None = None,
+                   predictions_file: str | Path | None = None, generation: dict[str, Any] | None = None,
+                   bootstrap: int = DEFAULT_RESAMPLES, seed: int = 42) -> Evaluation:
+        """:meth:`evaluate` with each metric's 95% bootstrap interval (``bootstrap`` resamples of the rows, seeded by
+        ``seed``; 0: none) and the rows' count and content hash (docs/evaluation.md)."""
         check_limit("max_samples", max_samples)
+        if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
+            raise ConfigError(f"bootstrap must be a whole number of resamples, 0 (off) or more; got {bootstrap!r}")
         backbone = self._ready()
         table = checked(self._task, take(self._table(data, split="validation", columns=columns), max_samples), training=False)
         metrics, records = self._task.evaluate(backbone.model, table.rows, generation=self._generation(generation or {}))
         if predictions_file is not None:
             write_jsonl(predictions_file, records)
-        return metrics
+        found = uncertainty.task_intervals(self._task, records, resamples=bootstrap, seed=seed)
+        return Evaluation(metrics=metrics, intervals=found, rows=len(table.rows), sha256=rows_hash(table.rows),
+                          resamples=bootstrap if found else 0, seed=seed)
 
     def check_request_options(self, options: dict[str, Any]) -> dict[str, Any]:
         """Per-request options checked for this task (types, bounds, min <= max); None values dropped."""
@@ -297,6 +336,16 @@ def saved_task(directory: str | Path) -> Any:
     if task not in TASKS:
         raise ConfigError(f"{model_dir}: task {task!r} is not known to this texttune version")
     return task_class(task)()
+
+
+def scoring_task(directory: str | Path) -> Any:
+    """The task of a saved model (a run directory or model/) restored from its texttune.json without a tokenizer or
+    weights: enough to score records (``score_records``), e.g. for ``texttune runs compare``'s paired test."""
+    model_dir = find_model_dir(directory)
+    metadata = read_metadata(model_dir)
+    task = saved_task(model_dir)
+    task.restore(metadata.get("task_state") or {})
+    return task
 
 
 def check_load(directory: str | Path, *, backend: str | None = None, compute_type: str | None = None,

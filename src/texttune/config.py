@@ -39,6 +39,8 @@ class DataConfig:
                                           "dataset name (online only).")
     validation_file: str | None = option(None, "Validation data (same formats). When omitted, a seeded fraction of the training data is "
                                                "held out.")
+    test_file: str | None = option(None, "Test data (same formats): scored once at the end with the best weights, never "
+                                         "used to pick a checkpoint or stop early; the \"test\" section of metrics.json.")
     data_file: str | None = option(None, "Data to evaluate on or predict from (evaluate/predict).")
     columns: dict[str, str] = field(default_factory=dict, metadata={"help": "column role -> column name", "choices": None})
     validation_fraction: float = option(0.1, "Fraction of training rows held out for validation when no validation file is given.")
@@ -118,6 +120,9 @@ class TrainConfig:
     checkpoint_every_minutes: float | None = option(10.0, "Also write checkpoints/last.ckpt after this many minutes of training since the "
                                                           "last one, so a crash loses minutes, not the run (0 or none: off).")
     baselines: bool = option(True, "Before training, evaluate the untrained model (zero-shot) and the task's simple baseline.")
+    bootstrap: int = option(1000, "Bootstrap resamples of the evaluation rows (seeded by --seed) for the 95 percent interval of every "
+                                  "metric and the paired tests against the baselines and zero-shot (0: off; docs/evaluation.md).",
+                            ge=0, le=100_000)
     progress_bar: bool = option(True, "Show progress bars.")
     tensorboard: bool = option(True, "Also log to TensorBoard (RUN_DIR/logs/tensorboard; CSV is always written).")
     mlflow: bool = option(False, "Also log to MLflow (needs the mlflow package).")

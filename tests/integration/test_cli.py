@@ -254,7 +254,7 @@ def test_text2text_question_generation(tiny_model_dir: Callable[[str], Path], cl
     renamed = tmp_path / "renamed.jsonl"
     rows = [json.loads(line) for line in (DATA / "qg.jsonl").read_text(encoding="utf-8").splitlines()[:4]]
     renamed.write_text("".join(json.dumps({"ctx": r["answer_context"], "q": r["question"]}) + "\n" for r in rows))
-    code, out, err = cli("-q", "evaluate", run, "--data-file", renamed, "--input-column", "ctx", "--target-column", "q")
+    code, out, err = cli("-q", "evaluate", run, "--data-file", renamed, "--input-column", "ctx", "--target-column", "q", "--json")
     assert code == 0, err
     assert "rougeL" in json.loads(out)
 

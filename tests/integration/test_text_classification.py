@@ -69,7 +69,7 @@ def test_single_label_run_has_baselines_class_counts_and_a_pipeline_compatible_m
 
 def test_evaluate_and_predict_from_the_cli(single: Path, cli: Cli, tmp_path: Path) -> None:
     code, out, err = cli("-q", "evaluate", single, "--data-file", VAL, "--label-column", "section",
-                         "--predictions-file", tmp_path / "p.jsonl")
+                         "--predictions-file", tmp_path / "p.jsonl", "--json")
     assert code == 0, err
     metrics = json.loads(out)
     assert metrics == pytest.approx(read_json(single / "metrics.json")["fine_tuned"])

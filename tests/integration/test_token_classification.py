@@ -79,7 +79,7 @@ def test_evaluate_on_conll_and_jsonl_agree(run_dir: Path, cli: Cli, tmp_path: Pa
     results = []
     for path in (CONLL, jsonl):
         code, out, err = cli("-q", "evaluate", run_dir, "--data-file", path, "--metrics-file", tmp_path / "m.json",
-                             "--predictions-file", tmp_path / "p.jsonl")
+                             "--predictions-file", tmp_path / "p.jsonl", "--json")
         assert code == 0, err
         metrics = read_json(tmp_path / "m.json")
         assert {"precision", "recall", "f1", "accuracy"} <= set(metrics) and metrics == json.loads(out)

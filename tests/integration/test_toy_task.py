@@ -107,8 +107,9 @@ class ToyTask:
     def score_records(self, records: list[dict[str, Any]]) -> dict[str, float]:
         return {"accuracy": 100 * sum(r["prediction"] == r["reference"] for r in records) / max(len(records), 1)}
 
-    def baselines(self, rows: Any) -> dict[str, dict[str, float]]:
-        return {"majority": self.score_records([{"prediction": self.majority, "reference": r} for r in rows["label"]])}
+    def baselines(self, rows: Any) -> dict[str, tuple[dict[str, float], list[dict[str, Any]]]]:
+        records = [{"prediction": self.majority, "reference": r} for r in rows["label"]]
+        return {"majority": (self.score_records(records), records)}
 
     def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig,
                 top_labels: int | None = None) -> list[dict[str, Any]]:
@@ -160,8 +161,11 @@ def test_cli_train_evaluate_predict_with_lora_on_the_new_head(tiny_model_dir: Ca
     assert read_json(out / "model_summary.json")["peft"]["modules_to_save"] == ["classifier"]  # the head trains in full
     assert read_json(out / "model" / "texttune.json")["task"] == "toy-animals"
 
-    code, stdout, err = cli("-q", "evaluate", out, "--data-file", data)
+    code, stdout, err = cli("-q", "evaluate", out, "--data-file", data, "--json")
     assert code == 0 and "accuracy" in json.loads(stdout), err
+    code, stdout, err = cli("-q", "evaluate", out, "--data-file", data, "--bootstrap", "50")
+    assert code == 0 and stdout.splitlines()[0].split() == ["metric", "value", "95%", "interval"], err
+    assert "50 resamples" in stdout
     code, stdout, err = cli("-q", "predict", out, "--input-file", data, "--max-predict-samples", "2",
                             "--output-file", tmp_path / "p.jsonl", "--top-labels", "1")
     assert code == 0, err

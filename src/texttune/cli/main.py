@@ -10,17 +10,18 @@ import argparse
 import json
 import logging
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from texttune.api import api_class, check_load, inspect_data, load, saved_task
+from texttune.api import api_class, check_load, inspect_data, load, saved_task, scoring_task
 from texttune.cli import io as cli_io
 from texttune.cli.demo import run_demo
 from texttune.cli.options import given
 from texttune.cli.parser import INFERENCE_OPTIONS, build_parser
-from texttune.config import generation_from_mapping, serve_config
+from texttune.config import TrainConfig, generation_from_mapping, serve_config
 from texttune.config_checks import check_limit
-from texttune.config_fields import coerce, not_an_option
+from texttune.config_fields import coerce, coerce_field, not_an_option
 from texttune.config_yaml import read_yaml
 from texttune.data import load_table
 from texttune.data.checks import summary_lines
@@ -31,7 +32,7 @@ from texttune.inference.options import inference_options
 from texttune.runs.catalog import find_runs, format_runs, runs_json
 from texttune.runs.compare import compare_runs, format_comparison
 from texttune.runs.report import write_report
-from texttune.runs.summary import comparison_table
+from texttune.runs.summary import comparison_table, evaluation_table
 from texttune.tasks import TASKS
 from texttune.tasks.registry import generation_fields, option_owners, own_option_names, split_request_options
 
@@ -98,7 +99,8 @@ def _split(opts: dict[str, Any]) -> tuple[dict[str, str], dict[str, Any]]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    opts = given(args, exclude={"command", "quiet", "model_dir", "metrics_file", "predictions_file", "data_file", "max_eval_samples"})
+    opts = given(args, exclude={"command", "quiet", "model_dir", "metrics_file", "predictions_file", "data_file", "max_eval_samples",
+                                "json", "bootstrap", "seed"})
     if not getattr(args, "data_file", None):
         raise ConfigError("pass --data-file with the data to evaluate on")
     columns, generation = _split(opts)
@@ -113,12 +115,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     limit = _limit(args, "max_eval_samples")
     data = load_table(args.data_file, split="validation")
     model = _load(args)
-    metrics = model.evaluate(data, columns=columns or None, max_samples=limit,
-                             predictions_file=args.predictions_file, generation=generation)
+    resamples = 0 if args.json else _train_option(args, "bootstrap")  # --json: the metrics alone, as before
+    found = model.evaluation(data, columns=columns or None, max_samples=limit, predictions_file=args.predictions_file,
+                             generation=generation, bootstrap=resamples, seed=_train_option(args, "seed"))
     if args.metrics_file:
-        write_json(args.metrics_file, metrics)
-    print(json.dumps(metrics, indent=2))
+        write_json(args.metrics_file, found.metrics)
+    print(json.dumps(found.metrics, indent=2) if args.json else
+          evaluation_table(found.metrics, found.intervals, rows=found.rows, resamples=found.resamples))
     return 0
+
+
+def _train_option(args: argparse.Namespace, name: str) -> Any:
+    """A TrainConfig option given to another command (evaluate's --bootstrap, --seed), checked, or its default."""
+    field = next(f for f in fields(TrainConfig) if f.name == name)
+    return coerce_field(name, getattr(args, name, field.default), field)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -178,7 +188,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_runs(args: argparse.Namespace) -> int:
     if args.words[:1] == ["compare"]:
-        comparison = compare_runs([Path(w) for w in args.words[1:]])
+        comparison = compare_runs([Path(w) for w in args.words[1:]], task_of=None if args.unpaired else scoring_task)
         print(json.dumps(comparison.to_dict(), indent=2, default=str) if args.json else format_comparison(comparison))
         return 0
     if len(args.words) > 1:

@@ -20,7 +20,7 @@ from texttune.tasks.registry import all_request_options, generation_fields, requ
 GENERATION = "generation"
 INFERENCE = "inference"
 #: The data options of ``texttune train`` (evaluate and predict have their own).
-TRAIN_DATA_OPTIONS = {"train_file", "validation_file", "validation_fraction", "max_train_samples", "max_eval_samples",
+TRAIN_DATA_OPTIONS = {"train_file", "validation_file", "test_file", "validation_fraction", "max_train_samples", "max_eval_samples",
                       "streaming", "shuffle_buffer", "data_checks", "dedupe", "near_duplicate_threshold",
                       "leak_warning_rate"}
 #: The options of ``texttune inspect``.
@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR", help="A texttune run directory or its model/ directory.")
     ev.add_argument("--metrics-file", help="Write the metrics here as flat JSON (metric name -> number).")
     ev.add_argument("--predictions-file", help="Write per-row predictions here as JSONL.")
+    ev.add_argument("--json", action="store_true", help="Print the metrics as flat JSON (metric name -> number) instead of "
+                                                        "the table of values and 95 percent bootstrap intervals.")
+    add_section(ev, "train", only={"bootstrap", "seed"}, title="intervals")
     add_section(ev, "data", only={"data_file", "max_eval_samples"})
     add_columns(ev, _all_roles())
     add_section(ev, GENERATION, title="generation (generation tasks) and evaluation batch size")
@@ -119,13 +122,16 @@ def build_parser() -> argparse.ArgumentParser:
                     "  data, status, steps, main metric (zero-shot -> fine-tuned), duration, start time.\n"
                     "texttune runs compare RUN RUN [RUN ...]\n  The config options that differ between the runs, their metrics side by "
                     "side\n"
-                    "  (best marked) and each run's status, steps and duration.\n"
+                    "  (best marked) and each run's status, steps and duration; for two runs evaluated on the same rows\n"
+                    "  (checked by a hash of the rows), a paired bootstrap test of each metric (docs/evaluation.md).\n"
                     "A first word 'compare' always means the comparison: list a directory named compare\n"
                     "as ./compare.")
     runs.add_argument("words", nargs="*", metavar="DIR | compare RUN "
                                                   "RUN", help="A directory to search, or 'compare' and two or more run directories.")
     runs.add_argument("--depth", type=int, default=3, help="How many directory levels below DIR to search (default: 3).")
     runs.add_argument("--json", action="store_true", help="Print JSON instead of a table (for scripts).")
+    runs.add_argument("--unpaired", action="store_true", help="compare: skip the paired bootstrap test of two runs (and its "
+                                                              "check that both were evaluated on the same rows).")
 
     demo = sub.add_parser("demo", parents=[common], help="Fine-tune the default offline backbone on bundled Debian summaries (~5 min on 2 "
                                                          "CPU cores).")

@@ -165,15 +165,15 @@ def evaluate_everywhere(task: Any, model: Any, rows: Any, *, generation: Any,
     """``task.evaluate`` on ``rows`` split across the processes; the same (metrics, records) on every rank.
 
     Tasks whose records carry their own references (``score_records``) are
-    sharded; others (perplexity over chunks of concatenated text) are evaluated
-    whole by every process, and rank 0's metrics are broadcast.
+    sharded; others, and those that say ``evaluates_whole`` (perplexity over chunks of
+    concatenated text), are evaluated whole by every process, and rank 0's metrics are broadcast.
     """
     import torch.distributed as dist
 
     rank, world_size = world()
     if world_size == 1:
         return task.evaluate(model, rows, generation=generation)
-    score = getattr(task, "score_records", None)
+    score = None if getattr(task, "evaluates_whole", False) else getattr(task, "score_records", None)
     with synced_generation(model, sharded):
         if score is None:
             metrics, records = task.evaluate(model, rows, generation=generation)

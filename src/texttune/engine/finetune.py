@@ -145,8 +145,10 @@ def _resume_path(config: RunConfig, run: RunDir) -> str | None:
     return str(path)
 
 
-def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, validation: Table | None, run: RunDir) -> FitResult:
-    """Fine-tune ``backbone`` for ``task`` and write everything to ``run``."""
+def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, validation: Table | None, run: RunDir,
+        test: Table | None = None) -> FitResult:
+    """Fine-tune ``backbone`` for ``task`` and write everything to ``run``; ``test`` (--test-file) is scored once at
+    the end with the best weights, never seen before."""
     import lightning.pytorch as pl
 
     from texttune.engine import placement
@@ -209,7 +211,7 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
                                rebuild=lambda: _rebuilt_module(task, backbone, config, val, recorder.evaluation, device))
         if not recorder.writes:  # this process is done: rank 0 evaluates the best weights and saves the model
             return FitResult(run.root, run.model, {})
-        return _finish(task, module, trainer, config, backbone, val, run, recorder, timing, memory)
+        return _finish(task, module, trainer, config, backbone, val, run, recorder, timing, memory, test=test)
     except BaseException as exc:
         recorder.failed(exc)  # status "failed" (unless interrupted) and plots of what was measured
         raise
@@ -344,8 +346,18 @@ def _timing(module: Any, timing: dict[str, Any], final_eval_s: float) -> dict[st
             "train_examples_per_s": round(module.train_examples / train_s, 3), "train_tokens_per_s": round(tokens / train_s, 1)}
 
 
+def _test_evaluation(task: Any, module: Any, trainer: Any, config: RunConfig, test: Table, recorder: RunRecorder) -> None:
+    """The best weights on the test rows (--test-file), on the training device: metrics.json "test"."""
+    from texttune.engine import placement
+
+    placement.move_model(module.model, placement.training_device(trainer), purpose="the test evaluation")
+    with placement.evaluation_context(module.model, trainer):
+        metrics, predictions = task.evaluate(module.model, test.rows, generation=config.generation)
+    recorder.test_evaluation(metrics, predictions, task=task, config=config, rows=test.rows)
+
+
 def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: Backbone, val: Table, run: RunDir,
-            recorder: RunRecorder, timing: dict[str, Any], memory: dict[str, Any]) -> FitResult:
+            recorder: RunRecorder, timing: dict[str, Any], memory: dict[str, Any], test: Table | None = None) -> FitResult:
     """Rank 0: restore the best weights, evaluate them on the training device, save model/ and the final metrics."""
     from texttune.engine import placement
 
@@ -363,8 +375,10 @@ def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: B
         with placement.evaluation_context(module.model, trainer):
             metrics, predictions = task.evaluate(module.model, val.rows, generation=config.generation)
     final_eval_s = time.perf_counter() - started
-    recorder.final_evaluation(predictions)
     log.info("fine-tuned: %s", metrics)
+    recorder.final_evaluation(predictions, task=task, config=config, rows=val.rows)  # intervals, paired tests
+    if test is not None:  # --test-file: once, with the best weights; nothing was chosen on it
+        _test_evaluation(task, module, trainer, config, test, recorder)
     model_dir = save_trained(task, backbone, run.model, columns=config.data.columns, peft=config.peft,
                              trained_steps=trainer.global_step)  # save_pretrained copies GPU weights to the CPU itself
     all_metrics = recorder.completed(model_dir, fine_tuned=metrics, best_checkpoint=best or None,

@@ -20,6 +20,7 @@ from typing import Any
 from texttune.backbones.adapters import parameter_counts
 from texttune.config import RunConfig
 from texttune.data import Table
+from texttune.engine import significance
 from texttune.engine.preflight import check_free_space, check_writable
 from texttune.files import append_jsonl, read_json, write_json, write_jsonl
 from texttune.runs import RunDir
@@ -115,12 +116,14 @@ class RunRecorder:
         (once: a resumed run keeps those it has)."""
         if not self.wants_baselines(config):
             return
-        baselines = task.baselines(val.rows)
+        baselines, baseline_records = significance.split_baselines(task.baselines(val.rows))
         log.info("baselines: %s", baselines)
         zero_shot, predictions = task.evaluate(model, val.rows, generation=config.generation)
         log.info("zero-shot: %s", zero_shot)
-        write_jsonl(self.run.root / "predictions_zero_shot.jsonl", predictions)
-        self.run.update_metrics(baselines=baselines, zero_shot=zero_shot)
+        write_jsonl(self.run.root / significance.ZERO_SHOT_FILE, predictions)
+        sections = significance.record_baselines(self.run, task, config=config, rows=val.rows, zero_shot=predictions,
+                                                 baselines=baseline_records)  # intervals, the rows' hash
+        self.run.update_metrics(baselines=baselines, zero_shot=zero_shot, **sections)
 
     def evaluation(self, step: int, metrics: dict[str, float], predictions: list[dict[str, Any]]) -> None:
         """The module's ``on_evaluation`` callback: a line of evals.jsonl, and samples/step-NNNNNN.jsonl."""
@@ -139,9 +142,19 @@ class RunRecorder:
             self.run.set_status("failed", error=f"{type(exc).__name__}: {exc}")
         self.plots()
 
-    def final_evaluation(self, predictions: list[dict[str, Any]]) -> None:
-        """predictions.jsonl: the best weights' predictions on the validation rows."""
+    def final_evaluation(self, predictions: list[dict[str, Any]], *, task: Any, config: RunConfig, rows: Any) -> None:
+        """predictions.jsonl: the best weights' predictions on the validation ``rows``; in metrics.json their hash,
+        the fine-tuned intervals and the paired tests against zero-shot and the baselines (engine/significance.py)."""
         write_jsonl(self.run.predictions, predictions)
+        self.run.update_metrics(**significance.record_final(self.run, task, config=config, rows=rows,
+                                                            predictions=predictions))
+
+    def test_evaluation(self, metrics: dict[str, float], predictions: list[dict[str, Any]], *, task: Any,
+                        config: RunConfig, rows: Any) -> None:
+        """``--test-file``: metrics.json "test" (with its intervals and hash) and predictions_test.jsonl."""
+        log.info("test: %s", metrics)
+        self.run.update_metrics(**significance.record_test(self.run, task, config=config, rows=rows, metrics=metrics,
+                                                           predictions=predictions))
 
     def completed(self, model_dir: Path, *, fine_tuned: dict[str, Any], best_checkpoint: str | None, steps: int,
                   timing: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any]:
@@ -202,7 +215,11 @@ class NullRecorder(RunRecorder):
     def failed(self, exc: BaseException) -> None:
         pass
 
-    def final_evaluation(self, predictions: list[dict[str, Any]]) -> None:
+    def final_evaluation(self, predictions: list[dict[str, Any]], *, task: Any, config: RunConfig, rows: Any) -> None:
+        pass
+
+    def test_evaluation(self, metrics: dict[str, float], predictions: list[dict[str, Any]], *, task: Any,
+                        config: RunConfig, rows: Any) -> None:
         pass
 
     def completed(self, model_dir: Path, *, fine_tuned: dict[str, Any], best_checkpoint: str | None, steps: int,

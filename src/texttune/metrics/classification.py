@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["label_scores", "multilabel_scores", "regression_scores", "tune_thresholds"]
+from texttune.metrics.bootstrap import Additive
+
+__all__ = ["label_scores", "label_statistics", "multilabel_scores", "regression_scores", "tune_thresholds"]
 
 
 def _per_label(precision: Any, recall: Any, f1: Any, support: Any, labels: Sequence[str]) -> dict[str, float]:
@@ -143,3 +145,45 @@ def tune_thresholds(probabilities: Any, truth: Any, *, per_label: bool) -> list[
             better = (scores > best + 1e-12) & truth.any(0)
             thresholds[better], best[better] = t, scores[better]
     return [float(t) for t in thresholds]
+
+
+def label_statistics(predictions: Sequence[str], references: Sequence[str], *, labels: Sequence[str]) -> dict[str, Any]:
+    """Per-row statistics of :func:`label_scores` for the fast bootstrap (metrics/bootstrap.py): each row adds one cell
+    of the (reference, prediction) confusion matrix, and every score is a function of that matrix, computed as
+    scikit-learn computes it (``zero_division=0``; macro and weighted averages over the labels present in the rows)."""
+    import numpy as np
+
+    index = {label: i for i, label in enumerate(labels)}
+    n = len(labels)
+    cells = np.zeros((len(references), n * n + 1))  # the confusion cells, then rows outside the labels (never counted)
+    for row, (reference, prediction) in enumerate(zip(references, predictions)):
+        if reference in index and prediction in index:
+            cells[row, index[reference] * n + index[prediction]] = 1
+        else:
+            cells[row, -1] = 1
+
+    def counts(s: Any) -> tuple[Any, Any, Any, Any]:
+        matrix = s[:, :-1].reshape(-1, n, n)  # (resamples, reference, prediction)
+        return np.einsum("bii->bi", matrix), matrix.sum(axis=1), matrix.sum(axis=2), s.sum(axis=1)
+
+    def ratio(a: Any, b: Any) -> Any:
+        return np.where(b > 0, a / np.maximum(b, 1), 0.0)
+
+    def scores(s: Any) -> dict[str, Any]:
+        tp, predicted, true, rows = counts(s)
+        precision, recall, f1 = ratio(tp, predicted), ratio(tp, true), ratio(2 * tp, predicted + true)
+        present = true > 0
+        shown = np.maximum(present.sum(axis=1), 1)
+        out = {"accuracy": 100 * tp.sum(axis=1) / rows,
+               "macro_f1": 100 * (f1 * present).sum(axis=1) / shown,
+               "micro_f1": 100 * ratio(2 * tp.sum(axis=1), predicted.sum(axis=1) + true.sum(axis=1)),
+               "weighted_f1": 100 * ratio((f1 * true).sum(axis=1), true.sum(axis=1)),
+               "macro_precision": 100 * (precision * present).sum(axis=1) / shown,
+               "macro_recall": 100 * (recall * present).sum(axis=1) / shown}
+        for i, label in enumerate(labels):
+            out.update({f"precision_{label}": np.round(100 * precision[:, i], 4),
+                        f"recall_{label}": np.round(100 * recall[:, i], 4),
+                        f"f1_{label}": np.round(100 * f1[:, i], 4), f"support_{label}": true[:, i]})
+        return out
+
+    return {name: Additive(cells, lambda s, name=name: scores(s)[name]) for name in scores(cells[:1])}

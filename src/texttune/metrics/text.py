@@ -72,20 +72,27 @@ def rouge(predictions: Sequence[str], references: Sequence[str], *, tokenizer: s
     (from ``language``; no language is English): see metrics/tokenize.py. ``rougeLsum`` is summary-level LCS
     over the sentences of :func:`summary_lines` (without them it equals ``rougeL``).
     """
+    rows = rouge_rows(predictions, references, tokenizer=tokenizer, language=language)
+    return {key: round(100 * sum(values) / len(predictions), 4) for key, values in rows.items()}
+
+
+def rouge_rows(predictions: Sequence[str], references: Sequence[str], *, tokenizer: str = "auto",
+               language: str | None = None) -> dict[str, list[float]]:
+    """Each row's ROUGE-1/2/L/Lsum F-measure (0-1): :func:`rouge` is 100 x their mean; the bootstrap resamples them."""
     _check_pairs(predictions, references)
     from rouge_score import rouge_scorer
 
     own = rouge_tokenizer(resolve_rouge_tokenizer(tokenizer, language=language))
     plain = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True, tokenizer=own)
     summary = rouge_scorer.RougeScorer(["rougeLsum"], use_stemmer=True, tokenizer=own)
-    totals = dict.fromkeys(ROUGE_TYPES, 0.0)
+    rows: dict[str, list[float]] = {key: [] for key in ROUGE_TYPES}
     for prediction, reference in zip(predictions, references):
         scores = plain.score(reference, prediction)
         scores.update(summary.score(summary_lines(reference, language=language),
                                     summary_lines(prediction, language=language)))
         for key in ROUGE_TYPES:
-            totals[key] += scores[key].fmeasure
-    return {key: round(100 * total / len(predictions), 4) for key, total in totals.items()}
+            rows[key].append(scores[key].fmeasure)
+    return rows
 
 
 def bleu_chrf(predictions: Sequence[str], references: Sequence[str], *,

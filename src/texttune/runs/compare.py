@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from texttune.runs.catalog import (
     shorten,
     table,
 )
+from texttune.runs.paired import PairedRuns, format_paired, pair_runs
 from texttune.runs.summary import shown_rows
 
 #: Options that differ between any two runs by construction: not compared.
@@ -63,6 +65,7 @@ class Comparison:
     identical: int
     metrics: tuple[MetricRow, ...]
     notes: tuple[str, ...]
+    paired: PairedRuns | None = None  # two runs on the same rows: the paired bootstrap test (runs/paired.py)
 
     def to_dict(self) -> dict[str, Any]:
         """``texttune runs compare --json``."""
@@ -74,11 +77,16 @@ class Comparison:
                          "best": [self.labels[i] for i in m.best], "higher_is_better": m.higher_is_better}
                         for m in self.metrics],
             "notes": list(self.notes),
+            "paired": self.paired.to_dict() if self.paired else None,
         }
 
 
-def compare_runs(paths: list[Path]) -> Comparison:
-    """Compare two or more run directories; a ConfigError names a path that is not one."""
+def compare_runs(paths: list[Path], *, task_of: Callable[[Path], Any] | None = None) -> Comparison:
+    """Compare two or more run directories; a ConfigError names a path that is not one.
+
+    With ``task_of`` (a run -> its task, which scores records) and exactly two runs, the paired bootstrap test on
+    their shared validation rows too; a ConfigError when they were evaluated on different rows (runs/paired.py).
+    """
     paths = [Path(p) for p in paths]
     if len(paths) < 2:
         given = f": {paths[0]}" if paths else ""
@@ -100,8 +108,12 @@ def compare_runs(paths: list[Path]) -> Comparison:
     zero_shots = [read_metrics(p).get("zero_shot") for p in paths]
     finals = [f if isinstance(f, dict) else {} for f in finals]
     zero_shots = [z if isinstance(z, dict) else {} for z in zero_shots]
+    paired, why = None, None
+    if task_of is not None and len(paths) == 2:
+        paired, why = pair_runs((paths[0], paths[1]), (labels[0], labels[1]), task_of=task_of)
+    notes = _notes(runs, configs, finals) + ((why,) if why else ())
     return Comparison(runs=runs, labels=labels, differing=differing, identical=identical,
-                      metrics=_metric_rows(runs, finals, zero_shots), notes=_notes(runs, configs, finals))
+                      metrics=_metric_rows(runs, finals, zero_shots), notes=notes, paired=paired)
 
 
 def _labels(paths: list[Path]) -> tuple[str, ...]:
@@ -217,6 +229,9 @@ def format_comparison(comparison: Comparison) -> str:
               ["duration", *(format_duration(r.duration_s) for r in c.runs)],
               ["started", *((r.started or "-").replace("T", " ") for r in c.runs)]]
     out.append(table(status))
+    if c.paired is not None:
+        ordered = [m.name for m in c.metrics if m.kind == "fine_tuned"] or list(c.paired.tests)
+        out += ["", *format_paired(c.paired, names=shown_rows(ordered)[0])]
     if c.notes:
         out += ["", *(f"note: {note}" for note in c.notes)]
     return "\n".join(out)

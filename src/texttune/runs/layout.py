@@ -11,10 +11,13 @@
       model_summary.json   architecture, parameters (total, trainable), size on disk
       batch_size.json      the --batch-size auto search: trials and the choice
       lr_find.json         the --learning-rate auto range test: the curve, the pick and why
-      metrics.json         baselines, zero-shot, final (fine-tuned)
+      metrics.json         baselines, zero-shot, final (fine-tuned), test; bootstrap intervals, paired tests, the
+                           evaluation rows' hash (docs/evaluation.md)
       evals.jsonl          one line per evaluation during training
       samples/             step-NNNNNN.jsonl: predictions at each evaluation
       predictions.jsonl    input, reference and prediction for the evaluated set
+      predictions_zero_shot.jsonl, predictions_baseline_NAME.jsonl, predictions_test.jsonl: the same per row, for
+                           the untrained model, each baseline and --test-file
       checkpoints/         Lightning checkpoints: best by the chosen metric, last
       logs/                metrics.csv per logging step (loss, lr, throughput); tensorboard/
       plots/               loss, learning rate, metric and length histograms (PNG)

@@ -20,6 +20,7 @@ from typing import Any
 from texttune.errors import ConfigError
 from texttune.files import write_text
 from texttune.runs.classes import ClassRecords, ConfusionView, class_records, confusion_view, per_label_key
+from texttune.runs.intervals import FOOTNOTE, paired_note, value_cell
 from texttune.runs.lr_find_plot import LR_FIND_PLOT, LR_FIND_SOURCE
 from texttune.runs.lr_find_plot import caption as lr_find_caption
 from texttune.runs.plots import (
@@ -182,6 +183,7 @@ def _summary(run: Run) -> Html:
             ["steps", status.get("steps")], ["duration", _duration(status.get("duration_s"))],
             ["started", status.get("started")], ["finished", status.get("finished")], ["last update", status.get("updated")],
             ["training data", run.config.get("train_file")], ["validation data", run.config.get("validation_file")],
+            ["test data (scored once, with the best weights)", run.config.get("test_file")],
             [f"fine-tuned {run.main}" if run.main else "main metric", best]]
     parts = [table([], [r for r in rows if r[1] is not None])]
     if status.get("error"):
@@ -199,12 +201,13 @@ def _metrics(run: Run) -> Html:
     if not isinstance(run.metrics, dict):
         return run.missing("metrics.json")
     m = run.metrics
-    columns = [(f"baseline {name}", v) for name, v in (m.get("baselines") or {}).items() if isinstance(v, dict)]
-    columns += [(title, m.get(key)) for key, title in (("zero_shot", "zero-shot"), ("fine_tuned", "fine-tuned"))
-                if isinstance(m.get(key), dict)]
+    columns = [(f"baseline {name}", v, "baselines", name) for name, v in (m.get("baselines") or {}).items()
+               if isinstance(v, dict)]
+    columns += [(title, m.get(key), key, None) for key, title in (("zero_shot", "zero-shot"), ("fine_tuned", "fine-tuned"),
+                                                                  ("test", "test")) if isinstance(m.get(key), dict)]
     if not columns:
         return Html("<p class=missing>not recorded (metrics.json has no scores yet)</p>")
-    names = _metric_order(run, [k for _, values in columns for k in values])
+    names = _metric_order(run, [k for _, values, *_ in columns for k in values])
     per_label = [n for n in names if per_label_key(n) is not None]  # shown in the per-class section instead
     names = [n for n in names if per_label_key(n) is None]
     zero, fine = m.get("zero_shot") or {}, m.get("fine_tuned") or {}
@@ -215,14 +218,16 @@ def _metrics(run: Run) -> Html:
             delta = number(fine[name]) - number(zero[name])  # type: ignore[operator]
             better = run.higher if name == run.main else None
             arrow = "" if better is None or delta == 0 else (" up" if (delta > 0) == better else " down")
-            diff = Html(f"<span class='{arrow.strip()}'>{esc(f'{delta:+.4g}')}</span>")
+            diff = Html(f"<span class='{arrow.strip()}'>{esc(f'{delta:+.4g}')}</span>{esc(paired_note(m, name))}")
         label = name if name != run.main else f"{name} (main, {'higher' if run.higher else 'lower'} is better)"
-        rows.append([label, *[values.get(name) for _, values in columns], diff])
+        rows.append([label, *[value_cell(m, key, values, name, baseline=b) for _, values, key, b in columns], diff])
         classes.append("main" if name == run.main else "")
-    other = [[k, v] for k, v in m.items() if k not in {"baselines", "zero_shot", "fine_tuned"} and not isinstance(v, (dict, list))]
+    other = [[k, v] for k, v in m.items() if k not in {"baselines", "zero_shot", "fine_tuned", "test"}
+             and not isinstance(v, (dict, list))]
     note = f"<p class=sub>{len(per_label)} per-label scores: in <a href='#classes'>Per class</a></p>" if per_label else ""
-    return Html(table(["metric", *[t for t, _ in columns], "fine-tuned − zero-shot"], rows, row_classes=classes, cls="metrics")
-                + note + (table([], other) if other else "") + _memory(m.get("memory")))
+    legend = f"<p class=sub>{esc(FOOTNOTE)}</p>" if m.get("intervals") else ""
+    return Html(table(["metric", *[t for t, *_ in columns], "fine-tuned − zero-shot"], rows, row_classes=classes, cls="metrics")
+                + legend + note + (table([], other) if other else "") + _memory(m.get("memory")))
 
 
 MEMORY_ROWS = (("device", "training device"), ("peak_rss_bytes", "peak resident memory (RSS) of the process"),

@@ -19,7 +19,11 @@ predict input into the task's row (default: :func:`text_input_row`); ``train_def
 (a ClassVar dict) gives the task's own defaults for shared options, e.g. its learning rate,
 measured for it (a user's value always wins; ``--help`` shows them); ``audits_loss_mask`` (a ClassVar
 bool): one training row is a prompt and its answer, so the recipe audits which label tokens carry loss before
-step 1 (tasks/loss_mask.py).
+step 1 (tasks/loss_mask.py); ``score_records(records) -> dict``: the metrics of evaluate's records (scores a
+distributed evaluation's gathered records, and every bootstrap resample: docs/evaluation.md); ``row_statistics(records)
+-> {metric: Additive}``: per-row statistics of the metrics that are sums over rows (means of per-row scores, BLEU,
+perplexity), so the bootstrap resamples them instead of rescoring (metrics/bootstrap.py); ``evaluates_whole`` (a
+ClassVar bool): a distributed evaluation must not shard the rows (chunks of concatenated text).
 """
 
 from __future__ import annotations
@@ -82,8 +86,9 @@ class Task(Protocol):
         """Metrics on rows and one prediction record per row."""
         ...
 
-    def baselines(self, rows: Any) -> dict[str, dict[str, float]]:
-        """Model-free baselines (lead-k, copy-source...) scored like the model."""
+    def baselines(self, rows: Any) -> dict[str, tuple[dict[str, float], list[dict[str, Any]]]]:
+        """Model-free baselines (lead-k, copy-source...) scored like the model: {name: (metrics, one record per row)},
+        the records as :meth:`evaluate`'s (``score_records`` scores them), so the paired test can compare them."""
         ...
 
     def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig,

@@ -28,8 +28,10 @@ from texttune.tasks.chunking import (
     check_fits,
     chunk_documents,
     chunk_records,
+    chunk_statistics,
     fingerprint,
     perplexity,
+    score_chunk_records,
     score_chunks,
 )
 from texttune.tasks.masked_lm import TEXT_ROLE
@@ -62,6 +64,9 @@ class CausalLMTask:
     main_metric: ClassVar[str] = "perplexity"
     metric_names: ClassVar[tuple[str, ...]] = ("perplexity", "loss")
     default_backbone: ClassVar[str] = "smollm2-135m"
+    # Chunks cut from the concatenated text: a process's share of the rows would chunk differently, so a
+    # distributed evaluation scores the whole set on every process (engine/distributed.py).
+    evaluates_whole: ClassVar[bool] = True
     request_options: ClassVar[tuple[str, ...]] = GENERATION_OPTIONS
 
     def __init__(self, options: CausalLMOptions | None = None) -> None:
@@ -126,7 +131,15 @@ class CausalLMTask:
         sums, counts = score_chunks(model, chunks, batch_size=generation.generation_batch_size, shift=True)
         return perplexity(sums, counts), chunk_records(self.tokenizer, chunks, sums, counts)
 
-    def baselines(self, rows: Any) -> dict[str, dict[str, float]]:
+    def score_records(self, records: list[dict[str, Any]]) -> dict[str, float]:
+        """Perplexity and loss from evaluate's chunk records (the bootstrap resamples chunks)."""
+        return score_chunk_records(records)
+
+    def row_statistics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Per-chunk (loss sum, tokens), for the fast bootstrap."""
+        return chunk_statistics(records)
+
+    def baselines(self, rows: Any) -> dict[str, tuple[dict[str, float], list[dict[str, Any]]]]:
         return {}  # the untrained (zero-shot) model is the reference
 
     def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from texttune.errors import BackboneError, DataError
+from texttune.metrics.rowwise import perplexity_statistics
 
 DEFAULT_MAX_LENGTH = 128
 IGNORE = -100  # label value the loss ignores
@@ -147,5 +148,16 @@ def chunk_records(tokenizer: Any, features: dict[str, Any], sums: list[float], c
     records = []
     for i, (ids, mask) in enumerate(zip(features["input_ids"].tolist(), features["attention_mask"].tolist())):
         text = tokenizer.decode([t for t, m in zip(ids, mask) if m], skip_special_tokens=False)
-        records.append({"chunk": i, "text": text, "scored_tokens": counts[i], "loss": round(sums[i] / max(counts[i], 1), 4)})
+        records.append({"chunk": i, "text": text, "scored_tokens": counts[i], "loss": round(sums[i] / max(counts[i], 1), 4),
+                        "loss_sum": float(sums[i])})
     return records
+
+
+def score_chunk_records(records: list[dict[str, Any]]) -> dict[str, float]:
+    """Perplexity and loss from :func:`chunk_records` (their ``loss_sum`` and ``scored_tokens``): the bootstrap's scorer."""
+    return perplexity([r["loss_sum"] for r in records], [r["scored_tokens"] for r in records])
+
+
+def chunk_statistics(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-chunk (loss sum, tokens) of :func:`chunk_records`, for the fast bootstrap (metrics/rowwise.py)."""
+    return perplexity_statistics([r["loss_sum"] for r in records], [r["scored_tokens"] for r in records])

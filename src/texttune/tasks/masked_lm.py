@@ -24,8 +24,10 @@ from texttune.tasks.chunking import (
     check_fits,
     chunk_documents,
     chunk_records,
+    chunk_statistics,
     fingerprint,
     perplexity,
+    score_chunk_records,
     score_chunks,
 )
 
@@ -62,6 +64,9 @@ class MaskedLMTask:
     main_metric: ClassVar[str] = "perplexity"
     metric_names: ClassVar[tuple[str, ...]] = ("perplexity", "loss")
     default_backbone: ClassVar[str] = "minilm"
+    # Chunks cut from the concatenated text: a process's share of the rows would chunk differently, so a
+    # distributed evaluation scores the whole set on every process (engine/distributed.py).
+    evaluates_whole: ClassVar[bool] = True
     request_options: ClassVar[tuple[str, ...]] = ("top_k",)  # candidates per mask
 
     def __init__(self, options: MaskedLMOptions | None = None) -> None:
@@ -144,7 +149,15 @@ class MaskedLMTask:
         sums, counts = score_chunks(model, masked, batch_size=generation.generation_batch_size, shift=False)
         return perplexity(sums, counts), chunk_records(self.tokenizer, masked, sums, counts)
 
-    def baselines(self, rows: Any) -> dict[str, dict[str, float]]:
+    def score_records(self, records: list[dict[str, Any]]) -> dict[str, float]:
+        """Perplexity and loss from evaluate's chunk records (the bootstrap resamples chunks)."""
+        return score_chunk_records(records)
+
+    def row_statistics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Per-chunk (loss sum, tokens), for the fast bootstrap."""
+        return chunk_statistics(records)
+
+    def baselines(self, rows: Any) -> dict[str, tuple[dict[str, float], list[dict[str, Any]]]]:
         return {}  # perplexity has no model-free counterpart here; the zero-shot model is the reference
 
     def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig,

@@ -21,6 +21,7 @@ from texttune.config import GenerationConfig, RunConfig, option
 from texttune.data import ColumnRole, Table
 from texttune.data.squad import parse_answers, span_mismatch
 from texttune.errors import BackboneError, ConfigError, DataError
+from texttune.metrics.rowwise import squad_statistics
 from texttune.tasks.data_checks import answer_offset_errors
 from texttune.tasks.qa_postprocess import BASELINES, Answer, Window, best_answer, score_answers
 
@@ -243,10 +244,18 @@ class QuestionAnsweringTask:
         """Metrics from evaluate's records (a distributed evaluation gathers them from every process)."""
         return score_answers([r["prediction"] for r in records], [r["reference"] for r in records])
 
-    def baselines(self, rows: Any) -> dict[str, dict[str, float]]:
+    def row_statistics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Per-row exact match and F1, for the fast bootstrap (metrics/rowwise.py); the rest is rescored."""
+        return squad_statistics([r["prediction"] for r in records], [r["reference"] for r in records])
+
+    def baselines(self, rows: Any) -> dict[str, tuple[dict[str, float], list[dict[str, Any]]]]:
         references = [texts for texts, _ in self._parsed(rows)]
-        return {name: score_answers([f(q, c) for q, c in zip(rows["question"], rows["context"])], references)
-                for name, f in BASELINES.items()}
+        out = {}
+        for name, f in BASELINES.items():
+            answers = [f(q, c) for q, c in zip(rows["question"], rows["context"])]
+            out[name] = (score_answers(answers, references),
+                         [{"reference": r, "prediction": a} for r, a in zip(references, answers)])
+        return out
 
     def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig) -> list[dict[str, Any]]:
         for i, row in enumerate(inputs):

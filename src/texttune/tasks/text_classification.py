@@ -21,7 +21,7 @@ from texttune.backbones import Backbone
 from texttune.config import GenerationConfig, RunConfig, option
 from texttune.data import ColumnRole
 from texttune.errors import BackboneError, ConfigError, DataError
-from texttune.metrics.classification import label_scores, multilabel_scores, regression_scores, tune_thresholds
+from texttune.metrics.classification import label_scores, label_statistics, multilabel_scores, regression_scores, tune_thresholds
 from texttune.tasks.base import pad_batch
 from texttune.tasks.class_labels import (
     HF_PROBLEM_TYPES,
@@ -394,18 +394,29 @@ class TextClassificationTask:
         """Metrics from evaluate's records (a distributed evaluation gathers them from every process)."""
         return self._score([r["prediction"] for r in records], [r["reference"] for r in records])
 
-    def baselines(self, rows: Any) -> dict[str, dict[str, float]]:
+    def row_statistics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Single-label: the confusion cell of each row, for the fast bootstrap; multi-label and regression are rescored."""
+        if self.problem != SINGLE:
+            return {}
+        return label_statistics([r["prediction"] for r in records], [r["reference"] for r in records], labels=self.labels)
+
+    def baselines(self, rows: Any) -> dict[str, tuple[dict[str, float], list[dict[str, Any]]]]:
         rows = self._usable(rows)
         references = self._read(rows)
+
+        def records(predictions: list[Any]) -> list[dict[str, Any]]:
+            return [{"reference": r, "prediction": p} for r, p in zip(references, predictions)]
+
         constant = [self.majority] * len(references)
         name = "mean" if self.problem == REGRESSION else "majority"
-        out = {name: self._score(constant, references)}
+        out = {name: (self._score(constant, references), records(constant))}
         if self._train is not None:
             started = time.perf_counter()
             train_texts, train_labels = self._train
             predictions = tfidf_linear(train_texts, train_labels, self._joined(rows), labels=self.labels,
                                        multi_label=self.problem == MULTI)
-            out["tfidf_linear"] = {**self._score(predictions, references), "fit_s": round(time.perf_counter() - started, 2)}
+            fitted = {**self._score(predictions, references), "fit_s": round(time.perf_counter() - started, 2)}
+            out["tfidf_linear"] = (fitted, records(predictions))
         return out
 
     def _joined(self, rows: Any) -> list[str]:
