@@ -195,3 +195,16 @@ def test_api_fit_predict_and_reload(tiny_model_dir: Callable[[str], Path], tmp_p
     out = model.predict(["The package", "A much longer prompt about Debian packages"], max_new_tokens=4)
     assert len(out) == 2 and all(isinstance(o, str) for o in out)
     assert load(tmp_path / "run").predict(["The package", "A much longer prompt about Debian packages"], max_new_tokens=4) == out
+
+
+def test_perplexity_has_an_interval_over_chunks_and_a_paired_test_against_zero_shot(run_dir: Path) -> None:
+    """Perplexity is resampled over evaluation chunks (each record keeps its summed loss); lower is better."""
+    metrics = read_json(run_dir / "metrics.json")
+    chunks = read_jsonl(run_dir / "predictions.jsonl")
+    assert all(isinstance(c["loss_sum"], float) and c["scored_tokens"] > 0 for c in chunks)
+    for section in ("zero_shot", "fine_tuned"):
+        bounds = metrics["intervals"][section]["perplexity"]
+        assert bounds["low"] <= metrics[section]["perplexity"] <= bounds["high"]
+    test = metrics["paired"]["zero_shot"]["perplexity"]
+    assert test["gain"] == pytest.approx(-test["difference"]) and 0 <= test["p_value"] <= 1
+    assert "baselines" not in metrics["paired"]  # causal-lm has no model-free baseline

@@ -115,7 +115,8 @@ def test_evaluate_writes_flat_metrics(kind: str, trained: Callable[[str], Path],
     metrics_file = tmp_path / "m.json"
     predictions_file = tmp_path / "p.jsonl"
     code, out, err = cli("-q", "evaluate", trained(kind), "--data-file", DATA / "summarization-val.jsonl",
-                         "--metrics-file", metrics_file, "--predictions-file", predictions_file, "--max-eval-samples", "5")
+                         "--metrics-file", metrics_file, "--predictions-file", predictions_file, "--max-eval-samples", "5",
+                         "--json")
     assert code == 0, err
     metrics = read_json(metrics_file)
     assert {"rouge1", "rougeL", "gen_len"} <= set(metrics)

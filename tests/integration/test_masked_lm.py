@@ -193,3 +193,12 @@ def test_api_fit_and_predict(tiny_model_dir: Callable[[str], Path], tmp_path: Pa
     out = model.predict(["the [MASK] package"])
     assert len(out) == 1 and len(out[0]["candidates"]) == 5  # default: five candidates
     assert load(tmp_path / "run").predict(["the [MASK] package"]) == out
+
+
+def test_masked_perplexity_has_intervals_and_a_paired_test(run_dir: Path) -> None:
+    metrics = read_json(run_dir / "metrics.json")
+    for section in ("zero_shot", "fine_tuned"):
+        for name in ("perplexity", "loss"):
+            bounds = metrics["intervals"][section][name]
+            assert bounds["low"] <= metrics[section][name] <= bounds["high"]
+    assert {"perplexity", "loss"} <= set(metrics["paired"]["zero_shot"])

@@ -254,3 +254,17 @@ def test_version_2_trains_on_unanswerable_questions(tiny_model_dir: Callable[[st
     qa._task.null_threshold = 1e9
     assert qa.predict([{"question": "Who?", "context": "Ann met Bob."}])[0] | {"score": 0} == {
         "answer": "", "score": 0, "start": None, "end": None}
+
+
+def test_exact_match_and_f1_have_intervals_and_paired_tests_against_each_baseline(run_dir: Path) -> None:
+    metrics = read_json(run_dir / "metrics.json")
+    for name in ("exact_match", "f1"):
+        bounds = metrics["intervals"]["fine_tuned"][name]
+        assert bounds["low"] <= metrics["fine_tuned"][name] <= bounds["high"]
+    assert set(metrics["paired"]["baselines"]) == set(metrics["baselines"])
+    assert all(len(read_json_lines(run_dir / f"predictions_baseline_{name}.jsonl")) == metrics["evaluation_data"]
+               ["validation"]["rows"] for name in metrics["baselines"])
+
+
+def read_json_lines(path: Path) -> list[Any]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

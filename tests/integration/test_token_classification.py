@@ -255,3 +255,14 @@ def test_masked_lm_run_directory_is_a_backbone(tiny_model_dir: Callable[[str], P
     code, _, err = _train(cli, tmp_path / "mlm", NER, tmp_path / "ner")
     assert code == 0, err
     assert read_json(tmp_path / "ner" / "model" / "config.json")["architectures"] == ["BertForTokenClassification"]
+
+
+def test_entity_f1_has_an_interval_and_is_paired_with_the_majority_tag(run_dir: Path) -> None:
+    metrics = read_json(run_dir / "metrics.json")
+    for section in ("zero_shot", "fine_tuned"):
+        bounds = metrics["intervals"][section]["f1"]
+        assert bounds["low"] <= metrics[section]["f1"] <= bounds["high"]
+    assert "f1" in metrics["intervals"]["baselines"]["majority_tag"]
+    test = metrics["paired"]["baselines"]["majority_tag"]["f1"]
+    assert test["difference"] == pytest.approx(metrics["fine_tuned"]["f1"] - metrics["baselines"]["majority_tag"]["f1"],
+                                               abs=1e-3)

@@ -8,6 +8,7 @@ the uncertainty beside them (engine/significance.py): ``intervals[section][metri
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 #: The mark of a fine-tuned value whose gain over zero-shot and every baseline is significant.
@@ -34,21 +35,23 @@ def interval(metrics: dict[str, Any], section: str, name: str, *, baseline: str 
     return None if low is None or high is None else (low, high)
 
 
-def with_interval(value: Any, bounds: tuple[float, float] | None, *, digits: int = 2) -> str:
-    """``42.30 [40.10, 44.50]``; the value alone without an interval; ``-`` without a value."""
-    number = _number(value)
-    if number is None:
+def with_interval(value: Any, bounds: tuple[float, float] | None, *, digits: int = 2,
+                  number: Callable[[float], str] | None = None) -> str:
+    """``42.30 [40.10, 44.50]``; the value alone without an interval; ``-`` without a value. ``number`` formats each
+    number (default: ``digits`` decimals)."""
+    show = number or (lambda v: f"{v:.{digits}f}")
+    value = _number(value)
+    if value is None:
         return "-"
-    text = f"{number:.{digits}f}"
-    return text if bounds is None else f"{text} [{bounds[0]:.{digits}f}, {bounds[1]:.{digits}f}]"
+    return show(value) if bounds is None else f"{show(value)} [{show(bounds[0])}, {show(bounds[1])}]"
 
 
 def value_cell(metrics: dict[str, Any], section: str, values: dict[str, Any], name: str, *,
-               baseline: str | None = None) -> str:
+               baseline: str | None = None, number: Callable[[float], str] | None = None) -> str:
     """One value of ``section`` with its interval; a fine-tuned one marked when its gain is significant everywhere."""
     if name not in values:
         return "-"
-    text = with_interval(values[name], interval(metrics, section, name, baseline=baseline))
+    text = with_interval(values[name], interval(metrics, section, name, baseline=baseline), number=number)
     return text + (MARK if section == "fine_tuned" and significant_everywhere(metrics, name) else "")
 
 

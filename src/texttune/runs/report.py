@@ -220,7 +220,7 @@ def _metrics(run: Run) -> Html:
             arrow = "" if better is None or delta == 0 else (" up" if (delta > 0) == better else " down")
             diff = Html(f"<span class='{arrow.strip()}'>{esc(f'{delta:+.4g}')}</span>{esc(paired_note(m, name))}")
         label = name if name != run.main else f"{name} (main, {'higher' if run.higher else 'lower'} is better)"
-        rows.append([label, *[value_cell(m, key, values, name, baseline=b) for _, values, key, b in columns], diff])
+        rows.append([label, *[value_cell(m, key, values, name, baseline=b, number=fmt) for _, values, key, b in columns], diff])
         classes.append("main" if name == run.main else "")
     other = [[k, v] for k, v in m.items() if k not in {"baselines", "zero_shot", "fine_tuned", "test"}
              and not isinstance(v, (dict, list))]
