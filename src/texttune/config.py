@@ -53,8 +53,8 @@ class DataConfig:
     data_checks: bool = option(True, "Check the data before training: duplicates, validation rows whose input is in the training "
                                      "data (leaks), near-duplicates, conflicting targets, empty cells, lengths and the task's "
                                      "own checks; data_report.json and a summary in the log (docs/data-checks.md).")
-    dedupe: bool = option(False, "Remove the training rows whose input also occurs in the validation data (leaks, after "
-                                 "normalisation); never touches the validation data. Says how many it removed.")
+    dedupe: bool = option(False, "Remove the training rows whose input also occurs in the validation (or --test-file) data "
+                                 "(leaks, after normalisation); never touches the evaluation data. Says how many it removed.")
     near_duplicate_threshold: float = option(0.9, "Data checks: Jaccard similarity of word sets (MinHash) at which an "
                                                   "evaluation row counts as a near-duplicate of a training row.", gt=0, le=1)
     leak_warning_rate: float = option(0.01, "Data checks: warn loudly when the share of leaked, near-duplicate or "

@@ -159,3 +159,16 @@ def test_summarization_pairs_with_lead_k_and_its_intervals_come_from_per_row_rou
     test = metrics["paired"]["baselines"][lead]["rougeL"]
     assert test["difference"] == pytest.approx(metrics["fine_tuned"]["rougeL"] - metrics["baselines"][lead]["rougeL"],
                                                abs=1e-3)
+
+
+def test_the_test_split_is_in_the_data_checks(runs: dict[str, Path], splits: dict[str, Path], cli: Cli,
+                                              tiny_model_dir: Callable[[str], Path], tmp_path: Path) -> None:
+    """Its rows are training rows here: every one a leak, which --dedupe removes from train (never from test)."""
+    report = read_json(runs["tested"] / "data_report.json")
+    assert report["splits"]["test"]["leaks"]["count"] == 10
+    code, _, err = cli("train", "text-classification", "--backbone", tiny_model_dir("bert"), "--train-file", splits["train"],
+                       "--validation-file", splits["validation"], "--test-file", splits["test"], "--dedupe",
+                       "--output-dir", tmp_path / "run", *TINY_RUN, "--bootstrap", "0", "--no-baselines")
+    assert code == 0, err
+    assert read_json(tmp_path / "run" / "data_report.json")["dedupe"]["removed_train_rows"] >= 10
+    assert "validation or test data" in err and "intervals" not in read_json(tmp_path / "run" / "metrics.json")

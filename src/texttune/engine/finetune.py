@@ -172,7 +172,7 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         stream = _stream_of(train, validation)  # --streaming: the stream trains, its first rows stand for it here
         train, val = split_data(config, stream.sample if stream else train, validation)
         if config.data.data_checks and stream is None:  # duplicates, leaks, conflicts... (--dedupe: leaks leave train)
-            train, report = check_run_data(task, train, val, data=config.data)
+            train, report = check_run_data(task, train, val, data=config.data, test=test)
             if report is not None:  # None: memory-mapped data, not checked (tasks/data_checks.py says why)
                 recorder.data_report(report)
         # Lightning decides the device first; the attention choice, the batch search and the baselines follow it.

@@ -58,15 +58,18 @@ def check_tables(task: Any, tables: Sequence[tuple[str, Table]], *, settings: Ch
     return check_splits([split_data(task, name, table) for name, table in tables], settings=settings)
 
 
-def check_run_data(task: Any, train: Table, validation: Table, *, data: DataConfig) -> tuple[Table, dict[str, Any] | None]:
-    """The recipe's checks of its train and validation rows (as split), logged; with ``data.dedupe`` the training
-    rows whose input occurs in the validation rows are removed (never validation rows). (train, report).
+def check_run_data(task: Any, train: Table, validation: Table, *, data: DataConfig,
+                   test: Table | None = None) -> tuple[Table, dict[str, Any] | None]:
+    """The recipe's checks of its train, validation and (``--test-file``) test rows (as split), logged; with
+    ``data.dedupe`` the training rows whose input occurs in the validation or test rows are removed (never
+    evaluation rows). (train, report).
 
     A memory-mapped table (a file over ``TEXTTUNE_LARGE_FILE_MB``) is not checked (report None): the checks
     hold every row's normalised text in memory, which would undo what memory-mapping is for (peak memory
     flat as the data grows, tests/slow/test_large_data.py). ``texttune inspect`` checks such files on their own.
     """
-    if is_memory_mapped(train.rows) or is_memory_mapped(validation.rows):
+    evaluated = [("validation", validation), *([("test", test)] if test is not None else [])]
+    if any(is_memory_mapped(table.rows) for table in (train, *(t for _, t in evaluated))):
         if data.dedupe:
             raise ConfigError(f"option 'dedupe' needs the data checks, which do not run on memory-mapped files "
                               f"({train.name} or {validation.name} is over TEXTTUNE_LARGE_FILE_MB): remove the leaked "
@@ -74,19 +77,20 @@ def check_run_data(task: Any, train: Table, validation: Table, *, data: DataConf
         log.info("data checks skipped: %s is memory-mapped (over TEXTTUNE_LARGE_FILE_MB) and the checks would hold "
                  "every row in memory; run 'texttune inspect' on the files to check them", train.name)
         return train, None
-    report = check_tables(task, [("train", train), ("validation", validation)], settings=settings_of(data))
+    report = check_tables(task, [("train", train), *evaluated], settings=settings_of(data))
     log_report(report)
     if data.dedupe:
         inputs, _ = _roles(task, train.rows)
+        names = " or ".join(name for name, _ in evaluated)
         leaked = leaked_reference_rows(row_keys([train.rows[k] for k in inputs]),
-                                       [row_keys([validation.rows[k] for k in inputs])])
+                                       [row_keys([table.rows[k] for k in inputs]) for _, table in evaluated])
         if len(leaked) == len(train):
-            log.warning("--dedupe: every training row occurs in the validation data; nothing removed")
+            log.warning("--dedupe: every training row occurs in the %s data; nothing removed", names)
             leaked = set()
         train = drop_rows(train, leaked)
         report["dedupe"] = {"removed_train_rows": len(leaked), "train_rows_after": len(train)}
-        log.info("--dedupe: removed %d training rows whose input occurs in the validation data (%d rows left)",
-                 len(leaked), len(train))
+        log.info("--dedupe: removed %d training rows whose input occurs in the %s data (%d rows left)",
+                 len(leaked), names, len(train))
     return train, report
 
 
