@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from texttune.tasks.text2text import SummarizationTask
 from run_files import read_json, read_jsonl
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -138,8 +137,6 @@ def test_test_file_cannot_be_the_validation_file(tiny_model_dir: Callable[[str],
     assert code == 2 and "--test-file" in err and "is the --validation-file" in err
 
 
-@pytest.mark.skipif(not hasattr(SummarizationTask, "row_statistics"),
-                    reason="text2text's bootstrap hooks (row_statistics, baselines with records) land with tasks/text2text.py")
 def test_summarization_pairs_with_lead_k_and_its_intervals_come_from_per_row_rouge(
         tiny_model_dir: Callable[[str], Path], tmp_path: Path) -> None:
     from texttune.cli.main import main

@@ -22,10 +22,12 @@ from texttune.data import ColumnRole
 from texttune.errors import BackboneError, ConfigError
 from texttune.inference.generation import generate_texts
 from texttune.metrics import bleu_chrf, generation_length, lead_sentences, mean_sentence_count, rouge, scoring_settings
+from texttune.metrics.rowwise import bleu_chrf_statistics, length_statistics, rouge_statistics
 from texttune.metrics.tokenize import ROUGE_TOKENIZERS, check_language
 from texttune.tasks.base import pad_batch
 from texttune.tasks.causal_loss import supports_target_only, target_only_loss
 from texttune.tasks.data_checks import copied_targets
+from texttune.tasks.lang_codes import LanguagePair, plain_code, remember_languages, set_languages
 from texttune.tasks.prompting import PromptFormat
 
 LANGUAGES = {"en": "English", "fr": "French", "de": "German", "ro": "Romanian", "es": "Spanish", "it": "Italian",
@@ -112,6 +114,8 @@ class Text2TextTask:
         self.max_target_length = options.max_target_length
         self.max_new_tokens: int | None = None
         self.format: PromptFormat | None = None
+        self.languages: LanguagePair | None = None  # set for many-to-many models (mBART-50, NLLB, M2M100)
+        self.saved_codes: dict[str, str] = {}  # the model's own codes, from a saved model's metadata
 
     # -- what differs between text-to-text tasks --------------------------------
     def default_prefix(self, backbone: Backbone) -> str:
@@ -152,8 +156,19 @@ class Text2TextTask:
         self.prefix = self.prefix_option if self.prefix_option is not None else self.default_prefix(backbone)
         self._attach(backbone.tokenizer, backbone.config)
 
+    def requested_languages(self) -> tuple[str | None, str | None, tuple[str, str]]:
+        """(source, target) language codes the user gave, and the options they come from (for refusals).
+
+        text2text and summarization read and write one language: ``metric_language``.
+        """
+        return self.metric_language, self.metric_language, ("--metric-language", "--metric-language")
+
     def _attach(self, tokenizer: Any, model_config: Any) -> None:
         start = getattr(model_config, "decoder_start_token_id", None) if self.family == "seq2seq" else None
+        if self.family == "seq2seq":  # many-to-many models: language codes on inputs and labels (tasks/lang_codes.py)
+            source, target, options = self.requested_languages()
+            self.languages = set_languages(tokenizer, source=self.saved_codes.get("source", source),
+                                           target=self.saved_codes.get("target", target), options=options)
         self.format = PromptFormat(tokenizer=tokenizer, family=self.family, prefix=self.prefix, decoder_start_token_id=start)
 
     def model_kwargs(self) -> dict[str, Any]:
@@ -161,7 +176,8 @@ class Text2TextTask:
 
     def learn(self, train_rows: Any) -> dict[str, Any]:
         assert self.format is not None, "bind() first"
-        lengths = sorted(self.format.target_length(t) for t in train_rows["target"])
+        forced = 1 if self.languages is not None else 0  # the target language token is generated too
+        lengths = sorted(self.format.target_length(t) + forced for t in train_rows["target"])
         # Enough room for the longest target seen in training (capped by the training
         # cut), so no prediction is silently shorter than the references it is scored on.
         self.max_new_tokens = min(lengths[-1], self.max_target_length)
@@ -218,7 +234,9 @@ class Text2TextTask:
             self.format.encode(t, None, max_source_length=self.max_source_length, max_target_length=self.max_target_length).input_ids
             for t in texts
         ]
-        return generate_texts(model, self.format.tokenizer, ids, decoder_only=self.family == "causal", options=generation)
+        forced = self.languages.target_token_id if self.languages is not None else None
+        return generate_texts(model, self.format.tokenizer, ids, decoder_only=self.family == "causal", options=generation,
+                              forced_bos_token_id=forced)
 
     def evaluate(self, model: Any, rows: Any, *, generation: GenerationConfig) -> tuple[dict[str, float], list[dict[str, Any]]]:
         inputs, references = list(rows["input"]), list(rows["target"])
@@ -230,9 +248,21 @@ class Text2TextTask:
         """Metrics from evaluate's records (a distributed evaluation gathers them from every process)."""
         return self.score([r["prediction"] for r in records], [r["reference"] for r in records])
 
-    def baselines(self, rows: Any) -> dict[str, dict[str, float]]:
-        name, outputs = self.baseline_predictions(list(rows["input"]))
-        return {name: self.score(outputs, list(rows["target"]))}
+    def row_statistics(self, records: list[dict[str, Any]]) -> dict[str, Any]:
+        """Per-row statistics of the metrics :meth:`score` reports, for the fast bootstrap (metrics/rowwise.py)."""
+        predictions, references = [r["prediction"] for r in records], [r["reference"] for r in records]
+        stats = length_statistics(predictions)
+        if "bleu" in self.metric_names:
+            stats.update(bleu_chrf_statistics(predictions, references, language=self.language))
+        if any(name.startswith("rouge") for name in self.metric_names):
+            stats.update(rouge_statistics(predictions, references, tokenizer=self.rouge_tokenizer, language=self.language))
+        return stats
+
+    def baselines(self, rows: Any) -> dict[str, tuple[dict[str, float], list[dict[str, Any]]]]:
+        inputs, references = list(rows["input"]), list(rows["target"])
+        name, outputs = self.baseline_predictions(inputs)
+        records = [{"input": i, "reference": r, "prediction": p} for i, r, p in zip(inputs, references, outputs)]
+        return {name: (self.score(outputs, references), records)}
 
     def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig) -> list[dict[str, Any]]:
         texts = [row["input"] for row in inputs]
@@ -241,6 +271,8 @@ class Text2TextTask:
     def finalize_model(self, model: Any) -> None:
         """Make the saved model generate like texttune does, also under plain transformers."""
         model.generation_config.max_new_tokens = self.max_new_tokens
+        if self.languages is not None:  # plain transformers then starts with the target language too
+            remember_languages(model, self.languages)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -253,6 +285,7 @@ class Text2TextTask:
             "max_source_length": self.max_source_length,
             "max_target_length": self.max_target_length,
             "max_new_tokens": self.max_new_tokens,
+            "language_codes": {"source": self.languages.source, "target": self.languages.target} if self.languages else None,
         }
 
     def restore(self, metadata: dict[str, Any], *, tokenizer: Any = None, model: Any = None) -> None:
@@ -266,6 +299,7 @@ class Text2TextTask:
         self.max_source_length = metadata["max_source_length"]
         self.max_target_length = metadata["max_target_length"]
         self.max_new_tokens = metadata.get("max_new_tokens")
+        self.saved_codes = metadata.get("language_codes") or {}
         if tokenizer is not None and model is not None:
             self._attach(tokenizer, model.config)
 
@@ -322,9 +356,11 @@ class TranslationTask(Text2TextTask):
 
     @property
     def roles(self) -> tuple[ColumnRole, ...]:  # type: ignore[override]
+        source, target = self.source_lang or "en", self.target_lang or "fr"  # a model's code (fra_Latn) finds "fr" too
         return (
-            ColumnRole("source", (self.source_lang or "en", "source", "src", "input"), help="source-language text", key="input"),
-            ColumnRole("target", (self.target_lang or "fr", "target", "tgt"), help="target-language text"),
+            ColumnRole("source", tuple(dict.fromkeys((source, plain_code(source), "source", "src", "input"))),
+                       help="source-language text", key="input"),
+            ColumnRole("target", tuple(dict.fromkeys((target, plain_code(target), "target", "tgt"))), help="target-language text"),
         )
 
     def check_data(self, rows: Any) -> dict[str, Any]:
@@ -342,6 +378,10 @@ class TranslationTask(Text2TextTask):
     def language(self) -> str | None:
         """The target language: sacreBLEU's tokenizer follows it."""
         return self.target_lang
+
+    def requested_languages(self) -> tuple[str | None, str | None, tuple[str, str]]:
+        """--source-lang and --target-lang."""
+        return self.source_lang, self.target_lang, ("--source-lang", "--target-lang")
 
     def scoring(self) -> dict[str, str]:
         return scoring_settings(language=self.language, bleu=True)  # no ROUGE here
