@@ -171,3 +171,22 @@ def test_memory_mapped_data_is_not_checked_and_dedupe_is_refused_there(caplog: A
     assert "data checks skipped: big.jsonl is memory-mapped" in caplog.text
     with pytest.raises(ConfigError, match="option 'dedupe' needs the data checks"):
         check_run_data(task, mapped, small, data=DataConfig(dedupe=True))
+
+
+def test_minhash_signatures_are_datasketchs_own_values() -> None:
+    """texttune's blocked signatures equal datasketch's MinHash.bulk (the LSH index relies on that arithmetic), across
+    block boundaries, for empty sets and non-ASCII shingles."""
+    import zlib
+
+    import numpy as np
+    from datasketch import MinHash
+
+    from texttune.data.duplicates import signatures
+
+    sets = [{"a", "b", "c"}, set(), {"hello", "world"}, {str(i) for i in range(300)}, {"été", "中文"}] * 3
+    for block in (1, 7, 1024):
+        ours = list(signatures(sets, block=block))
+        theirs = MinHash.bulk(([w.encode("utf-8") for w in s] for s in sets), num_perm=128, seed=1, hashfunc=zlib.crc32)
+        assert len(ours) == len(sets)
+        for mine, reference in zip(ours, theirs):
+            assert mine.dtype == reference.hashvalues.dtype and np.array_equal(mine, reference.hashvalues)
