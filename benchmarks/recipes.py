@@ -69,8 +69,20 @@ CASES = {
     # Debian package descriptions -> summaries, the demo's budget.
     "debian-smollm2": Case("summarization", "smollm2-135m", 24, 8, "rougeL",
                            options={"max_source_length": 192, "max_target_length": 40, "generation_batch_size": 20},
-                           variants={"old": OLD, "task": {}, **_lr_grid((1e-4, 2e-4, 5e-4))}),
+                           variants={"old": OLD, "task": {}, **_lr_grid((1e-4, 2e-4, 5e-4)),
+                                     # LoRA (rank 8, alpha 16): adapters start at zero and want larger rates
+                                     "lora-old": {**OLD, "peft": "lora"},
+                                     **{f"lora-{k}": {**v, "peft": "lora"} for k, v in _lr_grid((5e-4, 1e-3, 2e-3)).items()}}),
+    # Masked-LM adaptation of minilm on IMDb reviews (its MLM head starts random): the slow test's budget.
+    "imdb-minilm": Case("masked-lm", "minilm", 30, 8, "perplexity", options={"max_length": 64},
+                        variants={"old": OLD, "task": {}, **_lr_grid((1e-4, 3e-4, 1e-3))}),
+    # Causal-LM fine-tuning of SmolLM2 on the Brown corpus: the slow test's budget.
+    "brown-smollm2": Case("causal-lm", "smollm2-135m", 12, 4, "perplexity", options={"max_length": 64},
+                          variants={"old": OLD, "task": {}, **_lr_grid((1e-4, 3e-4, 1e-3))}),
 }
+#: Single-file data sets (masked-LM, causal-LM cases): the file, and how many lines at its end validate.
+SINGLE_FILE = {"imdb-minilm": (SHARED / "language-modeling" / "imdb-sample" / "sample.jsonl", 40),
+               "brown-smollm2": (SHARED / "language-modeling" / "brown" / "train.jsonl", 200)}
 
 
 def data_files(name: str) -> tuple[Path, Path]:
@@ -84,6 +96,11 @@ def data_files(name: str) -> tuple[Path, Path]:
         shutil.copy(SHARED / "ner" / "conll2003" / "train.jsonl", train)
         lines = (SHARED / "ner" / "conll2003" / "validation.jsonl").read_text(encoding="utf-8").splitlines()[:1000]
         val.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    elif name in SINGLE_FILE:  # the last lines validate, the rest (up to 2,000 lines) trains
+        path, held_out = SINGLE_FILE[name]
+        lines = path.read_text(encoding="utf-8").splitlines()
+        train.write_text("\n".join(lines[:-held_out][:2000]) + "\n", encoding="utf-8")
+        val.write_text("\n".join(lines[-held_out:]) + "\n", encoding="utf-8")
     elif name == "squad-minilm":
         sys.path.insert(0, str(ROOT / "tests" / "slow"))
         from test_question_answering_real import SQUAD, split_by_article
@@ -113,7 +130,8 @@ def run_one(name: str, variant: str, seed: int) -> dict[str, Any]:
     config = model.config.train
     return {"variant": variant, "seed": seed, "value": result.metrics["fine_tuned"][case.metric],
             "learning_rate": config.learning_rate, "head_learning_rate": config.head_learning_rate,
-            "warmup_ratio": config.warmup_ratio, "wall_s": round(time.perf_counter() - started, 1)}
+            "warmup_ratio": config.warmup_ratio, "peft": model.config.peft.peft,
+            "wall_s": round(time.perf_counter() - started, 1)}
 
 
 def table(name: str, results: list[dict[str, Any]]) -> str:
@@ -126,6 +144,7 @@ def table(name: str, results: list[dict[str, Any]]) -> str:
     for variant, runs in by_variant.items():
         values = [r["value"] for r in runs]
         head = f" ({runs[0]['head_learning_rate']:g})" if runs[0].get("head_learning_rate") else ""
+        head += " LoRA" if runs[0].get("peft") else ""
         lines.append(f"| {variant} | {runs[0]['learning_rate']:g}{head} | {runs[0]['warmup_ratio']:g} | {len(runs)} | "
                      f"{statistics.fmean(values):.2f} | {min(values):.2f}-{max(values):.2f} |")
     return "\n".join(lines)
