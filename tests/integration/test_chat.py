@@ -72,6 +72,9 @@ def test_a_cli_run_trains_audits_and_evaluates(trained: Path) -> None:
     for section in ("zero_shot", "fine_tuned"):
         assert {"rougeL", "exact_match", "gen_len", "perplexity", "loss"} <= set(metrics[section])
     assert set(metrics["baselines"]) == {"echo_last_user"}
+    # the baseline's records make a paired test on the same rows; intervals cover every reported metric
+    assert "rougeL" in metrics["paired"]["baselines"]["echo_last_user"]
+    assert {"rougeL", "perplexity"} <= set(metrics["intervals"]["fine_tuned"])
     records = [json.loads(line) for line in (trained / "predictions.jsonl").read_text().splitlines()]
     assert len(records) == 4
     first = records[0]

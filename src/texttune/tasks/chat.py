@@ -342,11 +342,14 @@ class ChatTask:
         return {**rouge(predictions, references), "exact_match": round(100 * exact / len(predictions), 4),
                 **generation_length(predictions)}
 
-    def baselines(self, rows: Any) -> dict[str, dict[str, float]]:
-        """Echo the user's last message: what a reply scores that only repeats the question."""
+    def baselines(self, rows: Any) -> dict[str, tuple[dict[str, float], list[dict[str, Any]]]]:
+        """Echo the user's last message: what a reply scores that only repeats the question; with one record per
+        row, so the fine-tuned model is tested against it on the same rows (paired bootstrap)."""
         pairs = [(c[:-1], c[-1]["content"]) for c in self._conversations(rows)]
         echoes = [next((m["content"] for m in reversed(history) if m["role"] == "user"), "") for history, _ in pairs]
-        return {"echo_last_user": self._score(echoes, [reference for _, reference in pairs])}
+        records = [{"conversation": history, "reference": reference, "prediction": echo}
+                   for (history, reference), echo in zip(pairs, echoes)]
+        return {"echo_last_user": (self.score_records(records), records)}
 
     def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig) -> list[dict[str, Any]]:
         """The next assistant reply to each conversation (from :meth:`parse_input`)."""
