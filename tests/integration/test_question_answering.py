@@ -99,7 +99,7 @@ def test_evaluate_on_jsonl_official_json_and_csv_agree(run_dir: Path, cli: Cli, 
     results = []
     for path in (jsonl, official, table):
         code, out, err = cli("-q", "evaluate", run_dir, "--data-file", path, "--metrics-file", tmp_path / "m.json",
-                             "--predictions-file", tmp_path / "p.jsonl")
+                             "--predictions-file", tmp_path / "p.jsonl", "--json")
         assert code == 0, err
         assert set(read_json(tmp_path / "m.json")) == {"exact_match", "f1"}
         predicted = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
