@@ -363,3 +363,23 @@ def test_a_task_s_own_defaults_for_shared_options_come_before_the_user_s() -> No
     text = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._subparsers._group_actions[0]
                 .choices["text-classification"]._actions if "--learning-rate" in a.option_strings).help
     assert f"(default: {cls.train_defaults['learning_rate']} for this task)" in text
+
+
+def test_lora_defaults_replace_the_task_defaults_only_under_lora() -> None:
+    """text-to-text tasks train LoRA adapters at their measured LoRA rate; full fine-tuning and other tasks keep theirs,
+    and a value the user gives always wins (flags, API options, YAML alike: all reach run_config)."""
+    from texttune.cli.main import build_parser
+    from texttune.tasks.registry import TASKS, default_learning_rate, run_config
+
+    lora = TASKS["summarization"].lora_train_defaults
+    config = run_config("summarization", {"peft": "lora"})
+    assert (config.train.learning_rate, config.train.warmup_ratio) == (lora["learning_rate"], lora["warmup_ratio"])
+    assert run_config("summarization", {"peft": "lora", "learning-rate": "1e-4"}).train.learning_rate == 1e-4
+    assert run_config("summarization", {"peft": "lora", "warmup_ratio": 0.0}).train.warmup_ratio == 0.0
+    assert run_config("summarization", {}).train.learning_rate == 5e-5
+    assert run_config("token-classification", {"peft": "lora"}).train.learning_rate == 3e-4  # no LoRA default there
+    assert default_learning_rate(TASKS["translation"], peft="lora") == lora["learning_rate"]
+    assert default_learning_rate(TASKS["translation"]) == 5e-5
+    text = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._subparsers._group_actions[0]
+                .choices["summarization"]._actions if "--learning-rate" in a.option_strings).help
+    assert f"(default: 5e-05; {lora['learning_rate']} with --peft lora)" in text

@@ -35,26 +35,30 @@ def _flag(name: str) -> str:
 
 
 def add_section(parser: argparse.ArgumentParser, section: str, *, only: set[str] | None = None,
-                cls: type | None = None, title: str | None = None, defaults: dict[str, Any] | None = None) -> None:
+                cls: type | None = None, title: str | None = None, defaults: dict[str, Any] | None = None,
+                lora_defaults: dict[str, Any] | None = None) -> None:
     """Add one config section's fields as flags, in their own --help group.
 
     ``cls``/``title``: a dataclass that is not a shared section (a task's own options);
-    ``defaults``: a task's own defaults for shared options (``train_defaults``), shown in the help.
+    ``defaults``: a task's own defaults for shared options (``train_defaults``), shown in the help;
+    ``lora_defaults``: those that replace them under ``--peft lora`` (``lora_train_defaults``).
     """
     add_fields(parser.add_argument_group(title or TITLES[section]),
                [f for f in fields(cls or FLAG_SECTIONS[section]) if f.name != "columns" and (only is None or f.name in only)],
-               defaults=defaults)
+               defaults=defaults, lora_defaults=lora_defaults)
 
 
 def add_fields(group: Any, option_fields: list[Any], *, help_of: dict[str, str] | None = None,
-               defaults: dict[str, Any] | None = None) -> None:
+               defaults: dict[str, Any] | None = None, lora_defaults: dict[str, Any] | None = None) -> None:
     """One flag per dataclass field: type, choices, default and help from the field (``help_of`` overrides help)."""
     for f in option_fields:
         base, _ = annotation_type(f.type)
         help_text = (help_of or {}).get(f.name) or f.metadata.get("help", "")
         default = (defaults or {}).get(f.name, f.default)
         if default is not None and base is not bool:
-            help_text += f" (default: {default}{' for this task' if f.name in (defaults or {}) else ''})"
+            help_text += f" (default: {default}{' for this task' if f.name in (defaults or {}) else ''}"
+            lora = (lora_defaults or {}).get(f.name)
+            help_text += f"; {lora} with --peft lora)" if lora is not None else ")"
         if base is bool:
             group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
                                default=argparse.SUPPRESS, help=help_text + f" (default: {'on' if default else 'off'})")

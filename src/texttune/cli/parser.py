@@ -59,7 +59,8 @@ def _add_train(sub: argparse._SubParsersAction, common: argparse.ArgumentParser)
         add_section(p, "data", only=TRAIN_DATA_OPTIONS)
         add_section(p, "task", cls=cls.options, title=f"{name} options")
         for section in ("model", "train", "peft"):
-            add_section(p, section, defaults=getattr(cls, "train_defaults", None))
+            add_section(p, section, defaults=getattr(cls, "train_defaults", None),
+                        lora_defaults=getattr(cls, "lora_train_defaults", None))
         add_section(p, GENERATION, only=set(generation_fields(cls)),
                     title=None if cls.generates else "evaluation")
 

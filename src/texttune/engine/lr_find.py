@@ -303,7 +303,7 @@ def resolve_learning_rate(config: RunConfig, *, task: Any, model: torch.nn.Modul
         test = range_test(model=model, loss=loss or task.loss, loader=loader, device=device, groups=groups,
                           accumulate=t.accumulate_grad_batches, clip=t.gradient_clip_val, scaler=scaler)
     found = pick(test.rates, test.losses)
-    rate = found.rate if found.rate is not None else default_learning_rate(type(task))
+    rate = found.rate if found.rate is not None else default_learning_rate(type(task), peft=config.peft.peft)
     head = float(f"{rate * ratio:.3g}") if ratio is not None else None
     if found.rate is None:
         log.warning("learning rate auto: the range test gives no rate (%s); using %s's default %g", found.reason,

@@ -17,7 +17,8 @@ only the task understands, each ``{"count": n, "rows": [row indices], ...}`` (ta
 given one, else ``default_backbone``); ``parse_input(value, index)`` turns one raw
 predict input into the task's row (default: :func:`text_input_row`); ``train_defaults``
 (a ClassVar dict) gives the task's own defaults for shared options, e.g. its learning rate,
-measured for it (a user's value always wins; ``--help`` shows them); ``audits_loss_mask`` (a ClassVar
+measured for it (a user's value always wins; ``--help`` shows them), and ``lora_train_defaults``
+those that replace them under ``--peft lora``; ``audits_loss_mask`` (a ClassVar
 bool): one training row is a prompt and its answer, so the recipe audits which label tokens carry loss before
 step 1 (tasks/loss_mask.py); ``score_records(records) -> dict``: the metrics of evaluate's records (scores a
 distributed evaluation's gathered records, and every bootstrap resample: docs/evaluation.md); ``row_statistics(records)

@@ -128,11 +128,21 @@ def run_config(name: str, options: dict[str, Any]) -> RunConfig:
     cls = task_class(name)
     roles = tuple(r.role for r in cls().roles)
     # A task's own defaults for shared options (e.g. its learning rate) come before anything the user gives.
-    options = {**getattr(cls, "train_defaults", {}), **{key.replace("-", "_"): value for key, value in options.items()}}
+    given = {key.replace("-", "_"): value for key, value in options.items()}
+    options = {**task_train_defaults(cls, peft=given.get("peft")), **given}
     config = build_config(name, options, task_options=cls.options, column_roles=roles,
                           generation_fields=generation_fields(cls), elsewhere=option_owners())
     _check_auto_head(cls, config)
     return config
+
+
+def task_train_defaults(cls: type, *, peft: str | None = None) -> dict[str, Any]:
+    """The task's own defaults for shared options: ``train_defaults``, and under LoRA its ``lora_train_defaults`` on
+    top (adapters start at zero and were measured to want a larger rate: docs/recipes.md)."""
+    defaults = dict(getattr(cls, "train_defaults", {}))
+    if peft == "lora":
+        defaults.update(getattr(cls, "lora_train_defaults", {}))
+    return defaults
 
 
 def auto_head_ratio(cls: type, head_learning_rate: float | None) -> float | None:
@@ -149,10 +159,11 @@ def auto_head_ratio(cls: type, head_learning_rate: float | None) -> float | None
     return float(f"{float(head) / default_learning_rate(cls):.6g}")  # 3e-3 / 3e-4 is 10.000000000000002 in floats
 
 
-def default_learning_rate(cls: type) -> float:
-    """The learning rate a run of the task class ``cls`` has when none is given (its own default, else texttune's):
-    what ``--learning-rate auto`` falls back to when the range test finds no descent."""
-    return float(getattr(cls, "train_defaults", {}).get("learning_rate", defaults_of(TrainConfig)["learning_rate"]))
+def default_learning_rate(cls: type, *, peft: str | None = None) -> float:
+    """The learning rate a run of the task class ``cls`` has when none is given (its own default, under LoRA its
+    LoRA default, else texttune's): what ``--learning-rate auto`` falls back to when the range test finds no descent."""
+    own = task_train_defaults(cls, peft=peft)
+    return float(own.get("learning_rate", defaults_of(TrainConfig)["learning_rate"]))
 
 
 def _check_auto_head(cls: type, config: RunConfig) -> None:
