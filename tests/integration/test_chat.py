@@ -158,3 +158,11 @@ def test_cli_predict_reads_plain_lines_and_either_layout(trained: Path, cli: Cal
     code, out, err = cli("-q", "predict", trained, "--max-new-tokens", "3")
     assert code == 0, err
     assert json.loads(out)["prediction"] == first["prediction"]  # a plain line is the user's message
+
+
+def test_the_report_shows_conversations_as_turns(trained: Path) -> None:
+    from texttune.runs.report import write_report
+
+    page = write_report(trained).read_text(encoding="utf-8")
+    assert "<b>system:</b> Answer briefly." in page and "<b>user:</b>" in page
+    assert '{&quot;role&quot;' not in page  # not a JSON dump of the turns

@@ -284,7 +284,7 @@ def _evals(run: Run) -> Html:
 
 def _same_row(a: dict[str, Any], b: dict[str, Any]) -> bool:
     """Whether two prediction records are for the same example (same input-side and reference values)."""
-    return all(a.get(k) == b.get(k) for k in ("input", "id", "question", "tokens", "reference") if k in a)
+    return all(a.get(k) == b.get(k) for k in ("input", "id", "question", "tokens", "conversation", "reference") if k in a)
 
 
 def _predictions(run: Run) -> Html:

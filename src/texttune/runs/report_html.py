@@ -77,4 +77,8 @@ def text_cell(value: Any, *, words: bool = False) -> Html:
     """A scrollable text cell; with ``words`` (token-level records) a list of strings reads as space-separated words."""
     if words and isinstance(value, list) and all(isinstance(v, str) for v in value):
         value = " ".join(value)
+    if isinstance(value, list) and value and all(isinstance(v, dict) and "role" in v for v in value):
+        # a conversation (chat records): one "role: content" line per turn, not a JSON dump
+        lines = "".join(f"<div><b>{esc(v.get('role'))}:</b> {esc(v.get('content'))}</div>" for v in value)
+        return Html(f"<div class=cell>{lines}</div>")
     return Html(f"<div class=cell>{esc(value if isinstance(value, str) else fmt(value))}</div>")
