@@ -10,25 +10,14 @@ takes 2-3 minutes on 2 busy CPU cores: SmolLM2 steps are kept to 4 x 64 tokens.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 BROWN = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "language-modeling" / "brown" / "train.jsonl"
 
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(not BROWN.is_file(), reason="../shared/datasets is not beside the checkout")]
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a 2-core machine shared with other jobs, two threads ran 2-3x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not BROWN.is_file(), reason="../shared/datasets is not beside the checkout"),
+              pytest.mark.usefixtures("one_torch_thread")]
 
 
 def test_smollm2_fine_tuning_lowers_perplexity_on_brown(tmp_path: Path) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,16 +48,6 @@ def faq_conversations(path: Path, n: int, *, max_chars: int = 600) -> list[dict[
     return [{"messages": [{"role": "user", "content": r["question"]},
                           {"role": "assistant", "content": " ".join(r["answer_context"].split())}]}
             for r in rows if len(r["answer_context"]) <= max_chars][:n]
-
-
-@pytest.fixture
-def one_torch_thread() -> Iterator[None]:
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def test_smollm2_chat_fine_tuning_beats_zero_shot_on_the_last_reply(tmp_path: Path, one_torch_thread: None) -> None:

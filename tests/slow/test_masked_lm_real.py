@@ -9,25 +9,13 @@ backbone and fill masks. About 2 minutes on 2 busy CPU cores.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "language-modeling" / "imdb-sample"
 
-pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a 2-core machine shared with other jobs, two threads ran 2-3x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets is not beside the checkout")

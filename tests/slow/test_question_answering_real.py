@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +40,6 @@ def split_by_article(path: Path, train_path: Path, val_path: Path, *, per_articl
     assert not {r["context"] for r in train} & {r["context"] for r in val}
     for target, part in ((train_path, train), (val_path, val)):
         target.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in part), encoding="utf-8")
-
-
-@pytest.fixture
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on 2 busy cores, two threads make each MiniLM step ~3x slower."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.skipif(not SQUAD.is_file(), reason="../shared/datasets is not beside the checkout")

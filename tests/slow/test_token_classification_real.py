@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,18 +24,6 @@ def _first(src: Path, dst: Path, n: int) -> Path:
         rows = [json.loads(line) for line in itertools.islice(handle, n)]
     dst.write_text("".join(json.dumps({"tokens": r["tokens"], "ner_tags": r["ner_tags"]}) + "\n" for r in rows), encoding="utf-8")
     return dst
-
-
-@pytest.fixture
-def one_torch_thread() -> Iterator[None]:
-    """One intra-op thread: on a 2-core machine shared with other jobs, two threads
-    hand work back and forth and a MiniLM step takes several seconds instead of one."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="../shared/datasets is not beside the checkout")
