@@ -181,3 +181,45 @@ def test_serving_never_imports_the_training_engine(t5_dir: Path) -> None:
                          env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def _post_urllib(url: str, body: bytes | Iterator[bytes], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    import json
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")  # type: ignore[arg-type]
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as refused:
+        return refused.code, json.loads(refused.read())
+
+
+def test_an_oversize_body_gets_the_413_json_not_a_connection_reset(start: Callable[..., Server], t5_dir: Path) -> None:
+    """A 10 MB body over --max-body-bytes: requests and urllib, with a length and chunked, all read the 413 JSON.
+
+    The server answers, then keeps reading and discarding the rest of the body (a lingering close):
+    closing while the client still sends resets the connection before the client reads the answer.
+    """
+    import requests
+
+    server = start(t5_dir, "--max-body-bytes", "4000")
+    Client(server.url).wait_until_ready(timeout=60)
+    url = f"{server.url}/v1/predict"
+    big = b'{"inputs": "' + b"x" * 10_000_000 + b'"}'
+    headers = {"content-type": "application/json"}
+
+    def chunked() -> Iterator[bytes]:  # no Content-Length: sent with Transfer-Encoding: chunked
+        for start_at in range(0, len(big), 65536):
+            yield big[start_at:start_at + 65536]
+
+    answers = [(r.status_code, r.json()) for r in (requests.post(url, data=big, headers=headers, timeout=60),
+                                                   requests.post(url, data=chunked(), headers=headers, timeout=60))]
+    answers += [_post_urllib(url, big, headers),
+                _post_urllib(url, chunked(), {**headers, "transfer-encoding": "chunked"})]
+    for status, body in answers:
+        assert status == 413 and body["error"]["code"] == "body_too_large", (status, body)
+    assert Client(server.url).predict("still serving", max_new_tokens=2)  # the server is unharmed
+    code, err = server.stop()
+    assert code == 0 and "Traceback" not in err

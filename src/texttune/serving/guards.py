@@ -3,12 +3,20 @@
 Both guards answer before any JSON is parsed. The body limit buffers at most
 ``max_body_bytes + 1`` bytes (a declared Content-Length over the limit is refused
 without reading anything), so a huge or endless body cannot exhaust memory.
+
+A refused body is read to its end and discarded before the 413 goes out (a
+lingering close, bounded by ``DRAIN_MAX_BYTES`` and ``DRAIN_MAX_S``): a server
+that closes while the client is still sending makes the client's next write
+fail, and ``requests`` or ``urllib`` then report "connection reset" or "broken
+pipe" instead of the 413 JSON. Past either bound the 413 is sent at once.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -19,10 +27,30 @@ Receive = Callable[[], Awaitable[Any]]
 Send = Callable[[Any], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
+#: How much of a refused body is read and thrown away so the client can finish sending and read the 413
+#: (nginx's lingering close); a longer body, or one still arriving after ``DRAIN_MAX_S``, is cut off.
+DRAIN_MAX_BYTES = 64 * 1024 * 1024
+DRAIN_MAX_S = 10.0
+
 
 def error_response(status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
     """The one error shape of the API: ``{"error": {"status", "code", "message"}}``."""
     return JSONResponse({"error": {"status": status, "code": code, "message": message}}, status_code=status, headers=headers)
+
+
+async def _drain(receive: Receive, *, already: int = 0) -> None:
+    """Read and discard the rest of a request body, within ``DRAIN_MAX_BYTES`` and ``DRAIN_MAX_S``."""
+    deadline, size = time.monotonic() + DRAIN_MAX_S, already
+    while size <= DRAIN_MAX_BYTES:
+        try:
+            message = await asyncio.wait_for(receive(), timeout=max(deadline - time.monotonic(), 0.0))
+        except asyncio.TimeoutError:
+            return
+        if message["type"] != "http.request":
+            return
+        size += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 async def _send_error(send: Send, status: int, code: str, message: str) -> None:
@@ -46,6 +74,8 @@ def body_limit(app: ASGIApp, *, max_bytes: int) -> ASGIApp:
                 await _send_error(send, 400, "bad_content_length", "the Content-Length header is not a number")
                 return
             if int(declared) > max_bytes:
+                if int(declared) <= DRAIN_MAX_BYTES:
+                    await _drain(receive)
                 await _send_error(send, 413, "body_too_large", f"the body has {int(declared)} bytes; the limit is {max_bytes}")
                 return
         chunks: list[bytes] = []
@@ -57,6 +87,8 @@ def body_limit(app: ASGIApp, *, max_bytes: int) -> ASGIApp:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > max_bytes:
+                if message.get("more_body", False):
+                    await _drain(receive, already=size)
                 await _send_error(send, 413, "body_too_large", f"the body has more than {max_bytes} bytes (the limit)")
                 return
             chunks.append(chunk)
