@@ -98,7 +98,7 @@ def data_files(name: str) -> tuple[Path, Path]:
         val.write_text("\n".join(lines) + "\n", encoding="utf-8")
     elif name in SINGLE_FILE:  # the last lines validate, the rest (up to 2,000 lines) trains
         path, held_out = SINGLE_FILE[name]
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").rstrip("\n").split("\n")  # not splitlines(): reviews hold U+2028
         train.write_text("\n".join(lines[:-held_out][:2000]) + "\n", encoding="utf-8")
         val.write_text("\n".join(lines[-held_out:]) + "\n", encoding="utf-8")
     elif name == "squad-minilm":
