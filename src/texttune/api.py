@@ -249,6 +249,19 @@ class TaskModel:
         outputs = self._task.predict(self._ready().model, rows, generation=gen, **own)
         return [o["output"] if set(o) == {"output"} else o for o in outputs]
 
+    def prompts(self, inputs: Sequence[Any], **options: Any) -> Any:
+        """A generating task's inputs as :class:`~texttune.inference.generation.Prompts` (token ids in the fine-tuned
+        prompt layout, the generation options resolved): what the server streams from. ConfigError for a task that
+        does not generate or that has per-request options of its own among ``options``."""
+        make = getattr(self._task, "prompts", None)
+        if make is None:
+            raise ConfigError(f"task {self.task_name!r} does not generate text")
+        generation, own = split_request_options(self._task, options)
+        if own:
+            raise ConfigError(f"option {next(iter(own))!r} does not apply to generating from a prompt")
+        rows = [self.check_input(x, i) for i, x in enumerate(inputs)]
+        return make(self._ready().model, rows, generation=self._generation(generation))
+
     @property
     def task(self) -> Any:
         """The task object: its roles, request options and learned state (labels, lengths)."""

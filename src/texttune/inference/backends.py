@@ -25,6 +25,11 @@ BatchResult = Callable[[], list[list[int]]]
 #: Starts one batch of inputs (token ids). A backend with several workers (CTranslate2) runs batches
 #: side by side until their results are asked for; transformers runs each batch when it is submitted.
 BatchGenerate = Callable[[Sequence[list[int]]], BatchResult]
+#: Told each new token of each row as it is generated: (row in the batch, token id) -> whether that row is done
+#: (a stop sequence, a caller gone). Runs on the model thread, between decoding steps.
+OnToken = Callable[[int, int], bool]
+#: Generates one batch to its end, reporting every token through ``OnToken``.
+TokenBatch = Callable[[Sequence[list[int]], OnToken], None]
 
 
 class GenerationBackend(abc.ABC):
@@ -43,6 +48,13 @@ class GenerationBackend(abc.ABC):
         A context rather than a plain call so a backend can set up once per
         ``generate_texts`` call (option mapping, eval mode) and undo it after.
         """
+
+    @abc.abstractmethod
+    def token_generation(self, tokenizer: Any, *, decoder_only: bool, options: GenerationConfig,
+                         forced_bos_token_id: int | None = None, seed: int | None = None) -> AbstractContextManager[TokenBatch]:
+        """As :meth:`generation`, for token streaming: the returned function runs one batch and calls ``on_token`` for
+        each new token; a row whose ``on_token`` says done stops (the batch stops when every row is done).
+        ``seed``: seeds sampling for this batch. Greedy or sampling only (no beams: a beam's tokens are not final)."""
 
     def info(self) -> dict[str, Any]:
         """What ``GET /v1/model`` says about the backend."""
@@ -145,6 +157,54 @@ class TransformersBackend(GenerationBackend):
             yield generate
         finally:
             model.train(was_training)
+
+
+    @contextmanager
+    def token_generation(self, tokenizer: Any, *, decoder_only: bool, options: GenerationConfig,
+                         forced_bos_token_id: int | None = None, seed: int | None = None) -> Iterator[TokenBatch]:
+        import torch
+
+        model = self.model
+        pad_id, eos = special_ids(tokenizer, model.generation_config)
+        kwargs = generation_kwargs(options, pad_token_id=pad_id, eos_token_id=eos, forced_bos_token_id=forced_bos_token_id)
+        device = next(model.parameters()).device
+
+        def run(batch: Sequence[list[int]], on_token: OnToken) -> None:
+            ids, mask = pad_ids(batch, pad_id, left=decoder_only)
+            if seed is not None:
+                torch.manual_seed(seed)
+            with torch.inference_mode():
+                model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                               stopping_criteria=_row_stopper(on_token, len(batch)), **kwargs)
+
+        was_training = model.training
+        model.eval()
+        try:
+            yield run
+        finally:
+            model.train(was_training)
+
+
+def _row_stopper(on_token: OnToken, rows: int) -> Any:
+    """A transformers stopping criterion that reports each row's newest token and stops the rows ``on_token`` ends.
+
+    transformers calls it after every decoding step with the ids so far, (B, T): the last column is the step's
+    tokens. The (B,) answer marks rows finished; generate pads them from then on and stops when all are done.
+    """
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class RowStopper(StoppingCriteria):
+        def __init__(self) -> None:
+            self.done = [False] * rows
+
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            for row, token in enumerate(input_ids[:, -1].tolist()):
+                if not self.done[row]:
+                    self.done[row] = bool(on_token(row, int(token)))
+            return torch.tensor(self.done, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([RowStopper()])
 
 
 def backend_for(model: Any) -> GenerationBackend:

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 from texttune.config import GenerationConfig
 from texttune.errors import BackboneError, ConfigError
-from texttune.inference.backends import BatchGenerate, BatchResult, GenerationBackend, special_ids
+from texttune.inference.backends import BatchGenerate, BatchResult, GenerationBackend, OnToken, TokenBatch, special_ids
 from texttune.inference.ct2_options import DecodingPlan, effective_config, plan_decoding
 from texttune.inference.device import parse_device
 
@@ -188,9 +188,7 @@ class CTranslate2Model(GenerationBackend):
         return {"name": self.name, "compute_type": self.compute_type, "device": self.device_name, "threads": self.workers,
                 "model": str(self.directory)}
 
-    @contextmanager
-    def generation(self, tokenizer: Any, *, decoder_only: bool, options: GenerationConfig,
-                   forced_bos_token_id: int | None = None) -> Iterator[BatchGenerate]:
+    def _plan(self, tokenizer: Any, options: GenerationConfig, forced_bos_token_id: int | None) -> DecodingPlan:
         pad_id, eos = special_ids(tokenizer, self.generation_config)
         config = effective_config(self.generation_config, options, pad_token_id=pad_id, eos_token_id=eos,
                                   forced_bos_token_id=forced_bos_token_id)
@@ -199,6 +197,12 @@ class CTranslate2Model(GenerationBackend):
             if warning not in self._warned:
                 self._warned.add(warning)
                 log.warning(warning)
+        return plan
+
+    @contextmanager
+    def generation(self, tokenizer: Any, *, decoder_only: bool, options: GenerationConfig,
+                   forced_bos_token_id: int | None = None) -> Iterator[BatchGenerate]:
+        plan = self._plan(tokenizer, options, forced_bos_token_id)
         submit = self._translate if self.encoder_decoder else self._generate
 
         def generate(batch: Sequence[list[int]]) -> BatchResult:
@@ -208,6 +212,36 @@ class CTranslate2Model(GenerationBackend):
             return lambda: [tokenizer.convert_tokens_to_ids(out) for out in collect()]
 
         yield generate
+
+    @contextmanager
+    def token_generation(self, tokenizer: Any, *, decoder_only: bool, options: GenerationConfig,
+                         forced_bos_token_id: int | None = None, seed: int | None = None) -> Iterator[TokenBatch]:
+        """CTranslate2's step callback reports each token. A generator stops one row when asked; a translator can only
+        stop the whole batch, so it stops once every row is done."""
+        plan = self._plan(tokenizer, options, forced_bos_token_id)
+        if plan.kwargs["beam_size"] > 1:
+            raise ConfigError("token streaming needs greedy decoding or sampling (num_beams 1)")
+
+        def run(batch: Sequence[list[int]], on_token: OnToken) -> None:
+            if plan.steps == 0:
+                return
+            if seed is not None:
+                require_ctranslate2().set_random_seed(seed)
+            tokens = [tokenizer.convert_ids_to_tokens(list(ids)) for ids in batch]
+            done = [False] * len(batch)
+
+            def step(result: Any) -> bool:
+                if not done[result.batch_id]:
+                    done[result.batch_id] = bool(on_token(result.batch_id, int(result.token_id)))
+                return done[result.batch_id] if not self.encoder_decoder else all(done)
+
+            if self.encoder_decoder:
+                prefix = [list(plan.prefix) for _ in tokens] if plan.prefix else None
+                self.engine.translate_batch(tokens, target_prefix=prefix, callback=step, **plan.kwargs)
+            else:
+                self.engine.generate_batch(tokens, callback=step, **plan.kwargs)
+
+        yield run
 
     def _translate(self, tokens: list[list[str]], plan: DecodingPlan) -> Callable[[], list[list[str]]]:
         prefix = [list(plan.prefix) for _ in tokens] if plan.prefix else None

@@ -11,12 +11,39 @@ completions' token ids to text happens here, once, for every backend.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from texttune.config import GenerationConfig
 from texttune.inference.backends import backend_for, generation_kwargs
 
-__all__ = ["generate_texts", "generation_kwargs"]
+__all__ = ["Prompts", "generate_prompts", "generate_texts", "generation_kwargs"]
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """Rows turned into what any backend generates from: what a generating task's ``prompts`` hook returns.
+
+    One place for everything the task decides (prompt layout, lengths, the first forced token, where a reply
+    ends), so predict, evaluate and the streaming routes of the server (``inference/streaming.py``) generate
+    from the same token ids and cut the same way.
+    """
+
+    tokenizer: Any
+    ids: list[list[int]]  # one prompt per row (token ids)
+    decoder_only: bool  # decoder-only prompts are continued; encoder-decoder ones are encoded
+    options: GenerationConfig  # max_new_tokens resolved
+    forced_bos_token_id: int | None = None  # a many-to-many translation model's target language
+    end_text: str | None = None  # text that ends an output (a chat template's end-of-turn that is no special token)
+
+
+def generate_prompts(model: Any, prompts: Prompts) -> list[str]:
+    """One stripped text per prompt, in order, cut before ``end_text``."""
+    texts = generate_texts(model, prompts.tokenizer, prompts.ids, decoder_only=prompts.decoder_only,
+                           options=prompts.options, forced_bos_token_id=prompts.forced_bos_token_id)
+    if prompts.end_text:
+        texts = [text.split(prompts.end_text)[0].strip() for text in texts]
+    return texts
 
 
 def generate_texts(

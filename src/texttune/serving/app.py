@@ -32,12 +32,13 @@ from texttune.errors import TexttuneError
 from texttune.serving.batcher import MicroBatcher, QueueFull, default_batch_size
 from texttune.serving.guards import ApiKey, body_limit, error_response
 from texttune.serving.metrics import ServerMetrics
+from texttune.serving.openai import OPENAI_PATHS, add_openai_routes
 from texttune.serving.predictor import Predictor, input_size, unencodable
 from texttune.serving.schema import ERROR_RESPONSES, Health, PredictResponse, Timing, request_model
 
 log = logging.getLogger("texttune.serving")
 
-PATHS = {"/", "/health", "/ready", "/metrics", "/v1/model", "/v1/predict", "/openapi.json", "/docs"}
+PATHS = {"/", "/health", "/ready", "/metrics", "/v1/model", "/v1/predict", "/openapi.json", "/docs", *OPENAI_PATHS}
 
 
 class ServerState:
@@ -51,6 +52,7 @@ class ServerState:
         self.batcher: MicroBatcher | None = None
         self.metrics = ServerMetrics(known_paths=PATHS)
         self.loaded = threading.Event()
+        self.started = time.time()  # the models' "created" in /v1/models
 
 
 def _load_in_background(state: ServerState, load: Callable[[], Predictor], loop: asyncio.AbstractEventLoop,
@@ -148,6 +150,8 @@ def create_app(*, config: ServeConfig, load: Callable[[], Predictor], api_key: s
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         status, code, message = _validation_message(exc, request, config)
+        if request.url.path in OPENAI_PATHS and status == 422:  # OpenAI answers a bad field with 400 and its name
+            return error_response(400, code, message, param=_first_field(exc))
         return error_response(status, code, message)
 
     @app.exception_handler(StarletteHTTPException)
@@ -203,6 +207,8 @@ def create_app(*, config: ServeConfig, load: Callable[[], Predictor], api_key: s
             return not_ready()
         return await _predict(state, body, arrived)
 
+    add_openai_routes(app, state, guard, not_ready)
+
     # The last added is the outermost: metrics see every response, the 413s of the body limit included,
     # and an oversize body is refused before FastAPI parses any JSON.
     app.add_middleware(body_limit, max_bytes=config.max_body_bytes)
@@ -212,6 +218,15 @@ def create_app(*, config: ServeConfig, load: Callable[[], Predictor], api_key: s
 
 class _Unauthorized(Exception):
     pass
+
+
+def _first_field(exc: RequestValidationError) -> str | None:
+    """The request field the first validation error is about (``messages.0.role``), OpenAI's ``param``."""
+    for error in exc.errors():
+        loc = [str(p) for p in error.get("loc", ()) if p != "body"]
+        if loc:
+            return ".".join(loc)
+    return None
 
 
 def _limits(config: ServeConfig, batcher: MicroBatcher | None) -> dict[str, Any]:

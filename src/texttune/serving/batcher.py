@@ -2,7 +2,9 @@
 
 Each input of each request becomes one :class:`Item` in a bounded queue. One
 asyncio task forms batches: it takes the oldest item, then every queued item
-with the *same options* (a batch runs with one set of generation options), and
+with the *same options* and the same model call (a batch runs with one set of
+generation options: ``/v1/predict``'s call or the streaming call of the
+OpenAI-compatible routes, per adapter), and
 waits at most ``max_wait_ms`` from the oldest item's arrival for more to join,
 up to ``max_batch_size``. The batch runs on a single model thread, so the event
 loop keeps accepting requests, answering health checks and timing out callers
@@ -57,9 +59,10 @@ class Item:
 
     row: Any
     size: int  # characters, for sorting by length
-    key: tuple[tuple[str, Any], ...]  # the options, hashable: only equal keys share a batch
+    key: tuple[Any, ...]  # the model call and the options, hashable: only equal keys share a batch
     options: dict[str, Any]
     future: asyncio.Future[Any]
+    run: PredictFn | None = None  # the model call (None: the batcher's own)
     arrived: float = field(default_factory=time.perf_counter)
     started: float | None = None
     finished: float | None = None
@@ -110,13 +113,20 @@ class MicroBatcher:
                 pass
         self._executor.shutdown(wait=True)
 
-    def submit(self, rows: list[Any], sizes: list[int], options: dict[str, Any]) -> list[Item]:
-        """Queue all inputs of one request, or none of them (QueueFull)."""
+    def submit(self, rows: list[Any], sizes: list[int], options: dict[str, Any], *, run: PredictFn | None = None,
+               alone: bool = False) -> list[Item]:
+        """Queue all inputs of one request, or none of them (QueueFull).
+
+        ``options`` must be hashable values. ``run``: the model call for these inputs (default: the batcher's).
+        ``alone``: the request shares its batch with no other request (a seeded sample is then the same
+        whatever else is queued).
+        """
         if len(self._pending) + len(rows) > self.max_queue:
             raise QueueFull(f"the queue holds {len(self._pending)} inputs (limit {self.max_queue})")
         loop = asyncio.get_running_loop()
-        key = tuple(sorted(options.items()))
-        items = [Item(row=r, size=s, key=key, options=options, future=loop.create_future()) for r, s in zip(rows, sizes)]
+        key = (id(run) if run is not None else 0, tuple(sorted(options.items())), object() if alone else None)
+        items = [Item(row=r, size=s, key=key, options=options, future=loop.create_future(), run=run)
+                 for r, s in zip(rows, sizes)]
         self._pending.extend(items)
         self._arrival.set()
         return items
@@ -129,7 +139,7 @@ class MicroBatcher:
             if not item.future.done():
                 item.future.cancel()
 
-    def _take(self, key: tuple[tuple[str, Any], ...], batch: list[Item]) -> None:
+    def _take(self, key: tuple[Any, ...], batch: list[Item]) -> None:
         """Move queued items with options ``key`` into ``batch`` (oldest first), up to the size limit."""
         keep: deque[Item] = deque()
         while self._pending:
@@ -192,7 +202,7 @@ class MicroBatcher:
         and other callers who shared the batch still get their outputs."""
         rows, options = [i.row for i in batch], batch[0].options
         try:
-            outputs = self._predict(rows, options)
+            outputs = (batch[0].run or self._predict)(rows, options)
         except TexttuneError as exc:
             if len(batch) == 1:
                 return [exc]

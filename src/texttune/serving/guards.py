@@ -33,9 +33,25 @@ DRAIN_MAX_BYTES = 64 * 1024 * 1024
 DRAIN_MAX_S = 10.0
 
 
-def error_response(status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The one error shape of the API: ``{"error": {"status", "code", "message"}}``."""
-    return JSONResponse({"error": {"status": status, "code": code, "message": message}}, status_code=status, headers=headers)
+#: OpenAI's error ``type`` for each status, so the ``openai`` package and the tools built on it read our errors as theirs.
+ERROR_TYPES = {401: "authentication_error", 403: "permission_error", 429: "rate_limit_error", 500: "server_error",
+               503: "server_error", 504: "timeout_error"}
+
+
+def error_body(status: int, code: str, message: str, *, param: str | None = None) -> dict[str, Any]:
+    """The one error shape of the API: ``{"error": {"status", "code", "message", "type", "param"}}``.
+
+    texttune's own fields (status, code, message) and OpenAI's (message, type, param, code) in one object:
+    every route, the OpenAI-compatible ones included, answers errors the same way.
+    """
+    kind = ERROR_TYPES.get(status, "invalid_request_error" if status < 500 else "server_error")
+    return {"error": {"status": status, "code": code, "message": message, "type": kind, "param": param}}
+
+
+def error_response(status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+                   param: str | None = None) -> JSONResponse:
+    """An error answer in the shape of :func:`error_body`."""
+    return JSONResponse(error_body(status, code, message, param=param), status_code=status, headers=headers)
 
 
 async def _drain(receive: Receive, *, already: int = 0) -> None:
@@ -54,7 +70,7 @@ async def _drain(receive: Receive, *, already: int = 0) -> None:
 
 
 async def _send_error(send: Send, status: int, code: str, message: str) -> None:
-    body = json.dumps({"error": {"status": status, "code": code, "message": message}}).encode()
+    body = json.dumps(error_body(status, code, message)).encode()
     await send({"type": "http.response.start", "status": status,
                 "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
                             (b"connection", b"close")]})

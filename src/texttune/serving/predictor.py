@@ -9,17 +9,22 @@ model needs ``texttune.api.load`` and the task's own ``predict``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 from texttune._version import __version__
 from texttune.backbones.attention import actual_attention
 from texttune.config import GENERATION_OPTIONS, GenerationConfig
+from texttune.errors import ConfigError, TexttuneError
 from texttune.inference.backends import GenerationBackend
 from texttune.inference.device import dtype_name
+from texttune.inference.streaming import RowSink, stream_batch
 from texttune.runs import find_model_dir, read_metadata
+
+log = logging.getLogger("texttune.serving")
 
 
 class Predictor(Protocol):
@@ -43,6 +48,26 @@ class Predictor(Protocol):
     def predict(self, rows: list[Any], options: dict[str, Any]) -> list[Any]:
         """One output per row, in order."""
         ...
+
+    def models(self) -> list[str]:
+        """The names a request's ``model`` may take (OpenAI-compatible routes): the served model first."""
+        ...
+
+    def chat_input(self, messages: list[dict[str, str]], model: str) -> Any:
+        """A chat request's turns as the task's input; TexttuneError when this model cannot chat."""
+        ...
+
+    def complete(self, rows: list[StreamRow], options: dict[str, Any]) -> list[Any]:
+        """Generate for a batch, each row's text going to its sink; one Finished (or exception) per row."""
+        ...
+
+
+@dataclass(frozen=True)
+class StreamRow:
+    """One input of an OpenAI-compatible request on its way to the model thread."""
+
+    input: Any  # as the task's predict takes it
+    sink: RowSink
 
 
 def input_size(row: Any) -> int:
@@ -90,6 +115,7 @@ class ModelPredictor:
                           dtype=dtype)
         self.task = self.model.task_name
         self.options = tuple(self.model.task.request_options)
+        self.name = model_name(self.model_dir)
         self._version = __version__
 
     def info(self) -> dict[str, Any]:
@@ -140,3 +166,33 @@ class ModelPredictor:
 
     def predict(self, rows: list[Any], options: dict[str, Any]) -> list[Any]:
         return self.model.predict(rows, batch_size=len(rows), **options)
+
+    def models(self) -> list[str]:
+        return [self.name]
+
+    def chat_input(self, messages: list[dict[str, str]], model: str) -> Any:
+        make = getattr(self.model.task, "chat_input", None)
+        if make is None:
+            raise ConfigError(f"a {self.task} model does not generate text; chat completions need one that does")
+        return make(messages)
+
+    def complete(self, rows: list[StreamRow], options: dict[str, Any]) -> list[Any]:
+        """``options``: generation options plus ``model``, ``stop`` (strings) and ``seed``. A failure fails every row
+        of the batch and is not retried row by row (as /v1/predict's are): text may have been streamed already."""
+        generation = dict(options)
+        generation.pop("model", None)
+        stops, seed = generation.pop("stop", ()), generation.pop("seed", None)
+        try:
+            prompts = self.model.prompts([row.input for row in rows], **generation)
+            return list(stream_batch(self.model.backbone.model, prompts, [row.sink for row in rows], stops=stops,
+                                     seed=seed))
+        except Exception as exc:  # noqa: BLE001 - every caller of the batch gets it
+            if not isinstance(exc, TexttuneError):
+                log.exception("generation failed for a batch of %d", len(rows))
+            return [exc] * len(rows)
+
+
+def model_name(model_dir: Path) -> str:
+    """What a served model is called in ``/v1/models``: its run's directory name (``runs/debian-lora/model`` ->
+    ``debian-lora``), or the model directory's own name when it is not inside a run."""
+    return model_dir.parent.name if model_dir.name == "model" and model_dir.parent.name else model_dir.name

@@ -81,6 +81,8 @@ class ErrorBody(BaseModel):
     status: int
     code: str
     message: str
+    type: str = Field(description="OpenAI's error type: invalid_request_error, authentication_error, server_error...")
+    param: str | None = Field(None, description="The request field at fault, when one is")
 
 
 class ErrorResponse(BaseModel):

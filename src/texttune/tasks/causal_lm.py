@@ -20,7 +20,7 @@ from texttune.config import GENERATION_OPTIONS, GenerationConfig, RunConfig, opt
 from texttune.data import ColumnRole
 from texttune.errors import BackboneError, ConfigError
 from texttune.inference.backends import refuse_backend
-from texttune.inference.generation import generate_texts
+from texttune.inference.generation import Prompts, generate_prompts
 from texttune.tasks.causal_loss import supports_target_only, target_only_loss
 from texttune.tasks.chunking import (
     DEFAULT_MAX_LENGTH,
@@ -142,12 +142,27 @@ class CausalLMTask:
     def baselines(self, rows: Any) -> dict[str, tuple[dict[str, float], list[dict[str, Any]]]]:
         return {}  # the untrained (zero-shot) model is the reference
 
-    def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig) -> list[dict[str, Any]]:
-        """Continue each prompt; at most ``--max-new-tokens`` (default 50) new tokens, stopping at EOS."""
+    def prompts(self, model: Any, rows: list[dict[str, Any]], *, generation: GenerationConfig) -> Prompts:
+        """The texts to continue, tokenized as in training (with the tokenizer's special tokens)."""
         if generation.max_new_tokens is None:
             generation = replace(generation, max_new_tokens=self.max_new_tokens)
-        ids = [self.tokenizer(row["text"], add_special_tokens=True)["input_ids"] for row in inputs]
-        return [{"output": text} for text in generate_texts(model, self.tokenizer, ids, decoder_only=True, options=generation)]
+        ids = [self.tokenizer(row["text"], add_special_tokens=True)["input_ids"] for row in rows]
+        return Prompts(tokenizer=self.tokenizer, ids=ids, decoder_only=True, options=generation)
+
+    def chat_input(self, messages: list[dict[str, str]]) -> str:
+        """A chat request as text to continue: the turns laid out by the tokenizer's chat template, ending with the
+        assistant's turn opened. ConfigError when the tokenizer has no template (nothing says how to lay out turns)."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            raise ConfigError("this model's tokenizer has no chat template, so chat turns have no layout; send text to "
+                              "/v1/completions, or fine-tune with the chat task")
+        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        bos, bos_id = self.tokenizer.bos_token, self.tokenizer.bos_token_id
+        adds_bos = bos_id is not None and self.tokenizer("x", add_special_tokens=True)["input_ids"][:1] == [bos_id]
+        return text[len(bos):] if adds_bos and bos and text.startswith(bos) else text  # tokenizing adds it again
+
+    def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig) -> list[dict[str, Any]]:
+        """Continue each prompt; at most ``--max-new-tokens`` (default 50) new tokens, stopping at EOS."""
+        return [{"output": text} for text in generate_prompts(model, self.prompts(model, inputs, generation=generation))]
 
     def finalize_model(self, model: Any) -> None:
         """Plain transformers then generates as texttune does (no silent 20-token limit)."""

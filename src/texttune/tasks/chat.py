@@ -24,7 +24,7 @@ from texttune.config import GENERATION_OPTIONS, GenerationConfig, RunConfig, opt
 from texttune.data import ColumnRole, Table
 from texttune.errors import BackboneError, ConfigError, DataError
 from texttune.inference.backends import backend_name
-from texttune.inference.generation import generate_texts
+from texttune.inference.generation import Prompts, generate_prompts
 from texttune.inference.options import TRANSFORMERS
 from texttune.metrics import generation_length, normalize_answer, rouge
 from texttune.tasks.base import pad_batch
@@ -147,6 +147,10 @@ class ChatTask:
             raise DataError(f"{where}: the conversation ends with an assistant turn; end it with the user's message to "
                             "get the next reply")
         return {"messages": messages}
+
+    def chat_input(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
+        """A chat request's turns as they are (:meth:`parse_input` checks them)."""
+        return messages
 
     # -- the Task protocol ------------------------------------------------------
     def auto_class(self, family: str) -> str:
@@ -305,14 +309,20 @@ class ChatTask:
         if self.end_id not in ids:
             config.eos_token_id = [*ids, self.end_id] if ids else self.end_id
 
-    def _generate(self, model: Any, histories: list[list[Message]], generation: GenerationConfig) -> list[str]:
+    def prompts(self, model: Any, rows: list[dict[str, Any]], *, generation: GenerationConfig) -> Prompts:
+        """Each row's conversation (the system prompt added) rendered up to the assistant's turn; the reply ends at
+        the end-of-turn marker."""
+        return self._prompts(model, [with_system(row["messages"], self.system_prompt) for row in rows], generation)
+
+    def _prompts(self, model: Any, histories: list[list[Message]], generation: GenerationConfig) -> Prompts:
         if generation.max_new_tokens is None:
             generation = replace(generation, max_new_tokens=self.max_new_tokens or MAX_NEW_TOKENS_CAP)
         self._stop_on_end(model)
-        texts = generate_texts(model, self.tokenizer, [self._prompt_ids(h) for h in histories], decoder_only=True,
-                               options=generation)
-        # An end-of-turn marker that is not a special token is decoded as text: the reply ends before it.
-        return [text.split(self.end_text)[0].strip() if self.end_text else text for text in texts]
+        return Prompts(tokenizer=self.tokenizer, ids=[self._prompt_ids(h) for h in histories], decoder_only=True,
+                       options=generation, end_text=self.end_text)
+
+    def _generate(self, model: Any, histories: list[list[Message]], generation: GenerationConfig) -> list[str]:
+        return generate_prompts(model, self._prompts(model, histories, generation))
 
     def evaluate(self, model: Any, rows: Any, *, generation: GenerationConfig) -> tuple[dict[str, float], list[dict[str, Any]]]:
         """Loss and perplexity on the assistant tokens (a transformers model), and the last reply of every row
@@ -353,8 +363,7 @@ class ChatTask:
 
     def predict(self, model: Any, inputs: list[dict[str, Any]], *, generation: GenerationConfig) -> list[dict[str, Any]]:
         """The next assistant reply to each conversation (from :meth:`parse_input`)."""
-        histories = [with_system(row["messages"], self.system_prompt) for row in inputs]
-        return [{"output": text} for text in self._generate(model, histories, generation)]
+        return [{"output": text} for text in generate_prompts(model, self.prompts(model, inputs, generation=generation))]
 
     def finalize_model(self, model: Any) -> None:
         """Plain transformers then generates as texttune does: stops at the end-of-turn token, no 20-token limit."""

@@ -20,7 +20,7 @@ from texttune.backbones import Backbone
 from texttune.config import GENERATION_OPTIONS, GenerationConfig, RunConfig, option
 from texttune.data import ColumnRole
 from texttune.errors import BackboneError, ConfigError
-from texttune.inference.generation import generate_texts
+from texttune.inference.generation import Prompts, generate_prompts
 from texttune.metrics import bleu_chrf, generation_length, lead_sentences, mean_sentence_count, rouge, scoring_settings
 from texttune.metrics.rowwise import bleu_chrf_statistics, length_statistics, rouge_statistics
 from texttune.metrics.tokenize import ROUGE_TOKENIZERS, check_language
@@ -224,7 +224,8 @@ class Text2TextTask:
             return target_only_loss(model, batch)
         return model(**batch).loss
 
-    def _generate(self, model: Any, texts: list[str], generation: GenerationConfig) -> list[str]:
+    def prompts(self, model: Any, rows: list[dict[str, Any]], *, generation: GenerationConfig) -> Prompts:
+        """The rows' inputs in the fine-tuned prompt layout (prefix or prompt template), ready for any backend."""
         assert self.format is not None
         if generation.max_new_tokens is None:
             from dataclasses import replace
@@ -235,12 +236,27 @@ class Text2TextTask:
             raise ConfigError(f"max_new_tokens {generation.max_new_tokens} is more than this model can generate: it has "
                               f"{limit} positions; use at most {limit}")
         ids = [
-            self.format.encode(t, None, max_source_length=self.max_source_length, max_target_length=self.max_target_length).input_ids
-            for t in texts
+            self.format.encode(row["input"], None, max_source_length=self.max_source_length,
+                               max_target_length=self.max_target_length).input_ids
+            for row in rows
         ]
         forced = self.languages.target_token_id if self.languages is not None else None
-        return generate_texts(model, self.format.tokenizer, ids, decoder_only=self.family == "causal", options=generation,
-                              forced_bos_token_id=forced)
+        return Prompts(tokenizer=self.format.tokenizer, ids=ids, decoder_only=self.family == "causal", options=generation,
+                       forced_bos_token_id=forced)
+
+    def chat_input(self, messages: list[dict[str, str]]) -> str:
+        """A chat request as this task's input: its one user message, laid out as in fine-tuning (texttune's prompt
+        layout, not the tokenizer's chat template). ConfigError for an encoder-decoder model or several turns."""
+        if self.family != "causal":
+            raise ConfigError("chat completions need a decoder-only model and this one is encoder-decoder; send the input "
+                              "as the prompt of /v1/completions")
+        if len(messages) != 1 or messages[0]["role"] != "user":
+            raise ConfigError(f"this {self.name} model answers one input: send one user message (it was fine-tuned with "
+                              "texttune's prompt layout, which has no system or assistant turns)")
+        return messages[0]["content"]
+
+    def _generate(self, model: Any, texts: list[str], generation: GenerationConfig) -> list[str]:
+        return generate_prompts(model, self.prompts(model, [{"input": t} for t in texts], generation=generation))
 
     def evaluate(self, model: Any, rows: Any, *, generation: GenerationConfig) -> tuple[dict[str, float], list[dict[str, Any]]]:
         inputs, references = list(rows["input"]), list(rows["target"])
