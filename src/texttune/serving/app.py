@@ -32,7 +32,7 @@ from texttune.errors import TexttuneError
 from texttune.serving.batcher import MicroBatcher, QueueFull, default_batch_size
 from texttune.serving.guards import ApiKey, body_limit, error_response
 from texttune.serving.metrics import ServerMetrics
-from texttune.serving.openai import OPENAI_PATHS, add_openai_routes
+from texttune.serving.openai import OPENAI_PATHS, add_openai_routes, counting
 from texttune.serving.predictor import Predictor, input_size, unencodable
 from texttune.serving.schema import ERROR_RESPONSES, Health, PredictResponse, Timing, request_model
 
@@ -50,6 +50,7 @@ class ServerState:
         self.status = "loading"
         self.detail: str | None = None
         self.batcher: MicroBatcher | None = None
+        self.complete: Callable[..., list[Any]] | None = None  # the OpenAI routes' model call (predictor.complete, counted)
         self.metrics = ServerMetrics(known_paths=PATHS)
         self.loaded = threading.Event()
         self.started = time.time()  # the models' "created" in /v1/models
@@ -82,6 +83,7 @@ def _ready(state: ServerState, predictor: Predictor) -> None:
                                  max_wait_ms=config.max_wait_ms, max_queue=config.max_queue,
                                  on_batch=state.metrics.observe_batch)
     state.batcher.start()
+    state.complete = counting(predictor.complete, state.metrics)
     state.metrics.queue_depth.set_function(lambda: state.batcher.depth if state.batcher else 0)
     state.predictor, state.status = predictor, "ok"
     state.metrics.ready.set(1)
@@ -108,7 +110,9 @@ def _validation_message(exc: RequestValidationError, request: Request, config: S
                                f"{config.max_inputs_per_request} of those")
         else:
             where = ".".join(loc) or "body"
-            parts.setdefault(where, f"{where}: {e.get('msg', 'invalid')}")
+            message = ("an unknown or unsupported field (refused, not ignored)" if e.get("type") == "extra_forbidden"
+                       else e.get("msg", "invalid"))
+            parts.setdefault(where, f"{where}: {message}")
     return 422, "invalid_request", "; ".join(parts.values())
 
 

@@ -31,6 +31,10 @@ class ServerMetrics:
         self.batch_seconds = Histogram("texttune_batch_duration_seconds", "Duration of one model call.",
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.inputs = Counter("texttune_inputs", "Inputs predicted.", registry=r)
+        self.generated_tokens = Counter("texttune_generated_tokens", "Tokens generated for the OpenAI-compatible routes.",
+                                        registry=r)
+        self.finished = Counter("texttune_completions", "Completions of the OpenAI-compatible routes by finish reason "
+                                "(cancelled: the caller left mid-generation).", ["reason"], registry=r)
         self.queue_depth = Gauge("texttune_queue_depth", "Inputs waiting for the model.", registry=r)
         self.in_flight = Gauge("texttune_requests_in_flight", "HTTP requests being handled.", registry=r)
         self.ready = Gauge("texttune_model_ready", "1 once the model is loaded.", registry=r)

@@ -84,6 +84,20 @@ def add_openai_routes(app: FastAPI, state: Any, guard: Callable[..., None], not_
         return await _complete(state, request, body, list(prompts), chat=False, arrived=arrived)
 
 
+def counting(complete: Callable[[list[Any], dict[str, Any]], list[Any]], metrics: Any) -> Callable[..., list[Any]]:
+    """``Predictor.complete`` that also counts generated tokens and finish reasons (on the model thread: the
+    counts of a row whose caller left are still seen)."""
+    def run(rows: list[Any], options: dict[str, Any]) -> list[Any]:
+        results = complete(rows, options)
+        for result in results:
+            if isinstance(result, Finished):
+                metrics.generated_tokens.inc(result.completion_tokens)
+                metrics.finished.labels(result.finish_reason).inc()
+        return results
+
+    return run
+
+
 def _check_model(state: Any, name: str) -> JSONResponse | None:
     names = state.predictor.models()
     if name in names:
@@ -138,7 +152,7 @@ async def _complete(state: Any, request: Request, body: _Sampling, values: list[
                                                  cancelled=gone.is_set))
             for i, value in enumerate(values)]
     try:
-        items = batcher.submit(rows, [input_size(v) for v in values], options, run=predictor.complete,
+        items = batcher.submit(rows, [input_size(v) for v in values], options, run=state.complete,
                                alone=body.seed is not None)
     except QueueFull as exc:
         return error_response(503, "queue_full", f"the server is busy: {exc}; retry shortly", headers={"Retry-After": "1"})
