@@ -78,7 +78,11 @@ CASES = {
                         variants={"old": OLD, "task": {}, **_lr_grid((1e-4, 3e-4, 1e-3))}),
     # Causal-LM fine-tuning of SmolLM2 on the Brown corpus: the slow test's budget.
     "brown-smollm2": Case("causal-lm", "smollm2-135m", 12, 4, "perplexity", options={"max_length": 64},
-                          variants={"old": OLD, "task": {}, **_lr_grid((1e-4, 3e-4, 1e-3))}),
+                          variants={"old": OLD, "task": {}, **_lr_grid((1e-4, 3e-4, 1e-3)),
+                                    # LoRA (rank 8, alpha 16), as debian-smollm2: 3e-4 is what the full fine-tune's
+                                    # default gives a LoRA run when the task has no LoRA default of its own
+                                    "lora-old": {**OLD, "peft": "lora"},
+                                    **{f"lora-{k}": {**v, "peft": "lora"} for k, v in _lr_grid((3e-4, 1e-3, 2e-3)).items()}}),
 }
 #: Single-file data sets (masked-LM, causal-LM cases): the file, and how many lines at its end validate.
 SINGLE_FILE = {"imdb-minilm": (SHARED / "language-modeling" / "imdb-sample" / "sample.jsonl", 40),
