@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from texttune.backbones import load_backbone
+from texttune.backbones.adapter_set import attach_adapters
 from texttune.config import RunConfig, generation_from_mapping
 from texttune.config_checks import check_limit
 from texttune.config_resume import resumed_options
@@ -37,7 +38,7 @@ from texttune.inference.backends import backend_name, refuse_backend
 from texttune.inference.options import inference_config
 from texttune.inference.saved_model import check_backend, saved_backbone
 from texttune.metrics.bootstrap import DEFAULT_RESAMPLES
-from texttune.runs import RunDir, find_model_dir, read_metadata
+from texttune.runs import RunDir, find_model_dir, model_name, read_metadata
 from texttune.tasks import TASKS, task_class, uncertainty
 from texttune.tasks.base import text_input_row
 from texttune.tasks.data_checks import check_tables, settings_of
@@ -95,6 +96,7 @@ class TaskModel:
         self.config: RunConfig = run_config(self.task_name, self._options)
         self._task = task_class(self.task_name)(self.config.task_options)
         self._backbone: Any = None
+        self._adapters: Any = None  # an AdapterSet when loaded with adapters (load(adapters=...))
         self.last_run: Any = None
 
     @classmethod
@@ -249,6 +251,18 @@ class TaskModel:
         outputs = self._task.predict(self._ready().model, rows, generation=gen, **own)
         return [o["output"] if set(o) == {"output"} else o for o in outputs]
 
+    @property
+    def served_names(self) -> list[str]:
+        """The models a server offers from this one: its own name, then its adapters' (see ``load(adapters=...)``)."""
+        return list(self._adapters.names) if self._adapters is not None else []
+
+    def use_adapter(self, name: str) -> None:
+        """Run the adapter loaded as ``name`` (or the model's own weights, under its own name) from now on."""
+        if self._adapters is None or name not in self._adapters.names:
+            valid = ", ".join(self._adapters.names) if self._adapters is not None else "none were loaded"
+            raise ConfigError(f"no adapter named {name!r}; valid: {valid}")
+        self._adapters.activate(name)
+
     def prompts(self, inputs: Sequence[Any], **options: Any) -> Any:
         """A generating task's inputs as :class:`~texttune.inference.generation.Prompts` (token ids in the fine-tuned
         prompt layout, the generation options resolved): what the server streams from. ConfigError for a task that
@@ -286,6 +300,8 @@ class TaskModel:
         """Save model, tokenizer and task metadata (loads with transformers and texttune.load)."""
         refuse_backend(getattr(self._backbone, "model", None),
                        "saved (it is saved already; 'texttune export' writes CTranslate2 copies)")
+        if self._adapters is not None:
+            raise ConfigError("a model loaded with several adapters cannot be saved as one; save each adapter's run")
         # Adapters still separate (fit with merge_adapters=False) are saved as adapters again.
         return save_trained(self._task, self._ready(), directory, columns=self.config.data.columns, peft=self.config.peft)
 
@@ -375,7 +391,8 @@ def check_load(directory: str | Path, *, backend: str | None = None, compute_typ
 
 
 def load(directory: str | Path, *, backend: str | None = None, compute_type: str | None = None,
-         threads: int | None = None, device: str | None = None, dtype: str | None = None) -> TaskModel:
+         threads: int | None = None, device: str | None = None, dtype: str | None = None,
+         adapters: dict[str, str | Path] | None = None) -> TaskModel:
     """Load a model saved by texttune (a run directory, its ``model/`` directory, or a ``texttune export``).
 
     ``device``: ``"auto"`` (default: a CUDA GPU, else Apple's MPS, else the CPU), ``"cpu"``, ``"cuda"``,
@@ -389,6 +406,10 @@ def load(directory: str | Path, *, backend: str | None = None, compute_type: str
     float16 on GPU; it takes ``compute_type`` instead of ``dtype``). An export always runs on
     CTranslate2. ``threads``: CTranslate2 workers (one thread each), or torch's process-wide
     threads for transformers. Only generation tasks run on CTranslate2; others get a clear error.
+
+    ``adapters``: {name: run or model directory} of LoRA adapters saved apart (``--no-merge-adapters``), for the same
+    task and backbone, loaded over this model unmerged; :meth:`TaskModel.use_adapter` picks the one that runs
+    (``texttune serve --adapter``; backbones/adapter_set.py).
     """
     inference = inference_config(backend=backend, compute_type=compute_type, threads=threads, device=device, dtype=dtype)
     model_dir = find_model_dir(directory)
@@ -396,6 +417,9 @@ def load(directory: str | Path, *, backend: str | None = None, compute_type: str
     saved_task(model_dir)  # a task this version does not know is refused before anything loads
     obj = api_class(meta["task"])(backbone=str(model_dir))  # task options come back through restore() below
     obj.config = replace(obj.config, data=replace(obj.config.data, columns=dict(meta.get("columns") or {})))
-    obj._backbone = saved_backbone(model_dir, meta, inference)
+    obj._backbone = saved_backbone(model_dir, meta, inference, merge_adapters=not adapters)
+    if adapters:
+        obj._adapters = attach_adapters(obj._backbone, {n: find_model_dir(d) for n, d in adapters.items()},
+                                        served=model_name(model_dir), metadata=meta, read=read_metadata)
     obj._task.restore(meta.get("task_state", {}), tokenizer=obj._backbone.tokenizer, model=obj._backbone.model)
     return obj

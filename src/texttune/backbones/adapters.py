@@ -200,11 +200,13 @@ def is_adapter_dir(metadata: dict[str, Any]) -> bool:
     return isinstance(peft, dict) and peft.get("merged") is False
 
 
-def adapter_backbone(model_dir: Path, metadata: dict[str, Any], *, dtype: Any = None) -> Any:
+def adapter_backbone(model_dir: Path, metadata: dict[str, Any], *, dtype: Any = None, merge: bool = True) -> Any:
     """The Backbone of an adapter directory: its backbone's weights, the adapters merged in, its own config and tokenizer.
 
     ``dtype``: the torch dtype the backbone's weights are loaded in (None: transformers' default), so a
     bfloat16 model is never held in float32 on the way; the adapters are merged into weights of that type.
+    ``merge=False``: the adapters stay apart (``backbone.peft``, adapter name "default"), so others can join them
+    (``backbones/adapter_set.py``).
     """
     base = metadata["peft"].get("base_model")
     try:
@@ -218,7 +220,7 @@ def adapter_backbone(model_dir: Path, metadata: dict[str, Any], *, dtype: Any = 
                                                              **({"dtype": dtype} if dtype is not None else {})})
     backbone.source = own_source  # ...then the adapters from the directory
     _load_generation_config(backbone.model, model_dir)
-    return _merged(backbone, model_dir)
+    return _merged(backbone, model_dir) if merge else _kept_apart(backbone, model_dir)
 
 
 def _merged(backbone: Any, model_dir: Path) -> Any:
@@ -230,6 +232,18 @@ def _merged(backbone: Any, model_dir: Path) -> Any:
     except (OSError, ValueError, RuntimeError) as exc:
         raise BackboneError(f"{model_dir}: cannot load its LoRA adapters ({str(exc).splitlines()[0]})") from None
     backbone.model = wrapped.merge_and_unload().eval()
+    return backbone
+
+
+def _kept_apart(backbone: Any, model_dir: Path) -> Any:
+    from peft import PeftModel
+
+    try:
+        with _quiet_peft():
+            backbone.peft = PeftModel.from_pretrained(backbone.model, str(model_dir))  # LoRA layers injected in place
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise BackboneError(f"{model_dir}: cannot load its LoRA adapters ({str(exc).splitlines()[0]})") from None
+    backbone.model.eval()
     return backbone
 
 

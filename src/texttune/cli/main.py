@@ -149,8 +149,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from texttune.serving import serve
 
-    config = serve_config(given(args, exclude={"command", "quiet", "model_dir"}))
-    return serve(args.model_dir, config=config, load_model=load)
+    config = serve_config(given(args, exclude={"command", "quiet", "model_dir", "adapters"}))
+    return serve(args.model_dir, config=config, load_model=load, adapters=getattr(args, "adapters", None))
 
 
 def cmd_export(args: argparse.Namespace) -> int:

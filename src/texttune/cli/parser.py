@@ -102,9 +102,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inspect(sub, common)
 
     sv = sub.add_parser("serve", parents=[common], help="Serve a trained model over HTTP (API, playground, metrics).",
-                        description="Serve a model saved by texttune over HTTP: POST /v1/predict, GET /v1/model, /health, /ready, "
+                        description="Serve a model saved by texttune over HTTP: POST /v1/predict, GET /v1/model, the OpenAI-compatible "
+                                    "POST /v1/chat/completions, /v1/completions and GET /v1/models, /health, /ready, "
                                     "/metrics (Prometheus), /docs (OpenAPI) and a browser playground at /.")
     sv.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR", help="A texttune run directory or its model/ directory.")
+    sv.add_argument("--adapter", action="append", dest="adapters", metavar="NAME=RUN_DIR", default=argparse.SUPPRESS,
+                    help="LoRA adapters saved apart (--no-merge-adapters) for the same task and backbone, served over the "
+                         "model as NAME (the 'model' of /v1/chat/completions and /v1/completions); repeat for several.")
     add_section(sv, "serve")
 
     sub.add_parser("tasks", help="List the tasks, their columns, metrics and default backbones.")

@@ -29,9 +29,16 @@ from texttune.inference.options import CTRANSLATE2, DTYPE_ON_CTRANSLATE2, TRANSF
 _PRECISION_OF = {"bfloat16": "bf16-true", "float16": "16-true"}
 
 
-def saved_backbone(model_dir: Path, metadata: dict[str, Any], inference: InferenceConfig) -> Any:
-    """The backbone of a saved model with its model loaded, on the backend ``inference`` and the directory call for."""
+def saved_backbone(model_dir: Path, metadata: dict[str, Any], inference: InferenceConfig, *,
+                   merge_adapters: bool = True) -> Any:
+    """The backbone of a saved model with its model loaded, on the backend ``inference`` and the directory call for.
+
+    ``merge_adapters=False``: LoRA adapters saved apart stay apart (``backbone.peft``), so others can join them.
+    """
     if _wants_ctranslate2(metadata, inference):
+        if not merge_adapters:
+            raise ConfigError("serving several LoRA adapters needs the transformers backend (CTranslate2 runs merged "
+                              "weights only); leave out --backend ctranslate2")
         return ct2_backbone(model_dir, metadata, inference)
 
     device, dtype = _placement(model_dir, inference)
@@ -40,7 +47,7 @@ def saved_backbone(model_dir: Path, metadata: dict[str, Any], inference: Inferen
 
         torch.set_num_threads(inference.threads)  # process-wide: torch has no per-model thread pool
     if is_adapter_dir(metadata):  # LoRA adapters saved apart: the backbone's weights with the adapters merged in
-        backbone = adapter_backbone(model_dir, metadata, dtype=dtype)
+        backbone = adapter_backbone(model_dir, metadata, dtype=dtype, merge=merge_adapters)
     else:
         backbone = load_backbone(str(model_dir))  # config and tokenizer; the weights next, in their dtype
         # The same rule as training: FlashAttention 2 for half precision on CUDA when installed, else SDPA.

@@ -68,6 +68,12 @@ def find_model_dir(path: str | Path) -> Path:
     raise BackboneError(f"{p} is not a texttune model directory (no {METADATA_FILE}); train one with 'texttune train'")
 
 
+def model_name(model_dir: Path) -> str:
+    """What a served model is called (``/v1/models``): its run's directory name (``runs/debian-lora/model`` ->
+    ``debian-lora``), or the model directory's own name when it is not inside a run."""
+    return model_dir.parent.name if model_dir.name == "model" and model_dir.parent.name else model_dir.name
+
+
 def _check_entries(meta: dict[str, Any], where: Path) -> None:
     """The entries loading reads, with the types it needs: a hand-edited file gets a message, not a KeyError."""
     import transformers

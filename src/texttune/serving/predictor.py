@@ -22,7 +22,7 @@ from texttune.errors import ConfigError, TexttuneError
 from texttune.inference.backends import GenerationBackend
 from texttune.inference.device import dtype_name
 from texttune.inference.streaming import RowSink, stream_batch
-from texttune.runs import find_model_dir, read_metadata
+from texttune.runs import find_model_dir, model_name, read_metadata
 
 log = logging.getLogger("texttune.serving")
 
@@ -107,12 +107,14 @@ class ModelPredictor:
 
     def __init__(self, model_dir: str | Path, *, load: Callable[..., Any], backend: str | None = None,
                  compute_type: str | None = None, threads: int | None = None, device: str | None = None,
-                 dtype: str | None = None) -> None:
-        """``backend``, ``compute_type``, ``threads``, ``device``, ``dtype``: as :func:`texttune.api.load` (``--backend``...)."""
+                 dtype: str | None = None, adapters: dict[str, Path] | None = None) -> None:
+        """``backend``, ``compute_type``, ``threads``, ``device``, ``dtype``, ``adapters``: as :func:`texttune.api.load`
+        (``--backend``..., ``--adapter NAME=DIR``)."""
         self.model_dir = find_model_dir(model_dir)
         self.metadata = read_metadata(self.model_dir)
+        extra = {"adapters": adapters} if adapters else {}
         self.model = load(self.model_dir, backend=backend, compute_type=compute_type, threads=threads, device=device,
-                          dtype=dtype)
+                          dtype=dtype, **extra)
         self.task = self.model.task_name
         self.options = tuple(self.model.task.request_options)
         self.name = model_name(self.model_dir)
@@ -136,6 +138,7 @@ class ModelPredictor:
             "mask_token": getattr(task, "mask_token", None),  # a task whose inputs hold a mask token says which
             "generation_defaults": gen,
             "backend": self.backend_info(),
+            "models": self.models(),  # the served name and its adapters' (the OpenAI routes' "model")
             "texttune_version": self._version,
         }
 
@@ -165,10 +168,16 @@ class ModelPredictor:
         return self.model.check_request_options(options)
 
     def predict(self, rows: list[Any], options: dict[str, Any]) -> list[Any]:
+        self._use(self.name)  # /v1/predict serves the model itself, whatever adapter ran last
         return self.model.predict(rows, batch_size=len(rows), **options)
 
     def models(self) -> list[str]:
-        return [self.name]
+        return self.model.served_names or [self.name]
+
+    def _use(self, name: str | None) -> None:
+        """Switch to adapter ``name`` (the model thread only; batches never mix adapters)."""
+        if self.model.served_names and name is not None:
+            self.model.use_adapter(name)
 
     def chat_input(self, messages: list[dict[str, str]], model: str) -> Any:
         make = getattr(self.model.task, "chat_input", None)
@@ -183,6 +192,7 @@ class ModelPredictor:
         generation.pop("model", None)
         stops, seed = generation.pop("stop", ()), generation.pop("seed", None)
         try:
+            self._use(options.get("model"))
             prompts = self.model.prompts([row.input for row in rows], **generation)
             return list(stream_batch(self.model.backbone.model, prompts, [row.sink for row in rows], stops=stops,
                                      seed=seed))
@@ -190,9 +200,3 @@ class ModelPredictor:
             if not isinstance(exc, TexttuneError):
                 log.exception("generation failed for a batch of %d", len(rows))
             return [exc] * len(rows)
-
-
-def model_name(model_dir: Path) -> str:
-    """What a served model is called in ``/v1/models``: its run's directory name (``runs/debian-lora/model`` ->
-    ``debian-lora``), or the model directory's own name when it is not inside a run."""
-    return model_dir.parent.name if model_dir.name == "model" and model_dir.parent.name else model_dir.name

@@ -87,10 +87,26 @@ def _graceful_server(config: object) -> object:
     return Server(config)  # type: ignore[arg-type]
 
 
-def serve(model_dir: str | Path, *, config: ServeConfig, load_model: Callable[..., Any], announce: TextIO = sys.stdout) -> int:
+def parse_adapters(specs: list[str]) -> dict[str, Path]:
+    """``--adapter NAME=RUN_DIR`` values as {name: directory}; ConfigError for a value without both parts."""
+    adapters: dict[str, Path] = {}
+    for spec in specs:
+        name, _, directory = spec.partition("=")
+        if not name.strip() or not directory.strip():
+            raise ConfigError(f"--adapter {spec!r}: expected NAME=RUN_DIR (e.g. --adapter legal=runs/legal-lora)")
+        if name.strip() in adapters:
+            raise ConfigError(f"--adapter {spec!r}: the name {name.strip()!r} is given twice")
+        adapters[name.strip()] = Path(directory.strip())
+    return adapters
+
+
+def serve(model_dir: str | Path, *, config: ServeConfig, load_model: Callable[..., Any], announce: TextIO = sys.stdout,
+          adapters: list[str] | None = None) -> int:
     """Serve the model saved in ``model_dir`` (a run or model directory) until SIGTERM/Ctrl-C. Returns 0.
 
     ``load_model``: how a saved model is loaded (:func:`texttune.api.load`, passed in by the CLI).
+    ``adapters``: ``NAME=RUN_DIR`` values: LoRA adapters saved apart, served over the model by name
+    (backbones/adapter_set.py); each directory is checked before the port is bound.
 
     Raises a TexttuneError before listening when the directory is not a model, the
     port is taken or the API key variable is empty, and after listening when the
@@ -104,6 +120,9 @@ def serve(model_dir: str | Path, *, config: ServeConfig, load_model: Callable[..
     task = metadata["task"]
     inference = inference_config(**inference_options(config))
     check_backend(found, metadata, inference)  # a device this machine lacks fails here, before the port is bound
+    adapter_dirs = {name: find_model_dir(d) for name, d in parse_adapters(adapters or []).items()}
+    for directory in adapter_dirs.values():
+        read_metadata(directory)  # a missing or broken adapter directory fails before the port is bound
     api_key = api_key_from_env(config)
     if config.threads is not None:
         import torch
@@ -121,7 +140,7 @@ def serve(model_dir: str | Path, *, config: ServeConfig, load_model: Callable[..
             server.should_exit = True
 
     def load() -> ModelPredictor:
-        return ModelPredictor(found, load=load_model, **inference_options(inference))
+        return ModelPredictor(found, load=load_model, adapters=adapter_dirs or None, **inference_options(inference))
 
     app = create_app(config=config, load=load, api_key=api_key, on_load_failure=stop_on_failure)
     server = _graceful_server(uvicorn.Config(
