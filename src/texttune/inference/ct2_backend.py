@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -228,18 +229,36 @@ class CTranslate2Model(GenerationBackend):
             if seed is not None:
                 require_ctranslate2().set_random_seed(seed)
             tokens = [tokenizer.convert_ids_to_tokens(list(ids)) for ids in batch]
+            # CTranslate2 calls ``step`` on its own threads: it only hands each token over (as CTranslate2's own
+            # generate_tokens does) and reads the rows' stop flags; the rows' work (decoding, stop strings, the
+            # callers' sinks) runs here, on the model thread. Running it on CTranslate2's threads crashed the
+            # process later under pytest's output capture.
+            tokens_out: queue.SimpleQueue[tuple[int, int]] = queue.SimpleQueue()
             done = [False] * len(batch)
 
             def step(result: Any) -> bool:
-                if not done[result.batch_id]:
-                    done[result.batch_id] = bool(on_token(result.batch_id, int(result.token_id)))
+                tokens_out.put((result.batch_id, result.token_id))
                 return done[result.batch_id] if not self.encoder_decoder else all(done)
 
             if self.encoder_decoder:
                 prefix = [list(plan.prefix) for _ in tokens] if plan.prefix else None
-                self.engine.translate_batch(tokens, target_prefix=prefix, callback=step, **plan.kwargs)
+                pending = self.engine.translate_batch(tokens, target_prefix=prefix, callback=step, asynchronous=True,
+                                                      **plan.kwargs)
             else:
-                self.engine.generate_batch(tokens, callback=step, **plan.kwargs)
+                pending = self.engine.generate_batch(tokens, callback=step, asynchronous=True, **plan.kwargs)
+            while True:
+                finished = all(r.done() for r in pending)  # before draining: no token can follow a finished job
+                try:
+                    while True:
+                        row, token = tokens_out.get(timeout=0.005) if not finished else tokens_out.get_nowait()
+                        if not done[row]:
+                            done[row] = bool(on_token(row, int(token)))
+                except queue.Empty:
+                    pass
+                if finished:
+                    break
+            for result in pending:
+                result.result()  # raises what CTranslate2 raised
 
         yield run
 

@@ -106,8 +106,11 @@ class RowText:
         return True
 
     def result(self) -> Finished:
+        """The row's answer. A row the backend ended without an end token ran out of steps (CTranslate2 leaves the
+        forced end token out and stops a step early), unless it had steps left: then it stopped."""
         if self.reason is None:
-            self.finish(LENGTH if self.count >= self.max_new_tokens else STOP)
+            steps = self.max_new_tokens - (1 if self.forced_end else 0)
+            self.finish(LENGTH if self.count >= steps else STOP)
         return Finished(text=self.text, finish_reason=self.reason or STOP, prompt_tokens=self.prompt_tokens,
                         completion_tokens=self.count)
 
