@@ -130,6 +130,8 @@ def test_summarization_page_predicts_like_the_library(browser: Any, t5_server: S
 
     text = "a small library that converts images between formats"
     expected = load(t5_summarizer).predict([text], max_new_tokens=6)[0]
+    assert browser.find_element(By.ID, "stream").is_selected()  # a generating model streams by default...
+    browser.find_element(By.ID, "stream").click()  # ...here the whole answer comes from /v1/predict
     browser.find_element(By.ID, "input-text").send_keys(text)
     browser.find_element(By.ID, "opt-max_new_tokens").send_keys("6")
     _submit_and_wait(browser, "output-text")
@@ -192,8 +194,38 @@ def test_api_key_is_asked_for_then_used(browser: Any, serve: Callable[..., Serve
     text = "documentation for the command line tool"
     browser.find_element(By.ID, "input-text").send_keys(text)
     browser.find_element(By.ID, "opt-max_new_tokens").send_keys("4")
+    _submit_and_wait(browser, "output-text")  # streamed: the key goes to the OpenAI-compatible route too
+    assert _text(browser, "output-text").strip() == load(t5_summarizer).predict([text], max_new_tokens=4)[0]
+    assert _text(browser, "latency").startswith("streamed ")
+
+
+def test_a_generating_model_streams_its_tokens_into_the_page(browser: Any, serve: Callable[..., Server],
+                                                             tiny_model_dir: Callable[[str], Path],
+                                                             tmp_path_factory: pytest.TempPathFactory) -> None:
+    from selenium.webdriver.common.by import By
+
+    from texttune.api import CausalLM, load
+
+    model_dir = CausalLM(backbone=str(tiny_model_dir("llama-chat"))).save(tmp_path_factory.mktemp("causal") / "model")
+    _open(browser, serve(model_dir), "causal-lm")
+    # Every change of the output is recorded: streamed text shows up in several steps, before the answer is whole.
+    browser.execute_script("""
+        window.lengths = [];
+        new MutationObserver(() => {
+          const out = document.getElementById("output-text");
+          if (out) window.lengths.push(out.textContent.length);
+        }).observe(document.getElementById("output"), {subtree: true, childList: true, characterData: true});""")
+    text = "the package provides"
+    browser.find_element(By.ID, "input-text").send_keys(text)
+    browser.find_element(By.ID, "opt-max_new_tokens").clear()
+    browser.find_element(By.ID, "opt-max_new_tokens").send_keys("40")
     _submit_and_wait(browser, "output-text")
-    assert _text(browser, "output-text") == load(t5_summarizer).predict([text], max_new_tokens=4)[0]
+    final = _text(browser, "output-text")
+    assert final.strip() == load(model_dir).predict([text], max_new_tokens=40)[0]
+    lengths = [n for n in browser.execute_script("return window.lengths") if n > 0]
+    assert len(set(lengths)) >= 3 and min(lengths) < len(final), lengths
+    assert re.match(r"^streamed \d+ chunks · first token \d+ ms · total \d+ ms · ended by (stop|length)$",
+                    _text(browser, "latency")), _text(browser, "latency")
 
 
 @pytest.fixture(scope="module")
