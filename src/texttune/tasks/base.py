@@ -24,7 +24,11 @@ step 1 (tasks/loss_mask.py); ``score_records(records) -> dict``: the metrics of 
 distributed evaluation's gathered records, and every bootstrap resample: docs/evaluation.md); ``row_statistics(records)
 -> {metric: Additive}``: per-row statistics of the metrics that are sums over rows (means of per-row scores, BLEU,
 perplexity), so the bootstrap resamples them instead of rescoring (metrics/bootstrap.py); ``evaluates_whole`` (a
-ClassVar bool): a distributed evaluation must not shard the rows (chunks of concatenated text).
+ClassVar bool): a distributed evaluation must not shard the rows (chunks of concatenated text); ``prompts(model,
+rows, *, generation) -> Prompts`` (generating tasks): the rows as token ids in the task's prompt layout with the
+generation options resolved, what predict, evaluate and the server's streaming routes generate from
+(inference/generation.py); ``chat_input(messages) -> input``: an OpenAI chat request's turns as the task's predict
+input, or ConfigError saying why this model cannot chat (serving/openai.py).
 """
 
 from __future__ import annotations
