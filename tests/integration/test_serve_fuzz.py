@@ -52,13 +52,18 @@ CONFIG = {
     "checks": {
         # 503 (model loading, queue full) and 504 (timeout) are the documented server-side answers.
         "not_a_server_error": {"expected-statuses": ["2xx", "3xx", "4xx", "503", "504"]},
-        # A schema-valid request may break a cross-field or per-task rule: 422, with the rule in the message.
-        "positive_data_acceptance": {"expected-statuses": ["2xx", "422"]},
+        # A schema-valid request may break a cross-field or per-task rule: 422, with the rule in the message; or a limit
+        # the schema cannot state: 413, one input's fields together over --max-input-chars.
+        "positive_data_acceptance": {"expected-statuses": ["2xx", "413", "422"]},
         # Requests the schema forbids are refused with a 4xx; 413 (body over the limit) is one of them.
         "negative_data_rejection": {"expected-statuses": ["400", "401", "403", "404", "405", "406", "409", "413", "415",
                                                           "422", "428", "429"]},
     },
     "generation": {"database": "none"},
+    # The OpenAI-compatible routes answer such requests as OpenAI does: 400 (chat on an encoder-decoder, a rule of the
+    # task), 404 for a model name the server does not serve (any string is schema-valid).
+    "operations": [{"include-path-regex": "^/v1/(chat/)?completions$",
+                    "checks": {"positive_data_acceptance": {"expected-statuses": ["2xx", "400", "404", "413"]}}}],
 }
 
 
