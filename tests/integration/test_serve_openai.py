@@ -198,3 +198,34 @@ def test_a_client_that_leaves_stops_its_generation(causal: Server) -> None:
         assert time.monotonic() < deadline, "the row did not end after its client left"
         time.sleep(0.1)
     assert causal.metric("texttune_generated_tokens_total") - before < 480
+
+
+def test_streaming_through_the_ctranslate2_backend(models: dict[str, Path], ready_client: Callable[..., Any]) -> None:
+    """The OpenAI routes on CTranslate2 (float32: the same greedy text as transformers), streamed in pieces."""
+    pytest.importorskip("ctranslate2")
+    import json
+
+    from texttune import load
+    from texttune.config import serve_config
+    from texttune.serving import ModelPredictor, create_app
+
+    app = create_app(config=serve_config({}), load=lambda: ModelPredictor(models["causal"], load=load,
+                                                                          backend="ctranslate2", compute_type="float32"))
+    body = {"model": "tiny-causal", "prompt": "the quick brown fox", "max_tokens": 16, "temperature": 0}
+    with ready_client(app) as client:
+        assert client.get("/v1/model").json()["backend"]["name"] == "ctranslate2"
+        whole = client.post("/v1/completions", json=body).json()["choices"][0]
+        with client.stream("POST", "/v1/completions", json={**body, "stream": True}) as response:
+            events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e)["choices"][0] for e in events[:-1]]
+    pieces = [c["text"] for c in chunks if c["text"]]
+    assert len(pieces) >= 2 and "".join(pieces) == whole["text"] and chunks[-1]["finish_reason"] == whole["finish_reason"]
+    assert whole["text"].strip() == load(models["causal"]).predict(["the quick brown fox"], max_new_tokens=16)[0]
+
+
+def test_serve_refuses_a_bad_adapter_flag_in_one_line(cli: Callable[..., tuple[int, str, str]], models: dict[str, Path]) -> None:
+    code, _, err = cli("serve", str(models["causal"]), "--port", "0", "--adapter", "no-equals-sign")
+    assert code == 2 and "NAME=RUN_DIR" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("serve", str(models["causal"]), "--port", "0", "--adapter", f"x={models['causal'].parent / 'none'}")
+    assert code == 2 and "no such run or model directory" in err
