@@ -42,6 +42,12 @@ def add_openai_routes(app: FastAPI, state: Any, guard: Callable[..., None], not_
     errors = {c: {"description": d} for c, d in {400: "Invalid request (OpenAI's error shape)", 401: "Missing or wrong API "
               "key", 404: "Unknown model", 503: "Queue full or model not loaded", 504: "Timed out"}.items()}
 
+    def refusal(model: str) -> JSONResponse | None:
+        """503 while the model loads, 404 for a name not served; None when the request may go on."""
+        if state.predictor is None or state.batcher is None:
+            return not_ready()
+        return _check_model(state, model)
+
     @app.get("/v1/models", dependencies=[Depends(guard)], responses={c: errors[c] for c in (401, 503)},
              summary="OpenAI: the served model and its adapters.")
     async def models() -> Any:
@@ -55,11 +61,9 @@ def add_openai_routes(app: FastAPI, state: Any, guard: Callable[..., None], not_
               summary="OpenAI: the next assistant message of a conversation (decoder-only models).")
     async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
         arrived = time.perf_counter()
-        if state.predictor is None or state.batcher is None:
-            return not_ready()
+        if (refused := refusal(body.model)) is not None:
+            return refused
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
-        if (problem := _check_model(state, body.model)) is not None:
-            return problem
         try:
             value = state.predictor.chat_input(messages, body.model)
         except TexttuneError as exc:
@@ -70,10 +74,8 @@ def add_openai_routes(app: FastAPI, state: Any, guard: Callable[..., None], not_
               summary="OpenAI: complete each prompt (the prompt is the task's input; every generating task).")
     async def completions(body: CompletionRequest, request: Request) -> Any:
         arrived = time.perf_counter()
-        if state.predictor is None or state.batcher is None:
-            return not_ready()
-        if (problem := _check_model(state, body.model)) is not None:
-            return problem
+        if (refused := refusal(body.model)) is not None:
+            return refused
         prompts = body.prompts()
         if not prompts or len(prompts) > state.config.max_inputs_per_request:
             return error_response(400, "invalid_request", f"prompt: send 1 to {state.config.max_inputs_per_request} "
