@@ -83,7 +83,7 @@ def _ready(state: ServerState, predictor: Predictor) -> None:
                                  max_wait_ms=config.max_wait_ms, max_queue=config.max_queue,
                                  on_batch=state.metrics.observe_batch)
     state.batcher.start()
-    state.complete = counting(predictor.complete, state.metrics)
+    state.complete = counting(lambda rows, options: predictor.complete(rows, options), state.metrics)  # looked up per call
     state.metrics.queue_depth.set_function(lambda: state.batcher.depth if state.batcher else 0)
     state.predictor, state.status = predictor, "ok"
     state.metrics.ready.set(1)
