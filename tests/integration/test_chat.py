@@ -112,6 +112,25 @@ def test_the_server_answers_a_conversation(trained: Path, ready_client: Callable
         assert refused.status_code == 422 and "unknown role 'robot'" in refused.text
 
 
+def test_ctranslate2_replies_as_transformers_and_the_openai_route_streams_them(trained: Path,
+                                                                              ready_client: Callable[..., Any]) -> None:
+    """The chat model on CTranslate2 (float32) stops at the end-of-turn token as transformers does; the OpenAI chat
+    route streams the same reply."""
+    pytest.importorskip("ctranslate2")
+    histories = [[{"role": "user", "content": q}] for q in ("What is gzip?", "Name a text editor.", "What does ls do?")]
+    expected = texttune.load(trained / "model").predict(histories, max_new_tokens=12)
+    assert all(expected)  # replies with text, so the comparisons below compare something
+    fast = texttune.load(trained / "model", backend="ctranslate2", compute_type="float32")
+    assert fast.predict(histories, max_new_tokens=12) == expected
+    app = create_app(config=serve_config({}), load=lambda: ModelPredictor(trained / "model", load=texttune.load,
+                                                                          backend="ctranslate2", compute_type="float32"))
+    with ready_client(app) as client:
+        body = {"model": "run", "messages": histories[0], "max_tokens": 12, "temperature": 0, "stream": True}
+        with client.stream("POST", "/v1/chat/completions", json=body) as response:
+            events = [json.loads(line[6:]) for line in response.iter_lines() if line.startswith("data: {")]
+    assert "".join(e["choices"][0]["delta"].get("content") or "" for e in events).strip() == expected[0]
+
+
 def test_a_template_file_gives_a_plain_backbone_chat(tiny_model_dir: Callable[[str], Path], tmp_path: Path) -> None:
     """The plain tiny Llama has no template: --chat-template gives it one (turns end with its EOS), kept on save."""
     template = tmp_path / "turns.jinja"
