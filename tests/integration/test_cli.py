@@ -340,7 +340,7 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path, Callable[[str], Path]], list[str]], 
         "nan.csv row 2 (after the header): column 'summary' is empty (missing/NaN)"),
     "unreachable hub backbone": (
         lambda tmp, models: train_argv(Path("google/not-a-model"), tmp / "run"),
-        "'google/not-a-model' is not in the local cache and the model hub cannot be reached (offline)"),
+        "'google/not-a-model' is not in the local cache and the model hub is off (offline mode: HF_HUB_OFFLINE is set)"),
     "directory that is not a model": (
         lambda tmp, models: train_argv(tmp, tmp / "run"),
         "is not a model directory (no config.json in it)"),

@@ -187,7 +187,7 @@ def test_missing_relative_file_is_not_mistaken_for_a_hub_dataset() -> None:
 
 def test_hub_dataset_name_offline_says_what_to_do_instead() -> None:
     message = data_error("someone/some-dataset")
-    assert "cannot be reached (offline)" in message
+    assert "the dataset hub is off (offline mode: HF_HUB_OFFLINE is set)" in message
     assert "Pass a local file" in message
 
 

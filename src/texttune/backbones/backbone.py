@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from texttune.errors import BackboneError
-from texttune.hub import hub_reachable
+from texttune.hub import hub_problem
 
 T5_STYLE = {"t5", "mt5", "umt5", "longt5"}  # trained with task prefixes such as "summarize: "
 
@@ -49,7 +49,7 @@ class Backbone:
         import transformers
 
         loader = getattr(transformers, auto_class)
-        offline = not hub_reachable() or Path(self.source).is_dir()
+        offline = Path(self.source).is_dir() or hub_problem(self.source) is not None
         try:
             self.model = loader.from_pretrained(
                 self.source, local_files_only=offline, trust_remote_code=self.trust_remote_code, **(model_kwargs or {})

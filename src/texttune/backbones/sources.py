@@ -16,7 +16,7 @@ from texttune.backbones.aliases import ALIASES, resolve_alias
 from texttune.backbones.backbone import Backbone
 from texttune.backbones.scratch import is_scratch, scratch_backbone
 from texttune.errors import BackboneError, ConfigError, choices
-from texttune.hub import hub_reachable
+from texttune.hub import hub_problem
 
 # Encoder-only models that transformers also lists under causal LM (as decoders of an EncoderDecoder).
 _ENCODER_TYPES = {"bert", "roberta", "xlm-roberta", "electra", "distilbert", "deberta", "deberta-v2", "camembert", "albert",
@@ -68,9 +68,10 @@ def load_config(source: str, *, trust_remote_code: bool) -> Any:
         raise BackboneError(f"{source}: cannot read the model config ({reason})") from None
     if Path(source).is_dir():
         raise BackboneError(f"{source}: config.json is unreadable or not a transformers model config")
-    if not hub_reachable():
+    problem = hub_problem(source)
+    if problem is not None:
         raise BackboneError(
-            f"backbone {source!r} is not in the local cache and the model hub cannot be reached (offline). "
+            f"backbone {source!r} is not in the local cache and the model hub {problem}. "
             f"Pass a local model directory (--backbone /path/to/model) or an offline alias: {choices(ALIASES)}"
         )
     try:
@@ -102,7 +103,7 @@ def load_backbone(name: str, *, trust_remote_code: bool = False, auto_class: str
                           f"backbone {name!r} comes with its own tokenizer")
     source = resolve_source(name)
     config = load_config(source, trust_remote_code=trust_remote_code)
-    offline = not hub_reachable() or Path(source).is_dir()
+    offline = Path(source).is_dir() or hub_problem(source) is not None  # the hub out of reach: the cache, at once
     if Path(source).is_dir() and not _has_tokenizer_files(Path(source)):
         # transformers would build an empty tokenizer from the config alone: every word <unk>, outputs silently empty.
         raise BackboneError(f"backbone {name!r}: {source} has no tokenizer files (tokenizer.json, tokenizer_config.json, "

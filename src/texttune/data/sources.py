@@ -23,7 +23,7 @@ from texttune.data.conll import parse_conll
 from texttune.data.large import is_large, load_memory_mapped
 from texttune.data.squad import flatten_squad, is_squad_layout
 from texttune.errors import DataError, choices
-from texttune.hub import hub_reachable
+from texttune.hub import hub_problem
 
 FORMATS = {
     ".csv": "csv",
@@ -361,9 +361,10 @@ def _load_saved(path: Path, split: str) -> Table:
 
 
 def _load_hub(name: str, split: str) -> Table:
-    if not hub_reachable():
+    problem = hub_problem(name, kind="dataset")
+    if problem is not None:
         raise DataError(
-            f"{name}: no such file, and the dataset hub cannot be reached (offline). "
+            f"{name}: no such file, and the dataset hub {problem}. "
             "Pass a local file (CSV, JSONL, Parquet) or a datasets.save_to_disk directory."
         )
     from datasets import load_dataset
