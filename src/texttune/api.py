@@ -39,6 +39,7 @@ from texttune.inference.options import inference_config
 from texttune.inference.saved_model import check_backend, saved_backbone
 from texttune.metrics.bootstrap import DEFAULT_RESAMPLES
 from texttune.runs import RunDir, find_model_dir, model_name, read_metadata
+from texttune.runs.model_card import write_model_card
 from texttune.tasks import TASKS, task_class, uncertainty
 from texttune.tasks.base import text_input_row
 from texttune.tasks.data_checks import check_tables, settings_of
@@ -303,7 +304,9 @@ class TaskModel:
         if self._adapters is not None:
             raise ConfigError("a model loaded with several adapters cannot be saved as one; save each adapter's run")
         # Adapters still separate (fit with merge_adapters=False) are saved as adapters again.
-        return save_trained(self._task, self._ready(), directory, columns=self.config.data.columns, peft=self.config.peft)
+        saved = save_trained(self._task, self._ready(), directory, columns=self.config.data.columns, peft=self.config.peft)
+        write_model_card(saved, pipeline_tag=self._task.pipeline_tag)  # no run: the card says it was not evaluated
+        return saved
 
 
 _API_CLASSES: dict[str, type[TaskModel]] = {}

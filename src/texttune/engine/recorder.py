@@ -25,6 +25,7 @@ from texttune.engine.preflight import check_free_space, check_writable
 from texttune.files import append_jsonl, read_json, write_json, write_jsonl
 from texttune.runs import RunDir
 from texttune.runs.environment import environment
+from texttune.runs.model_card import write_model_card
 from texttune.runs.plots import write_plots
 from texttune.runs.records import directory_size, feature_lengths, model_summary
 
@@ -168,6 +169,11 @@ class RunRecorder:
         self.plots()
         return all_metrics
 
+    def model_card(self, model_dir: Path, *, pipeline_tag: str) -> None:
+        """model/README.md from the run's metadata, config and metrics (runs/model_card.py)."""
+        write_model_card(model_dir, pipeline_tag=pipeline_tag, run_root=self.run.root)
+        log.info("model card: %s", model_dir / "README.md")
+
     def plots(self) -> None:
         """PNG plots from the run's files. Never fails a run: a plotting problem is logged and skipped."""
         try:
@@ -225,6 +231,9 @@ class NullRecorder(RunRecorder):
     def completed(self, model_dir: Path, *, fine_tuned: dict[str, Any], best_checkpoint: str | None, steps: int,
                   timing: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any]:
         return {}
+
+    def model_card(self, model_dir: Path, *, pipeline_tag: str) -> None:
+        pass
 
     def plots(self) -> None:
         pass

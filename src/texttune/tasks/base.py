@@ -47,6 +47,7 @@ class Task(Protocol):
     name: ClassVar[str]
     api_name: ClassVar[str]  # the public Python class, e.g. "Summarization" (texttune.api generates it)
     description: ClassVar[str]
+    pipeline_tag: str  # the Hugging Face pipeline and hub tag ("summarization", "fill-mask"...): the model card's
     options: ClassVar[type]  # the task's own options dataclass: constructor argument, CLI/YAML/API options
     generates: ClassVar[bool]  # takes the generation options; CTranslate2 can run it
     heads: ClassVar[tuple[str, ...]]  # module names of a head the task adds (trained in full under LoRA)

@@ -53,6 +53,7 @@ class CausalLMTask:
     """Plain text -> chunks -> next-token prediction; perplexity, and continuations on predict."""
 
     name: ClassVar[str] = "causal-lm"
+    pipeline_tag: ClassVar[str] = "text-generation"  # the Hugging Face pipeline and hub tag (model card)
     api_name: ClassVar[str] = "CausalLM"
     options: ClassVar[type] = CausalLMOptions
     generates: ClassVar[bool] = True

@@ -73,6 +73,7 @@ class ChatTask:
     """Conversations -> assistant-only loss on a decoder-only model; the next reply on predict."""
 
     name: ClassVar[str] = "chat"
+    pipeline_tag: ClassVar[str] = "text-generation"  # the Hugging Face pipeline and hub tag (model card)
     api_name: ClassVar[str] = "Chat"
     options: ClassVar[type] = ChatOptions
     generates: ClassVar[bool] = True

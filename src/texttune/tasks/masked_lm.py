@@ -51,6 +51,7 @@ class MaskedLMTask:
     """Plain text -> chunks -> masked-token prediction; perplexity on a fixed masking."""
 
     name: ClassVar[str] = "masked-lm"
+    pipeline_tag: ClassVar[str] = "fill-mask"  # the Hugging Face pipeline and hub tag (model card)
     api_name: ClassVar[str] = "MaskedLM"
     options: ClassVar[type] = MaskedLMOptions
     generates: ClassVar[bool] = False

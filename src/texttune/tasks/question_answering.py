@@ -52,6 +52,7 @@ class QuestionAnsweringTask:
     """(question, context) -> answer span; SQuAD exact match and F1."""
 
     name: ClassVar[str] = "question-answering"
+    pipeline_tag: ClassVar[str] = "question-answering"  # the Hugging Face pipeline and hub tag (model card)
     api_name: ClassVar[str] = "QuestionAnswering"
     options: ClassVar[type] = QuestionAnsweringOptions
     generates: ClassVar[bool] = False

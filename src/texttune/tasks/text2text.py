@@ -85,6 +85,7 @@ class Text2TextTask:
     """Input text -> target text. Subclasses set columns, prompts, metrics and baselines."""
 
     name: ClassVar[str] = "text2text"
+    seq2seq_pipeline: ClassVar[str] = "text2text-generation"  # the pipeline of an encoder-decoder model
     api_name: ClassVar[str] = "Text2Text"
     options: ClassVar[type] = ScoredTextOptions
     generates: ClassVar[bool] = True  # generation options apply; CTranslate2 can run it
@@ -244,6 +245,12 @@ class Text2TextTask:
         return Prompts(tokenizer=self.format.tokenizer, ids=ids, decoder_only=self.family == "causal", options=generation,
                        forced_bos_token_id=forced)
 
+    @property
+    def pipeline_tag(self) -> str:
+        """The Hugging Face pipeline and hub tag: the task's own for an encoder-decoder, text-generation for a
+        decoder-only model (transformers' summarization and translation pipelines need an encoder-decoder)."""
+        return "text-generation" if self.family == "causal" else self.seq2seq_pipeline
+
     def chat_input(self, messages: list[dict[str, str]]) -> str:
         """A chat request as this task's input: its one user message, laid out as in fine-tuning (texttune's prompt
         layout, not the tokenizer's chat template). ConfigError for an encoder-decoder model or several turns."""
@@ -328,6 +335,7 @@ class SummarizationTask(Text2TextTask):
     """Long text -> short summary; ROUGE against a lead-k baseline."""
 
     name: ClassVar[str] = "summarization"
+    seq2seq_pipeline: ClassVar[str] = "summarization"
     api_name: ClassVar[str] = "Summarization"
     description: ClassVar[str] = "long text -> summary (ROUGE; lead-k baseline)"
     roles: ClassVar[tuple[ColumnRole, ...]] = (
@@ -368,6 +376,7 @@ class TranslationTask(Text2TextTask):
     """Source language -> target language; sacreBLEU and chrF against copying the source."""
 
     name: ClassVar[str] = "translation"
+    seq2seq_pipeline: ClassVar[str] = "translation"
     api_name: ClassVar[str] = "Translation"
     options: ClassVar[type] = TranslationOptions
     description: ClassVar[str] = "source language -> target language (BLEU, chrF; copy-source baseline)"

@@ -71,6 +71,7 @@ class TextClassificationTask:
     """Text (or a text pair) -> label(s) or a number; macro-F1 against majority and TF-IDF baselines."""
 
     name: ClassVar[str] = "text-classification"
+    pipeline_tag: ClassVar[str] = "text-classification"  # the Hugging Face pipeline and hub tag (model card)
     api_name: ClassVar[str] = "TextClassification"
     options: ClassVar[type] = TextClassificationOptions
     generates: ClassVar[bool] = False

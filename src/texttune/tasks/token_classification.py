@@ -76,6 +76,7 @@ class TokenClassificationTask:
     """Words -> one tag each; seqeval entity F1 against a majority-tag baseline."""
 
     name: ClassVar[str] = "token-classification"
+    pipeline_tag: ClassVar[str] = "token-classification"  # the Hugging Face pipeline and hub tag (model card)
     api_name: ClassVar[str] = "TokenClassification"
     options: ClassVar[type] = TokenClassificationOptions
     generates: ClassVar[bool] = False
