@@ -305,7 +305,7 @@ class TaskModel:
             raise ConfigError("a model loaded with several adapters cannot be saved as one; save each adapter's run")
         # Adapters still separate (fit with merge_adapters=False) are saved as adapters again.
         saved = save_trained(self._task, self._ready(), directory, columns=self.config.data.columns, peft=self.config.peft)
-        write_model_card(saved, pipeline_tag=self._task.pipeline_tag)  # no run: the card says it was not evaluated
+        write_model_card(saved, pipeline_tag=getattr(self._task, "pipeline_tag", None))  # no run: the card says it was not evaluated
         return saved
 
 

@@ -384,5 +384,5 @@ def _finish(task: Any, module: Any, trainer: Any, config: RunConfig, backbone: B
     all_metrics = recorder.completed(model_dir, fine_tuned=metrics, best_checkpoint=best or None,
                                      steps=int(trainer.global_step), timing=_timing(module, timing, final_eval_s),
                                      memory=memory)
-    recorder.model_card(model_dir, pipeline_tag=task.pipeline_tag)  # from the final metrics.json
+    recorder.model_card(model_dir, pipeline_tag=getattr(task, "pipeline_tag", None))  # from the final metrics.json
     return FitResult(run.root, model_dir, all_metrics)

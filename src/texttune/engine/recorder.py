@@ -169,7 +169,7 @@ class RunRecorder:
         self.plots()
         return all_metrics
 
-    def model_card(self, model_dir: Path, *, pipeline_tag: str) -> None:
+    def model_card(self, model_dir: Path, *, pipeline_tag: str | None) -> None:
         """model/README.md from the run's metadata, config and metrics (runs/model_card.py)."""
         write_model_card(model_dir, pipeline_tag=pipeline_tag, run_root=self.run.root)
         log.info("model card: %s", model_dir / "README.md")
@@ -232,7 +232,7 @@ class NullRecorder(RunRecorder):
                   timing: dict[str, Any], memory: dict[str, Any]) -> dict[str, Any]:
         return {}
 
-    def model_card(self, model_dir: Path, *, pipeline_tag: str) -> None:
+    def model_card(self, model_dir: Path, *, pipeline_tag: str | None) -> None:
         pass
 
     def plots(self) -> None:

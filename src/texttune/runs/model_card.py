@@ -30,7 +30,7 @@ TRAINING_KEYS = ("train_file", "validation_file", "max_train_samples", "max_eval
                  "max_source_length", "max_target_length", "max_length", "peft", "lora_r", "precision", "seed")
 
 
-def write_model_card(model_dir: Path, *, pipeline_tag: str, run_root: Path | None = None) -> Path:
+def write_model_card(model_dir: Path, *, pipeline_tag: str | None, run_root: Path | None = None) -> Path:
     """Write ``model_dir/README.md`` from the model's metadata and, when it comes from a run, its config and metrics."""
     metadata = read_json(model_dir / METADATA_FILE)
     config = metrics = None
@@ -42,19 +42,20 @@ def write_model_card(model_dir: Path, *, pipeline_tag: str, run_root: Path | Non
     return model_dir / CARD_FILE
 
 
-def model_card(metadata: dict[str, Any], *, name: str, pipeline_tag: str, config: dict[str, Any] | None,
+def model_card(metadata: dict[str, Any], *, name: str, pipeline_tag: str | None, config: dict[str, Any] | None,
                metrics: dict[str, Any] | None) -> str:
     """The card's text: YAML header, then the sections."""
     task, backbone = metadata["task"], str(metadata.get("backbone") or "")
     base = ALIAS_HUB_IDS.get(backbone) or (backbone if _hub_id(backbone) else None)
     fine = (metrics or {}).get("fine_tuned") or {}
-    header: dict[str, Any] = {"library_name": "transformers", "pipeline_tag": pipeline_tag,
-                              "tags": ["texttune", task] + (["lora"] if metadata.get("peft") else [])}
+    header: dict[str, Any] = {"library_name": "transformers", "tags": ["texttune", task] + (["lora"] if metadata.get("peft") else [])}
+    if pipeline_tag:  # a task of one's own may not name one
+        header["pipeline_tag"] = pipeline_tag
     if base:
         header["base_model"] = base
     if fine:
         header["model-index"] = [{"name": name, "results": [{
-            "task": {"type": pipeline_tag, "name": task},
+            "task": {"type": pipeline_tag or task, "name": task},
             "dataset": {"name": Path(str((config or {}).get("validation_file") or "validation split")).name,
                         "type": "local", "split": "validation"},
             "metrics": [{"type": key, "value": value, "name": f"{key} (validation)"} for key, value in fine.items()
@@ -116,7 +117,7 @@ def _training(config: dict[str, Any] | None) -> list[str]:
             "The run's `config.yaml` holds every option (`texttune train --config config.yaml` reruns it).", ""]
 
 
-def _usage(metadata: dict[str, Any], pipeline_tag: str) -> list[str]:
+def _usage(metadata: dict[str, Any], pipeline_tag: str | None) -> list[str]:
     """How to load it: texttune, then transformers' pipeline where transformers 5 still has one for the task, else
     its Auto class (transformers 5 removed the summarization, translation, text2text and question-answering
     pipelines)."""
@@ -133,7 +134,8 @@ def _usage(metadata: dict[str, Any], pipeline_tag: str) -> list[str]:
         lines += [f"from transformers import AutoTokenizer, {metadata['auto_class']}", "",
                   'tokenizer = AutoTokenizer.from_pretrained("path/to/this/model")',
                   f'model = {metadata["auto_class"]}.from_pretrained("path/to/this/model")',
-                  f"# transformers 5 has no {pipeline_tag} pipeline; texttune.load adds the prompt layout it was trained with"]
+                  f"# transformers 5 has no {pipeline_tag or metadata['task']} pipeline; texttune.load adds the prompt "
+                  "layout it was trained with"]
     return lines + ["```", ""]
 
 

@@ -28,7 +28,8 @@ ClassVar bool): a distributed evaluation must not shard the rows (chunks of conc
 rows, *, generation) -> Prompts`` (generating tasks): the rows as token ids in the task's prompt layout with the
 generation options resolved, what predict, evaluate and the server's streaming routes generate from
 (inference/generation.py); ``chat_input(messages) -> input``: an OpenAI chat request's turns as the task's predict
-input, or ConfigError saying why this model cannot chat (serving/openai.py).
+input, or ConfigError saying why this model cannot chat (serving/openai.py); ``pipeline_tag``: the Hugging Face
+pipeline and hub tag ("summarization", "fill-mask"...) the model card declares (runs/model_card.py).
 """
 
 from __future__ import annotations
@@ -47,7 +48,6 @@ class Task(Protocol):
     name: ClassVar[str]
     api_name: ClassVar[str]  # the public Python class, e.g. "Summarization" (texttune.api generates it)
     description: ClassVar[str]
-    pipeline_tag: str  # the Hugging Face pipeline and hub tag ("summarization", "fill-mask"...): the model card's
     options: ClassVar[type]  # the task's own options dataclass: constructor argument, CLI/YAML/API options
     generates: ClassVar[bool]  # takes the generation options; CTranslate2 can run it
     heads: ClassVar[tuple[str, ...]]  # module names of a head the task adds (trained in full under LoRA)
