@@ -38,8 +38,9 @@ from texttune.inference.backends import backend_name, refuse_backend
 from texttune.inference.options import inference_config
 from texttune.inference.saved_model import check_backend, saved_backbone
 from texttune.metrics.bootstrap import DEFAULT_RESAMPLES
-from texttune.runs import RunDir, find_model_dir, model_name, read_metadata
+from texttune.runs import RunDir, find_model_dir, model_name, publish, read_metadata
 from texttune.runs.model_card import write_model_card
+from texttune.runs.publish import Upload
 from texttune.tasks import TASKS, task_class, uncertainty
 from texttune.tasks.base import text_input_row
 from texttune.tasks.data_checks import check_tables, settings_of
@@ -297,6 +298,13 @@ class TaskModel:
         parse = getattr(self._task, "parse_input", None)
         return parse(value, index) if parse is not None else text_input_row(self._task, value, index)
 
+    def push_to_hub(self, repo_id: str, *, private: bool = False, revision: str | None = None, report: bool = False,
+                    dry_run: bool = False) -> Upload:
+        """Publish this model's last run (or its saved model) to the hub: :func:`push` on ``last_run``."""
+        if self.last_run is None:
+            raise ConfigError("nothing to push yet: fit() first, or save() and push the directory with texttune.push")
+        return push(self.last_run.run_dir, repo_id, private=private, revision=revision, report=report, dry_run=dry_run)
+
     def save(self, directory: str | Path) -> Path:
         """Save model, tokenizer and task metadata (loads with transformers and texttune.load)."""
         refuse_backend(getattr(self._backbone, "model", None),
@@ -368,6 +376,22 @@ def saved_task(directory: str | Path) -> Any:
     if task not in TASKS:
         raise ConfigError(f"{model_dir}: task {task!r} is not known to this texttune version")
     return task_class(task)()
+
+
+def push(directory: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
+         report: bool = False, dry_run: bool = False) -> Upload:
+    """Publish a saved model (a run or its model/) to the Hugging Face hub repository ``repo_id`` (OWNER/NAME).
+
+    The model directory goes up as it is, its model card refreshed from the run; ``report``: the run's HTML report
+    too; ``dry_run``: only say what would be sent. One-line ConfigError offline or when the hub refuses
+    (runs/publish.py).
+    """
+    model_dir = find_model_dir(directory)
+    task = saved_task(model_dir)
+    if hasattr(task, "family"):  # a text-to-text task's pipeline depends on its backbone's family
+        task.family = read_metadata(model_dir).get("family", task.family)
+    return publish.push(model_dir, repo_id, pipeline_tag=getattr(task, "pipeline_tag", None), private=private,
+                        revision=revision, report=report, dry_run=dry_run)
 
 
 def scoring_task(directory: str | Path) -> Any:

@@ -84,3 +84,45 @@ def test_pipeline_as_is_predicts_like_texttune(tiny_model_dir: Callable[[str], P
     ours = load(continuer).predict(TEXTS, max_new_tokens=8)
     theirs = _pipeline("text-generation", continuer)(TEXTS, max_new_tokens=8, do_sample=False, return_full_text=False)
     assert ours == [t[0]["generated_text"].strip() for t in theirs]
+
+
+def test_push_dry_run_lists_the_upload_and_its_card(run: Path, cli: Callable[..., tuple[int, str, str]]) -> None:
+    code, out, err = cli("push", str(run), "someone/tiny-t5-sum", "--dry-run", "--with-report", "--json")
+    assert code == 0, err
+    upload = json.loads(out)
+    files = {f["path"] for f in upload["files"]}
+    on_disk = {p.relative_to(run / "model").as_posix() for p in (run / "model").rglob("*") if p.is_file()}
+    assert files == on_disk | {"report.html"}  # the model directory as it is, its card, and the report
+    local = (run / "model" / "README.md").read_text()
+    assert upload["card"] == local.replace("# run\n", "# tiny-t5-sum\n").replace("- name: run\n", "- name: tiny-t5-sum\n")
+    assert upload["url"] is None
+    code, out, _ = cli("push", str(run / "model"), "someone/tiny-t5-sum", "--dry-run", "--private", "--revision", "v1")
+    assert code == 0 and out.startswith("would push to someone/tiny-t5-sum@v1 (private) (dry run: nothing sent)")
+    assert "pipeline_tag: summarization" in out
+
+
+def test_push_refusals_are_one_line(run: Path, cli: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+    code, _, err = cli("push", str(run), "no-owner")
+    assert code == 2 and "expected OWNER/NAME" in err and len(err.strip().splitlines()) == 1
+    code, _, err = cli("push", str(run), "someone/x")  # the test session runs with HF_HUB_OFFLINE=1
+    assert code == 2 and "the hub is off (offline mode" in err and len(err.strip().splitlines()) == 1
+    saved = api.Summarization(backbone=json.loads((run / "model" / "texttune.json").read_text())["backbone"]).save(tmp_path / "m")
+    code, _, err = cli("push", str(saved), "someone/x", "--dry-run", "--with-report")
+    assert code == 2 and "--with-report needs a run directory" in err
+
+
+def test_push_to_an_unreachable_hub_fails_at_once(run: Path, tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k not in {"HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"}}
+    env.update(HF_ENDPOINT=f"http://127.0.0.1:{port}", HF_TOKEN="hf_not_a_real_token", HF_HOME=str(tmp_path / "hf"))
+    done = subprocess.run([sys.executable, "-m", "texttune.cli.main", "push", str(run), "someone/x"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "cannot push to someone/x: the hub at http://127.0.0.1" in done.stderr and "cannot be reached" in done.stderr

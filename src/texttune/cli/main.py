@@ -14,7 +14,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
-from texttune.api import api_class, check_load, inspect_data, load, saved_task, scoring_task
+from texttune.api import api_class, check_load, inspect_data, load, push, saved_task, scoring_task
 from texttune.cli import io as cli_io
 from texttune.cli.demo import run_demo
 from texttune.cli.options import given
@@ -31,6 +31,7 @@ from texttune.inference.ct2_export import export
 from texttune.inference.options import inference_options
 from texttune.runs.catalog import find_runs, format_runs, runs_json
 from texttune.runs.compare import compare_runs, format_comparison
+from texttune.runs.publish import describe, describe_json
 from texttune.runs.report import write_report
 from texttune.runs.summary import comparison_table, evaluation_table
 from texttune.tasks import TASKS
@@ -160,6 +161,13 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    upload = push(args.model_dir, args.repo_id, private=args.private, revision=args.revision, report=args.report,
+                  dry_run=args.dry_run)
+    print(json.dumps(describe_json(upload), indent=2) if args.json else describe(upload))
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     opts = given(args, exclude={"command", "quiet", "files", "task", "output"})
     columns, options = _split(opts)
@@ -213,7 +221,7 @@ def _limit(args: argparse.Namespace, name: str) -> int | None:
 
 
 COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "predict": cmd_predict, "serve": cmd_serve, "export": cmd_export,
-            "tasks": cmd_tasks, "inspect": cmd_inspect,
+            "push": cmd_push, "tasks": cmd_tasks, "inspect": cmd_inspect,
             "report": cmd_report,
             "runs": cmd_runs,
             "demo": cmd_demo}

@@ -99,6 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_section(pr, INFERENCE)
 
     _add_export(sub, common)
+    _add_push(sub, common)
     _add_inspect(sub, common)
 
     sv = sub.add_parser("serve", parents=[common], help="Serve a trained model over HTTP (API, playground, metrics).",
@@ -158,6 +159,21 @@ def _add_export(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     ex.add_argument("--quantization", default="int8", metavar="TYPE",
                     help="Weight type: int8 (default), int8_float32, int8_float16, int8_bfloat16, int16, float32, float16, bfloat16.")
     ex.add_argument("--output", required=True, metavar="DIR", help="Directory to write (a new one, or an earlier export to replace).")
+
+
+def _add_push(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    """``texttune push RUN_OR_MODEL_DIR OWNER/NAME``: publish through huggingface_hub (runs/publish.py)."""
+    ps = sub.add_parser("push", parents=[common], help="Publish a trained model (and its card) to the Hugging Face hub.",
+                        description="Upload a texttune model directory to a hub repository: weights, tokenizer, "
+                                    "texttune.json and its model card (refreshed from the run), optionally the run's "
+                                    "HTML report. Uses your huggingface_hub login (huggingface-cli login or HF_TOKEN).")
+    ps.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR", help="A texttune run directory or its model/ directory.")
+    ps.add_argument("repo_id", metavar="OWNER/NAME", help="The hub repository (created if missing).")
+    ps.add_argument("--private", action="store_true", help="Create the repository private.")
+    ps.add_argument("--revision", metavar="BRANCH", help="Push to this branch (created if missing) instead of main.")
+    ps.add_argument("--with-report", action="store_true", dest="report", help="Also upload the run's report.html.")
+    ps.add_argument("--dry-run", action="store_true", help="List what would be uploaded, and the card; send nothing.")
+    ps.add_argument("--json", action="store_true", help="Print the upload as JSON (files, card, URL).")
 
 
 def _add_inspect(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]

@@ -30,14 +30,17 @@ TRAINING_KEYS = ("train_file", "validation_file", "max_train_samples", "max_eval
                  "max_source_length", "max_target_length", "max_length", "peft", "lora_r", "precision", "seed")
 
 
-def write_model_card(model_dir: Path, *, pipeline_tag: str | None, run_root: Path | None = None) -> Path:
-    """Write ``model_dir/README.md`` from the model's metadata and, when it comes from a run, its config and metrics."""
+def write_model_card(model_dir: Path, *, pipeline_tag: str | None, run_root: Path | None = None,
+                     name: str | None = None) -> Path:
+    """Write ``model_dir/README.md`` from the model's metadata and, when it comes from a run, its config and metrics.
+
+    ``name``: the model's title (default: its run's directory name; a push uses the repository's name)."""
     metadata = read_json(model_dir / METADATA_FILE)
     config = metrics = None
     if run_root is not None and (run_root / "config.yaml").is_file():
         config = yaml.safe_load((run_root / "config.yaml").read_text(encoding="utf-8")) or {}
         metrics = read_json(run_root / "metrics.json") if (run_root / "metrics.json").is_file() else None
-    text = model_card(metadata, name=model_name(model_dir), pipeline_tag=pipeline_tag, config=config, metrics=metrics)
+    text = model_card(metadata, name=name or model_name(model_dir), pipeline_tag=pipeline_tag, config=config, metrics=metrics)
     write_text(model_dir / CARD_FILE, text)
     return model_dir / CARD_FILE
 
