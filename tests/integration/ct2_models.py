@@ -43,7 +43,7 @@ def require_ctranslate2() -> None:
     except ImportError:
         if os.environ.get("CI"):
             pytest.fail("ctranslate2 is not installed: pip install -e '.[test]'")
-        pytest.skip("ctranslate2 is not installed (pip install 'texttune[ctranslate2]')")
+        pytest.skip("ctranslate2 is not installed (pip install 'texttune[ct2]')")
 
 
 def sharpen(source: Path, target: Path, *, decoder_only: bool, std: float = 0.3) -> Path:

@@ -131,7 +131,7 @@ def test_backend_flag_errors(cli: Cli, t5_dir: Path, tiny_model_dir: Callable[[s
     assert_user_error(code, err, "'threads' must be > 0")
     monkeypatch.setitem(sys.modules, "ctranslate2", None)
     code, _, err = cli("predict", t5_dir, "--input-file", inputs_file, "--backend", "ctranslate2")
-    assert_user_error(code, err, "pip install 'texttune[ctranslate2]'")
+    assert_user_error(code, err, "pip install 'texttune[ct2]'")
 
 
 def test_serve_on_ctranslate2(t5_dir: Path, ready_client: Callable[..., Any], tmp_path: Path) -> None:

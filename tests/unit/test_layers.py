@@ -35,6 +35,7 @@ LAYERS: dict[str, int] = {
     "texttune.errors": 0,
     "texttune._version": 0,
     "texttune.hub": 0,
+    "texttune.extras": 0,  # optional features and the extra that installs each
     "texttune.files": 0,  # generic atomic writes, used by backbones, inference, runs and the engine
     "texttune.config": 0,
     "texttune.config_checks": 0,
@@ -90,6 +91,7 @@ SAME_LEVEL_ALLOWED: dict[str, set[str]] = {
         "texttune.config_fields",
     },
     "texttune.config_resume": {"texttune.errors", "texttune.config"},
+    "texttune.extras": {"texttune.errors"},
 }
 
 #: Internal imports inside a function that are by design: importing texttune stays cheap.

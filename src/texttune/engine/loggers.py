@@ -17,6 +17,7 @@ from typing import Any
 
 from texttune.config import RunConfig
 from texttune.errors import ConfigError
+from texttune.extras import require
 from texttune.runs import RunDir
 
 
@@ -43,8 +44,7 @@ def make_loggers(config: RunConfig, run: RunDir, *, resumed_step: int | None = N
                               "(pip install tensorboardX), or pass --no-tensorboard")
         loggers.append(TensorBoardLogger(save_dir=run.logs, name="", version="tensorboard", default_hp_metric=False))
     if t.mlflow:
-        if not _installed("mlflow"):
-            raise ConfigError("--mlflow needs MLflow: pip install mlflow (or mlflow-skinny with a tracking server)")
+        require("mlflow", what="--mlflow")
         # An explicit URI wins, then MLflow's own environment variable, then a SQLite file in the run.
         uri = t.mlflow_tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(run.root / 'mlflow.db').resolve()}"
         loggers.append(MLFlowLogger(experiment_name=f"texttune-{config.task}", run_name=run.root.name, tracking_uri=uri))

@@ -37,7 +37,7 @@ from texttune.inference.device import parse_device
 
 log = logging.getLogger("texttune.inference")
 
-INSTALL_HINT = "pip install 'texttune[ctranslate2]'"
+INSTALL_HINT = "pip install 'texttune[ct2]'"
 #: Cost of one more example in a decoding step, relative to the step's fixed cost (weights read from
 #: memory). Measured for SmolLM2-135M int8 on 2 AMD EPYC cores: 35 ms per step at batch 1, 67 at batch 8.
 EXAMPLE_STEP_COST = {"cpu": 0.15, "cuda": 0.02}

@@ -19,6 +19,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from texttune.extras import missing
 from texttune.files import atomic_file, read_jsonl_records
 from texttune.metrics.registry import higher_is_better
 from texttune.runs.classes import ConfusionView, class_records, confusion_view, row_normalised
@@ -165,6 +166,9 @@ def write_plots(run_dir: Path) -> list[Path]:
     missing is skipped. Each PNG is replaced atomically.
     """
     run_dir = Path(run_dir)
+    if missing("plots"):
+        logger.warning("no plots: matplotlib is not installed (pip install 'texttune[plots]')")
+        return []
     rows = read_metrics_csv(run_dir / "logs" / "metrics.csv")
     if rows is None:
         logger.debug("no logs/metrics.csv in %s: no loss or learning-rate plot", run_dir)

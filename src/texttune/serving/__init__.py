@@ -4,8 +4,12 @@
 it under uvicorn. Nothing here imports the training engine.
 """
 
-from texttune.serving.app import create_app
-from texttune.serving.predictor import ModelPredictor, Predictor
-from texttune.serving.server import serve
+from texttune.extras import require
+
+require("serve", what="texttune serve")  # before FastAPI is imported: one line naming the extra, not an ImportError
+
+from texttune.serving.app import create_app  # noqa: E402
+from texttune.serving.predictor import ModelPredictor, Predictor  # noqa: E402
+from texttune.serving.server import serve  # noqa: E402
 
 __all__ = ["create_app", "serve", "ModelPredictor", "Predictor"]
