@@ -112,8 +112,10 @@ def serve(model_dir: str | Path, *, config: ServeConfig, load_model: Callable[..
     port is taken or the API key variable is empty, and after listening when the
     weights fail to load (the server then stops by itself).
     """
+    # Before torch loads OpenMP: its threads sleep when idle instead of spinning. On a CPU shared with other work the
+    # spinning made requests 5-10x slower (docs/serve-load.md); a value of your own wins.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import uvicorn
-
 
     found = find_model_dir(model_dir)
     metadata = read_metadata(found)  # a broken texttune.json fails here, before any socket
