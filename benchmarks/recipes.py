@@ -55,6 +55,11 @@ def _lr_grid(rates: tuple[float, ...], warmup: float = 0.1, **extra: Any) -> dic
     return {f"lr{rate:g}-w{warmup:g}": {"learning_rate": rate, "warmup_ratio": warmup, **extra} for rate in rates}
 
 
+BROWN_VARIANTS = {"old": OLD, "task": {}, **_lr_grid((1e-4, 3e-4, 1e-3)),
+                  # LoRA (rank 8, alpha 16), as debian-smollm2: 3e-4 is what the full fine-tune's default gives a
+                  # LoRA run when the task has no LoRA default of its own
+                  "lora-old": {**OLD, "peft": "lora"},
+                  **{f"lora-{k}": {**v, "peft": "lora"} for k, v in _lr_grid((3e-4, 1e-3, 2e-3, 5e-3, 1e-2)).items()}}
 CASES = {
     # CoNLL-2003 NER: 14k training sentences, the first 1,000 validation sentences.
     "conll-minilm": Case("token-classification", "minilm", 300, 32, "f1",
@@ -76,17 +81,16 @@ CASES = {
     # Masked-LM adaptation of minilm on IMDb reviews (its MLM head starts random): the slow test's budget.
     "imdb-minilm": Case("masked-lm", "minilm", 30, 8, "perplexity", options={"max_length": 64},
                         variants={"old": OLD, "task": {}, **_lr_grid((1e-4, 3e-4, 1e-3))}),
-    # Causal-LM fine-tuning of SmolLM2 on the Brown corpus: the slow test's budget.
+    # Causal-LM fine-tuning of SmolLM2 on the Brown corpus: the slow test's budget, and four times its steps.
     "brown-smollm2": Case("causal-lm", "smollm2-135m", 12, 4, "perplexity", options={"max_length": 64},
-                          variants={"old": OLD, "task": {}, **_lr_grid((1e-4, 3e-4, 1e-3)),
-                                    # LoRA (rank 8, alpha 16), as debian-smollm2: 3e-4 is what the full fine-tune's
-                                    # default gives a LoRA run when the task has no LoRA default of its own
-                                    "lora-old": {**OLD, "peft": "lora"},
-                                    **{f"lora-{k}": {**v, "peft": "lora"} for k, v in _lr_grid((3e-4, 1e-3, 2e-3)).items()}}),
+                          variants=BROWN_VARIANTS),
+    "brown-smollm2-48": Case("causal-lm", "smollm2-135m", 48, 4, "perplexity", options={"max_length": 64},
+                             variants=BROWN_VARIANTS),
 }
 #: Single-file data sets (masked-LM, causal-LM cases): the file, and how many lines at its end validate.
 SINGLE_FILE = {"imdb-minilm": (SHARED / "language-modeling" / "imdb-sample" / "sample.jsonl", 40),
-               "brown-smollm2": (SHARED / "language-modeling" / "brown" / "train.jsonl", 200)}
+               "brown-smollm2": (SHARED / "language-modeling" / "brown" / "train.jsonl", 200),
+               "brown-smollm2-48": (SHARED / "language-modeling" / "brown" / "train.jsonl", 200)}
 
 
 def data_files(name: str) -> tuple[Path, Path]:
