@@ -154,5 +154,5 @@ def test_option_checks(model_dir: Callable[[str], Path]) -> None:
 
 def test_missing_package_names_the_extra(model_dir: Callable[[str], Path], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "ctranslate2", None)  # import ctranslate2 now raises ImportError
-    with pytest.raises(BackboneError, match=r"pip install 'texttune\[ctranslate2\]'"):
+    with pytest.raises(BackboneError, match=r"pip install 'texttune\[ct2\]'"):
         load(model_dir("t5"), backend="ctranslate2")
