@@ -65,7 +65,7 @@ def add_openai_routes(app: FastAPI, state: Any, guard: Callable[..., None], not_
             return refused
         messages = [{"role": "system" if m.role == "developer" else m.role, "content": m.text()} for m in body.messages]
         try:
-            value = state.predictor.chat_input(messages, body.model)
+            value = state.predictor.chat_input(messages)
         except TexttuneError as exc:
             return error_response(400, "invalid_request", str(exc), param="messages")
         return await _complete(state, request, body, [value], chat=True, arrived=arrived)
@@ -132,16 +132,16 @@ async def _complete(state: Any, request: Request, body: _Sampling, values: list[
     """Check the inputs, queue them, and answer whole or as a stream."""
     config, predictor, batcher = state.config, state.predictor, state.batcher
     param = "messages" if chat else "prompt"
-    for index, value in enumerate(values):
-        if input_size(value) > config.max_input_chars:
-            return error_response(413, "input_too_long", f"{param} {index} has {input_size(value)} characters; the limit "
+    sizes = [input_size(value) for value in values]
+    for index, (value, size) in enumerate(zip(values, sizes)):
+        if size > config.max_input_chars:
+            return error_response(413, "input_too_long", f"{param} {index} has {size} characters; the limit "
                                   f"is {config.max_input_chars}", param=param)
-        problem = unencodable(value)
+        if (problem := unencodable(value)) is not None:
+            return error_response(400, "invalid_request", problem, param=param)
         try:
-            if problem is not None:
-                raise _BadRequest(problem, param)
             predictor.check_input(value, index)
-        except (TexttuneError, _BadRequest) as exc:
+        except TexttuneError as exc:
             return error_response(400, "invalid_request", str(exc), param=param)
     try:
         options = _options(state, body)
@@ -154,7 +154,7 @@ async def _complete(state: Any, request: Request, body: _Sampling, values: list[
                                                  cancelled=gone.is_set))
             for i, value in enumerate(values)]
     try:
-        items = batcher.submit(rows, [input_size(v) for v in values], options, run=state.complete,
+        items = batcher.submit(rows, sizes, options, run=state.complete,
                                alone=body.seed is not None)
     except QueueFull as exc:
         return error_response(503, "queue_full", f"the server is busy: {exc}; retry shortly", headers={"Retry-After": "1"})

@@ -53,7 +53,7 @@ class Predictor(Protocol):
         """The names a request's ``model`` may take (OpenAI-compatible routes): the served model first."""
         ...
 
-    def chat_input(self, messages: list[dict[str, str]], model: str) -> Any:
+    def chat_input(self, messages: list[dict[str, str]]) -> Any:
         """A chat request's turns as the task's input; TexttuneError when this model cannot chat."""
         ...
 
@@ -179,7 +179,7 @@ class ModelPredictor:
         if self.model.served_names and name is not None:
             self.model.use_adapter(name)
 
-    def chat_input(self, messages: list[dict[str, str]], model: str) -> Any:
+    def chat_input(self, messages: list[dict[str, str]]) -> Any:
         make = getattr(self.model.task, "chat_input", None)
         if make is None:
             raise ConfigError(f"a {self.task} model does not generate text; chat completions need one that does")
