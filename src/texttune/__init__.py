@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 from texttune._version import __version__ as __version__
 
-_FIXED = ["TaskModel", "TexttuneError", "Client", "ServerError", "load", "push", "__version__"]
+_FIXED = ["TaskModel", "TexttuneError", "Client", "ServerError", "load", "push", "export", "__version__"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from texttune.api import TaskModel as TaskModel
+    from texttune.api import export as export
     from texttune.api import load as load
     from texttune.api import push as push
     from texttune.client import Client as Client
@@ -43,6 +44,6 @@ def __getattr__(name: str) -> Any:
     api = importlib.import_module("texttune.api")
     if name == "__all__":
         return [*api.api_names(), *_FIXED]
-    if name in {"TaskModel", "load", "push"} or name in api.api_names():
+    if name in {"TaskModel", "load", "push", "export"} or name in api.api_names():
         return getattr(api, name)
     raise AttributeError(f"module 'texttune' has no attribute {name!r}")

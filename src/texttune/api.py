@@ -35,6 +35,7 @@ from texttune.data.streaming import open_stream
 from texttune.errors import ConfigError
 from texttune.files import write_jsonl
 from texttune.inference.backends import backend_name, refuse_backend
+from texttune.inference.exports import export as export
 from texttune.inference.options import inference_config
 from texttune.inference.saved_model import check_backend, saved_backbone
 from texttune.metrics.bootstrap import DEFAULT_RESAMPLES

@@ -27,7 +27,7 @@ from texttune.data import load_table
 from texttune.data.checks import summary_lines
 from texttune.errors import ConfigError, TexttuneError
 from texttune.files import write_json
-from texttune.inference.ct2_export import export
+from texttune.inference.exports import export
 from texttune.inference.options import inference_options
 from texttune.runs.catalog import find_runs, format_runs, runs_json
 from texttune.runs.compare import compare_runs, format_comparison
@@ -155,9 +155,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    if args.format != "ctranslate2":
-        raise ConfigError(f"--format {args.format!r} is not supported; valid choices: 'ctranslate2'")
-    print(export(args.model_dir, output=args.output, quantization=args.quantization))
+    print(export(args.model_dir, output=args.output, format=args.format, quantization=args.quantization))
     return 0
 
 

@@ -13,6 +13,7 @@ from dataclasses import fields
 from texttune._version import __version__
 from texttune.cli.options import add_columns, add_fields, add_section
 from texttune.demo import DEMO_OPTIONS
+from texttune.inference.exports import FORMATS
 from texttune.inference.options import InferenceConfig
 from texttune.tasks import TASKS
 from texttune.tasks.registry import all_request_options, generation_fields, request_option_help
@@ -150,14 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_export(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     """``texttune export``: format and quantization are checked by the library (one-line errors, exit 2)."""
-    ex = sub.add_parser("export", parents=[common], help="Convert a trained model for a faster inference engine (CTranslate2).",
-                        description="Convert a texttune model to CTranslate2 (int8/float32 on CPU, float16 on GPU): the "
-                                    "converted model, its tokenizer and texttune.json, written atomically. evaluate, predict "
-                                    "and serve use an export directly. See docs/inference.md.")
+    formats = "; ".join(f"{name}: {fmt.purpose}" for name, fmt in FORMATS.items())
+    ex = sub.add_parser("export", parents=[common], help="Convert a trained model for another runtime (" + ", ".join(FORMATS) + ").",
+                        description="Convert a texttune model for another runtime, written atomically (an interrupted "
+                                    "export leaves nothing). Formats: " + formats + ". See docs/inference.md.")
     ex.add_argument("model_dir", metavar="RUN_OR_MODEL_DIR", help="A texttune run directory or its model/ directory.")
-    ex.add_argument("--format", required=True, metavar="FORMAT", help="Target format: ctranslate2.")
-    ex.add_argument("--quantization", default="int8", metavar="TYPE",
-                    help="Weight type: int8 (default), int8_float32, int8_float16, int8_bfloat16, int16, float32, float16, bfloat16.")
+    ex.add_argument("--format", required=True, metavar="FORMAT", help="Target format: " + ", ".join(FORMATS) + ".")
+    ex.add_argument("--quantization", default=None, metavar="TYPE",
+                    help="Weight type; each format has its own choices and default: " + "; ".join(
+                        f"{name}: {', '.join(fmt.module.QUANTIZATIONS)} (default {fmt.module.DEFAULT_QUANTIZATION})"
+                        for name, fmt in FORMATS.items()) + ".")
     ex.add_argument("--output", required=True, metavar="DIR", help="Directory to write (a new one, or an earlier export to replace).")
 
 

@@ -30,6 +30,7 @@ from texttune.tasks import TASKS
 #: What ``texttune export --quantization`` and the conversion cache accept (the converter's choices).
 QUANTIZATIONS: tuple[str, ...] = ("int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float32", "float16",
                                   "bfloat16")
+DEFAULT_QUANTIZATION = "int8"
 EXPORT_CONFIG_DIR = "transformers-config"
 #: Converter entries that are not text generators (encoders, speech).
 _NOT_TEXT_GENERATION = {"Bert", "Camembert", "DistilBert", "Roberta", "XLMRoberta", "Wav2Vec2", "Wav2Vec2Bert", "Whisper"}
@@ -223,5 +224,5 @@ def generation_config(model_dir: Path, config: Any) -> Any:
     return GenerationConfig.from_model_config(config)
 
 
-__all__ = ["INSTALL_HINT", "QUANTIZATIONS", "cached_conversion", "check_supported", "convert", "export",
+__all__ = ["DEFAULT_QUANTIZATION", "INSTALL_HINT", "QUANTIZATIONS", "cached_conversion", "check_supported", "convert", "export",
            "generation_config", "is_export", "model_digest", "supported_families"]
