@@ -115,7 +115,7 @@ def test_metadata_tokenizer_and_layout_are_in_the_file(llama_dir: Path, tmp_path
         "llama.block_count": config.num_hidden_layers, "llama.embedding_length": config.hidden_size,
         "llama.feed_forward_length": config.intermediate_size, "llama.attention.head_count": config.num_attention_heads,
         "llama.attention.head_count_kv": config.num_key_value_heads, "llama.rope.freq_base": 10000.0,
-        "llama.rope.dimension_count": 16, "tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "gpt2",
+        "llama.rope.dimension_count": 16, "tokenizer.ggml.model": "gpt2", "tokenizer.ggml.pre": "gpt-2",
         "tokenizer.ggml.bos_token_id": 1, "tokenizer.ggml.eos_token_id": 2, "tokenizer.ggml.unknown_token_id": 0,
         "tokenizer.ggml.add_bos_token": True, "texttune.task": "summarization",
         "texttune.prompt_template": f"{PREFIX}\n\n{{input}}\n\nResponse:",
@@ -283,7 +283,8 @@ def test_llama_cpp_tokenizes_and_computes_as_transformers(kind: str, llama_dir: 
     llama_cpp = _llama_cpp()
     model_dir = llama_dir if kind == "llama" else chat_dir
     out = gguf_export.export(model_dir, output=tmp_path / "exp", quantization="f32")
-    llm = llama_cpp.Llama(str(out / "model.gguf"), n_ctx=256, logits_all=True, verbose=False, n_threads=1)
+    llm = llama_cpp.Llama(str(out / "model.gguf"), n_ctx=256, logits_all=True, verbose=False, n_threads=1,
+                          type_k=0, type_v=0)  # a float32 KV cache (GGML_TYPE_F32), as transformers computes
     source, tokenizer = _source(model_dir)
     adds_bos = tokenizer("a")["input_ids"][:1] == [tokenizer.bos_token_id]
     for text in strings():
@@ -292,5 +293,6 @@ def test_llama_cpp_tokenizes_and_computes_as_transformers(kind: str, llama_dir: 
     llm.eval(ids)
     got = np.asarray(llm.scores[: len(ids)])  # (tokens, vocab)
     reference = _logits(source, ids)
-    assert float(np.abs(got - reference).max()) <= 1e-3 * float(np.abs(reference).max())
+    assert float(np.abs(reference).max()) > 1.0
+    assert float(np.abs(got - reference).max()) <= 1e-4  # measured: ~1e-5 on logits up to ~10
     assert (got.argmax(-1) == reference.argmax(-1)).all()

@@ -43,7 +43,7 @@ class GGUFVocab:
 def _pre_tokenizer_name(pre: dict[str, Any] | None, where: str) -> str:
     """llama.cpp's name for this byte-level pre-tokenizer, or ConfigError.
 
-    Recognised shapes: ``ByteLevel`` with its GPT-2 expression ("gpt2"), individual ``Digits`` then
+    Recognised shapes: ``ByteLevel`` with its GPT-2 expression ("gpt-2"), individual ``Digits`` then
     ``ByteLevel`` (SmolLM's, "smollm"), Llama-3's ``Split`` then a ``ByteLevel`` without expression
     ("llama-bpe").
     """
@@ -54,7 +54,7 @@ def _pre_tokenizer_name(pre: dict[str, Any] | None, where: str) -> str:
         raise ConfigError(f"{where}: GGUF cannot represent a byte-level pre-tokenizer that adds a prefix space; "
                           "llama.cpp adds none")
     if kinds == ["ByteLevel"] and last.get("use_regex", True):
-        return "gpt2"
+        return "gpt-2"
     if kinds == ["Digits", "ByteLevel"] and steps[0].get("individual_digits") and last.get("use_regex", True):
         return "smollm"
     if kinds == ["Split", "ByteLevel"] and not last.get("use_regex", True):
