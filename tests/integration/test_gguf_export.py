@@ -296,3 +296,58 @@ def test_llama_cpp_tokenizes_and_computes_as_transformers(kind: str, llama_dir: 
     assert float(np.abs(reference).max()) > 1.0
     assert float(np.abs(got - reference).max()) <= 1e-4  # measured: ~1e-5 on logits up to ~10
     assert (got.argmax(-1) == reference.argmax(-1)).all()
+
+
+#: Split expressions as real tokenizer.json files spell them (llama.cpp quotes them in llama-vocab.cpp).
+_LLAMA3 = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
+           r"|\s+(?!\S)|\s+")
+_TEKKEN = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+|[^\r\n\p{L}\p{N}]?"
+           r"[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def _variant_model(pre: str, work: Path) -> Path:
+    """A saved texttune model whose byte-level BPE splits text as SmolLM, Llama 3 or Mistral's Tekken tokenizer does,
+    trained on the tiny corpus (BOS added, like Llama 3)."""
+    import torch
+    from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    from texttune.api import Summarization
+
+    def split(pattern: str) -> list[Any]:
+        return [pre_tokenizers.Split(Regex(pattern), behavior="isolated"),
+                pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]
+
+    steps = {"smollm": [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)],
+             "llama-bpe": split(_LLAMA3), "tekken": split(_TEKKEN)}[pre]
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence(steps)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.train_from_iterator(corpus_texts(), trainer=trainers.BpeTrainer(
+        vocab_size=800, special_tokens=["<unk>", "<s>", "</s>"], initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False))
+    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 1)])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                         max_position_embeddings=256, bos_token_id=1, eos_token_id=2, tie_word_embeddings=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = LlamaForCausalLM(config)
+    model.save_pretrained(work / "hf")
+    fast.save_pretrained(work / "hf")
+    return Summarization(backbone=str(work / "hf")).save(work / "model")
+
+
+@pytest.mark.parametrize("pre", ["smollm", "llama-bpe", "tekken"])
+def test_llama_cpp_splits_text_as_each_known_pre_tokenizer(pre: str, tmp_path: Path) -> None:
+    """The pre-tokenizer is recognised by shape and named as llama.cpp expects: llama.cpp then gives the same ids."""
+    llama_cpp = _llama_cpp()
+    model_dir = _variant_model(pre, tmp_path)
+    out = gguf_export.export(model_dir, output=tmp_path / "exp", quantization="f32")
+    reader = _reader(out / "model.gguf")
+    assert _field(reader, "tokenizer.ggml.pre") == pre
+    assert "output.weight" not in {t.name for t in reader.tensors}  # tied embeddings: llama.cpp reuses token_embd
+    _, tokenizer = _source(model_dir)
+    llm = llama_cpp.Llama(str(out / "model.gguf"), n_ctx=64, verbose=False, n_threads=1)
+    for text in strings():
+        assert llm.tokenize(text.encode(), add_bos=True, special=True) == tokenizer(text)["input_ids"], text

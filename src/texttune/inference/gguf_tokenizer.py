@@ -23,6 +23,12 @@ NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED = 1, 2, 3, 4, 5
 #: Llama-3's split expression, as its tokenizer.json spells it (llama.cpp pre-tokenizer "llama-bpe").
 _LLAMA3_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+"
                  r"|\s+(?!\S)|\s+")
+#: Mistral's Tekken split (Mistral Nemo, Small 3; llama.cpp "tekken").
+_TEKKEN_SPLIT = (r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+"
+                 r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*|\p{N}"
+                 r"| ?[^\s\p{L}\p{N}]+[\r\n/]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+#: Split expressions llama.cpp knows by name.
+_SPLITS = {_LLAMA3_SPLIT: "llama-bpe", _TEKKEN_SPLIT: "tekken"}
 
 
 @dataclass
@@ -44,8 +50,8 @@ def _pre_tokenizer_name(pre: dict[str, Any] | None, where: str) -> str:
     """llama.cpp's name for this byte-level pre-tokenizer, or ConfigError.
 
     Recognised shapes: ``ByteLevel`` with its GPT-2 expression ("gpt-2"), individual ``Digits`` then
-    ``ByteLevel`` (SmolLM's, "smollm"), Llama-3's ``Split`` then a ``ByteLevel`` without expression
-    ("llama-bpe").
+    ``ByteLevel`` (SmolLM's, "smollm"), Llama-3's or Mistral Tekken's ``Split`` then a ``ByteLevel`` without
+    expression ("llama-bpe", "tekken").
     """
     steps = (pre or {}).get("pretokenizers", [pre]) if (pre or {}).get("type") == "Sequence" else [pre]
     kinds = [step.get("type") if step else None for step in steps]
@@ -59,10 +65,10 @@ def _pre_tokenizer_name(pre: dict[str, Any] | None, where: str) -> str:
         return "smollm"
     if kinds == ["Split", "ByteLevel"] and not last.get("use_regex", True):
         pattern = (steps[0].get("pattern") or {}).get("Regex")
-        if pattern == _LLAMA3_SPLIT and steps[0].get("behavior") == "Isolated":
-            return "llama-bpe"
+        if pattern in _SPLITS and steps[0].get("behavior") == "Isolated" and not steps[0].get("invert"):
+            return _SPLITS[pattern]
     raise ConfigError(f"{where}: GGUF cannot represent this tokenizer's pre-tokenizer ({' + '.join(map(str, kinds))}); "
-                      "llama.cpp knows byte-level BPE split as GPT-2, SmolLM or Llama-3 do")
+                      "llama.cpp knows byte-level BPE split as GPT-2, SmolLM, Llama-3 or Mistral Tekken do")
 
 
 def _check_byte_level_bpe(spec: dict[str, Any], where: str) -> None:
@@ -72,7 +78,7 @@ def _check_byte_level_bpe(spec: dict[str, Any], where: str) -> None:
         raise ConfigError(f"{where}: GGUF export needs a byte-level BPE tokenizer and this one is "
                           f"{model.get('type')}; llama.cpp would tokenize it differently")
     if model.get("byte_fallback") or (spec.get("decoder") or {}).get("type") != "ByteLevel":
-        raise ConfigError(f"{where}: GGUF export supports byte-level BPE tokenizers (GPT-2, SmolLM, Llama-3 style); "
+        raise ConfigError(f"{where}: GGUF export supports byte-level BPE tokenizers (GPT-2, SmolLM, Llama-3, Tekken style); "
                           "this one is SentencePiece-style BPE (byte fallback), which texttune does not export yet")
     normalizer = spec.get("normalizer")
     if normalizer and not (normalizer.get("type") == "Sequence" and not normalizer.get("normalizers")):
