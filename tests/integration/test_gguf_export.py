@@ -351,3 +351,24 @@ def test_llama_cpp_splits_text_as_each_known_pre_tokenizer(pre: str, tmp_path: P
     llm = llama_cpp.Llama(str(out / "model.gguf"), n_ctx=64, verbose=False, n_threads=1)
     for text in strings():
         assert llm.tokenize(text.encode(), add_bos=True, special=True) == tokenizer(text)["input_ids"], text
+
+
+def test_lora_adapters_saved_apart_are_merged_first(tiny_model_dir: Callable[[str], Path], tmp_path: Path) -> None:
+    """A --no-merge-adapters model exports as backbone + adapters merged: the logits of texttune.load's merged model."""
+    import texttune
+    from texttune.api import Summarization
+
+    data = Path(__file__).resolve().parents[1] / "data" / "summarization.jsonl"
+    task = Summarization(backbone=str(tiny_model_dir("llama")), options={
+        "peft": "lora", "lora_rank": 4, "merge_adapters": False, "learning_rate": 0.05, "baselines": False,
+        "progress_bar": False, "tensorboard": False, "max_eval_samples": 2, "samples_per_eval": 0,
+        "max_source_length": 48, "max_target_length": 8})
+    result = task.fit(train=data, output_dir=tmp_path / "run", max_steps=3, batch_size=4)
+    assert json.loads((result.model_dir / "texttune.json").read_text())["peft"]["merged"] is False
+    out = gguf_export.export(tmp_path / "run", output=tmp_path / "exp", quantization="f32")
+    merged = texttune.load(tmp_path / "run")._backbone.model
+    (base, tokenizer), (loaded, _) = _source(tiny_model_dir("llama")), _from_gguf(out)
+    ids = tokenizer("the cat sat on the mat and a library for parsing json files")["input_ids"]
+    reference = _logits(merged, ids)
+    assert float(np.abs(_logits(base, ids) - reference).max()) > 1e-3  # the adapters changed the model
+    assert float(np.abs(_logits(loaded, ids) - reference).max()) <= 1e-4

@@ -6,8 +6,8 @@ with), an Ollama ``Modelfile``, a ``README.md`` with the commands that run it, a
 (the source's metadata plus ``"backend": "gguf"``), which marks the directory as an export that a
 later export may replace. Everything is checked before anything is written (architecture, tokenizer,
 output directory), and the directory is built aside and renamed into place, so a failure leaves
-nothing half-written. Weights come from transformers in float32, so LoRA adapters must be merged
-first (a saved model is merged unless trained with ``--no-merge-adapters``).
+nothing half-written. Weights come from transformers in float32; LoRA adapters saved apart
+(``--no-merge-adapters``) are merged into their backbone's weights first, as ``texttune.load`` does.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from texttune._version import __version__
+from texttune.backbones.adapters import adapter_backbone, is_adapter_dir
 from texttune.errors import ConfigError, choices
 from texttune.files import atomic_directory, read_json, write_json
 from texttune.inference.gguf_modelfile import PromptLayout, modelfile, prompt_layout, readme
@@ -40,7 +41,7 @@ def is_export(metadata: dict[str, Any]) -> bool:
 
 
 def _check_source(model_dir: Path, metadata: dict[str, Any], quantization: str) -> None:
-    """One-line ConfigErrors for what cannot become a GGUF: the task, unmerged adapters, an export, the quantization."""
+    """One-line ConfigErrors for what cannot become a GGUF: the task, the model family, an export, the quantization."""
     if quantization not in QUANTIZATIONS:
         raise ConfigError(f"--quantization {quantization!r} is not valid for GGUF; valid choices: {choices(QUANTIZATIONS)}")
     if metadata.get("backend"):
@@ -53,9 +54,6 @@ def _check_source(model_dir: Path, metadata: dict[str, Any], quantization: str) 
         kind = "an encoder-decoder" if metadata["family"] == "seq2seq" else "an encoder-only"
         raise ConfigError(f"{model_dir} is {kind} model; GGUF export supports decoder-only LlamaForCausalLM and "
                           "MistralForCausalLM models")
-    if isinstance(metadata.get("peft"), dict) and metadata["peft"].get("merged") is False:
-        raise ConfigError(f"{model_dir} holds LoRA adapters, not a full model: save it merged first "
-                          "(texttune.load(dir).save(new_dir), or train with --merge-adapters, the default)")
 
 
 def _earlier_export(directory: Path) -> bool:
@@ -134,7 +132,10 @@ def export(source: str | Path, *, output: str | Path, quantization: str = DEFAUL
     _check_output(output, model_dir)
     name = re.sub(r"[^a-z0-9._-]+", "-", output.resolve().name.lower()).strip("-.") or "texttune-model"  # Ollama's names
     stops = _stops(vocab, tokenizer)
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    if is_adapter_dir(metadata):  # LoRA adapters saved apart: merged into their backbone's weights first
+        model = adapter_backbone(model_dir, metadata, dtype=torch.float32).model
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
     with atomic_directory(output) as tmp:
         _write_gguf(tmp / GGUF_FILE, model=model, vocab=vocab, layout=layout, metadata=metadata,
                     quantization=quantization, name=name)
