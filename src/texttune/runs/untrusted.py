@@ -60,6 +60,10 @@ def check_model_files(model_dir: Path, metadata: dict[str, Any]) -> None:
                 "without custom code where you trust it")
     if metadata.get("backend") == "ctranslate2":
         return
+    if metadata.get("backend") == "onnx":  # texttune export --format onnx: for ONNX Runtime, not for texttune.load
+        source = (metadata.get("onnx") or {}).get("source_model", "?")
+        raise BackboneError(f"{model_dir} is an ONNX export for ONNX Runtime (model.onnx); texttune runs the model directory "
+                            f"it came from ({source})")
     if any((model_dir / name).is_file() for name in SAFETENSORS_WEIGHTS):
         return
     pickled = sorted(p.name for p in model_dir.iterdir() if p.is_file() and p.suffix.lower() in PICKLE_SUFFIXES)
