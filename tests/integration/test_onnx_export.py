@@ -178,8 +178,12 @@ def test_an_earlier_export_is_replaced_and_is_not_a_texttune_model(cli: Cli, sav
         assert_user_error(code, err, "is an ONNX export for ONNX Runtime", source)
 
 
-def test_refusals_are_one_line_and_leave_nothing(cli: Cli, saved: dict[str, Path], t5_summarizer: Path, tmp_path: Path) -> None:
+def test_refusals_are_one_line_and_leave_nothing(cli: Cli, saved: dict[str, Path], t5_summarizer: Path, tmp_path: Path,
+                                                 tiny_model_dir: Callable[[str], Path]) -> None:
+    from texttune import TextClassification
+
     out = tmp_path / "out"
+    decoder = TextClassification(backbone=str(tiny_model_dir("llama")), label_list=SECTIONS, max_length=32).save(tmp_path / "llama")
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")
     lora = tmp_path / "lora"  # what --no-merge-adapters saves, as far as the refusal reads it: texttune.json's peft entry
@@ -190,6 +194,7 @@ def test_refusals_are_one_line_and_leave_nothing(cli: Cli, saved: dict[str, Path
     cases: list[tuple[tuple[Any, ...], tuple[str, ...]]] = [
         ((t5_summarizer, "--output", out), ("ONNX export covers the encoder tasks", "text-classification", "masked-lm",
                                             "'summarization'")),
+        ((decoder, "--output", out), ("ONNX export covers encoder backbones", "causal model")),
         ((source, "--output", tmp_path / "taken"), ("exists and is not an ONNX export",)),
         ((lora, "--output", out), ("holds LoRA adapters", "merged")),
         ((source, "--quantization", "int4", "--output", out), ("int4", "'float32'", "'int8'")),
