@@ -18,8 +18,12 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
+import logging
 import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +108,23 @@ def sample_inputs(tokenizer: Any, model: Any) -> dict[str, Any]:
     return {name: batch[name] for name in tokenizer.model_input_names if name in batch and name in accepted}
 
 
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide the exporters' chatter, not their errors: torch's notes on torchvision ops and axis names, and ONNX Runtime's
+    advice (on the root logger) to pre-process before quantizing."""
+    loggers = [logging.getLogger(), logging.getLogger("torch.onnx")]
+    levels = [logger.level for logger in loggers]
+    try:
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def write_graph(model: Any, inputs: dict[str, Any], path: Path, *, task: str) -> None:
     """``torch.onnx.export`` of ``model`` with dynamic batch and sequence axes (BackboneError if it fails)."""
     import torch
@@ -112,7 +133,7 @@ def write_graph(model: Any, inputs: dict[str, Any], path: Path, *, task: str) ->
     sequence = torch.export.Dim("sequence", max=int(getattr(model.config, "max_position_embeddings", 0) or 2**16))
     size = sum(p.numel() * p.element_size() for p in model.parameters())
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _quiet():
             program = torch.onnx.export(model.eval(), (), kwargs=inputs, input_names=list(inputs), output_names=list(output_names(task)),
                                         dynamic_shapes={name: {0: batch, 1: sequence} for name in inputs}, dynamo=True,
                                         external_data=size > _EXTERNAL_DATA_BYTES, verbose=False)
@@ -126,7 +147,8 @@ def quantize_int8(source: Path, target: Path) -> None:
     """ONNX Runtime's dynamic int8 quantization of ``source`` (weights int8, activations quantized per call)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    with _quiet():
+        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
 
 
 def open_session(path: Path, *, threads: int | None = None) -> Any:
