@@ -1,7 +1,7 @@
 """Optional features and the extra that installs each: ``pip install 'texttune[serve]'``...
 
 Features few users need are extras, so a plain install stays small: the HTTP server (``serve``:
-FastAPI, uvicorn, the Prometheus client), plots (``plots``: matplotlib), CTranslate2 (``ct2``),
+FastAPI, uvicorn, the Prometheus client), plots (``plots``: matplotlib), CTranslate2 (``ct2``), ONNX export (``onnx``),
 MLflow logging (``mlflow``). A feature whose packages are missing says so in one line naming the
 extra, instead of an ImportError from deep inside.
 """
@@ -17,6 +17,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "serve": ("fastapi", "uvicorn", "prometheus_client"),
     "plots": ("matplotlib",),
     "ct2": ("ctranslate2",),
+    "onnx": ("onnxruntime", "onnx", "onnxscript"),
     "mlflow": ("mlflow",),
 }
 

@@ -81,7 +81,7 @@ def test_export_errors_are_one_line_and_leave_nothing(cli: Cli, t5_dir: Path, ti
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")
     cases: list[tuple[tuple[Any, ...], tuple[str, ...]]] = [
-        ((t5_dir, "--format", "onnx", "--output", out), ("--format 'onnx'", "'ctranslate2'")),
+        ((t5_dir, "--format", "tflite", "--output", out), ("--format 'tflite'", "'ctranslate2'", "'onnx'")),
         ((t5_dir, "--format", "ctranslate2", "--quantization", "int4", "--output", out), ("int4", "'int8'", "'float32'")),
         ((bert2bert, "--format", "ctranslate2", "--output", out), ("EncoderDecoderModel", "supported families", "T5")),
         ((tmp_path / "nowhere", "--format", "ctranslate2", "--output", out), ("no such run or model directory",)),

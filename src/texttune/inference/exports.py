@@ -14,7 +14,7 @@ from pathlib import Path
 from types import ModuleType
 
 from texttune.errors import ConfigError, choices
-from texttune.inference import ct2_export
+from texttune.inference import ct2_export, gguf_export, onnx_export
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,8 @@ class ExportFormat:
 #: Every format ``texttune export`` writes, by the name given to ``--format``.
 FORMATS: dict[str, ExportFormat] = {
     "ctranslate2": ExportFormat(ct2_export, "fast CPU/GPU generation; texttune predict/evaluate/serve use it directly"),
+    "gguf": ExportFormat(gguf_export, "one .gguf file (+ Ollama Modelfile) for llama.cpp and Ollama; Llama-architecture models"),
+    "onnx": ExportFormat(onnx_export, "ONNX Runtime and other ONNX engines; encoder tasks (classification, tagging, QA, fill-mask)"),
 }
 
 
