@@ -83,7 +83,7 @@ def check_lightning(trainer: Any) -> None:
         raise TexttuneError(
             f"periodic checkpoints (--checkpoint-every-steps / --checkpoint-every-minutes) do not support Lightning "
             f"{lightning.__version__}: its Trainer has no {', '.join(missing)}. Install a Lightning release texttune "
-            "supports (lightning>=2.4,<3), or turn periodic checkpoints off (--checkpoint-every-minutes 0 and no "
+            "supports (lightning>=2.6,<3), or turn periodic checkpoints off (--checkpoint-every-minutes 0 and no "
             "--checkpoint-every-steps)")
 
 
