@@ -202,6 +202,10 @@ def test_cli_export_and_one_line_refusals(cli: Cli, llama_dir: Path, tiny_model_
     code, _, err = cli("export", llama_dir, "--format", "gguf", "--output", out)  # an earlier export is replaced
     assert code == 0, err
     assert _field(_reader(out / "model.gguf"), "general.file_type") == 1  # the default, f16
+    inputs = tmp_path / "inputs.jsonl"
+    inputs.write_text('{"input": "a package"}\n', encoding="utf-8")
+    code, _, err = cli("predict", out, "--input-file", inputs, "--output-file", tmp_path / "p.jsonl")
+    assert_user_error(code, err, "is a GGUF export for llama.cpp and Ollama", str(llama_dir.resolve()))
     from texttune.api import Summarization, TextClassification
 
     t5 = Summarization(backbone=str(tiny_model_dir("t5"))).save(tmp_path / "t5")

@@ -64,6 +64,10 @@ def check_model_files(model_dir: Path, metadata: dict[str, Any]) -> None:
         source = (metadata.get("onnx") or {}).get("source_model", "?")
         raise BackboneError(f"{model_dir} is an ONNX export for ONNX Runtime (model.onnx); texttune runs the model directory "
                             f"it came from ({source})")
+    if metadata.get("backend") == "gguf":  # texttune export --format gguf: for llama.cpp and Ollama
+        source = (metadata.get("gguf") or {}).get("source_model", "?")
+        raise BackboneError(f"{model_dir} is a GGUF export for llama.cpp and Ollama (model.gguf; its README.md has the "
+                            f"commands); texttune runs the model directory it came from ({source})")
     if any((model_dir / name).is_file() for name in SAFETENSORS_WEIGHTS):
         return
     pickled = sorted(p.name for p in model_dir.iterdir() if p.is_file() and p.suffix.lower() in PICKLE_SUFFIXES)
