@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import random
 import shutil
 import statistics
 import subprocess
@@ -86,6 +87,20 @@ CASES = {
                           variants=BROWN_VARIANTS),
     "brown-smollm2-48": Case("causal-lm", "smollm2-135m", 48, 4, "perplexity", options={"max_length": 64},
                              variants=BROWN_VARIANTS),
+    # Chat fine-tuning of SmolLM2-Instruct on the conversations of tests/slow/test_chat_real.py (Debian two-turn
+    # exchanges and Python FAQ answers), the slow test's budget; scored on the last reply of 48 held-out ones.
+    "chat-smollm2": Case("chat", "smollm2-135m", 40, 8, "rougeL", options={"max_length": 320, "max_new_tokens": 32},
+                         variants={"old": OLD, "task": {}, **_lr_grid((1e-4, 2e-4, 3e-4)),
+                                   "lora-old": {**OLD, "peft": "lora"},
+                                   **{f"lora-{k}": {**v, "peft": "lora"} for k, v in _lr_grid((2e-3, 5e-3)).items()}}),
+    # Debian package sections (58 classes), 8,000 random training rows and 500 random validation rows.
+    "sections-minilm": Case("text-classification", "minilm", 150, 32, "accuracy",
+                            options={"label_column": "section", "max_length": 128},
+                            # the old generic defaults trained the new classifier at the backbone's rate too
+                            variants={"old": {**OLD, "head_learning_rate": None}, "task": {}, **_lr_grid((1e-4, 3e-4)),
+                                      "lr0.0003-w0.1-h0.003": {"learning_rate": 3e-4, "warmup_ratio": 0.1,
+                                                               "head_learning_rate": 3e-3},
+                                      "lr5e-05-h0.003": {**OLD, "head_learning_rate": 3e-3}}),
 }
 #: Single-file data sets (masked-LM, causal-LM cases): the file, and how many lines at its end validate.
 SINGLE_FILE = {"imdb-minilm": (SHARED / "language-modeling" / "imdb-sample" / "sample.jsonl", 40),
@@ -109,6 +124,19 @@ def data_files(name: str) -> tuple[Path, Path]:
         lines = path.read_text(encoding="utf-8").rstrip("\n").split("\n")  # not splitlines(): reviews hold U+2028
         train.write_text("\n".join(lines[:-held_out][:2000]) + "\n", encoding="utf-8")
         val.write_text("\n".join(lines[-held_out:]) + "\n", encoding="utf-8")
+    elif name == "chat-smollm2":
+        sys.path.insert(0, str(ROOT / "tests" / "slow"))
+        from test_chat_real import DEBIAN, FAQ, debian_conversations, faq_conversations
+
+        rows = debian_conversations(DEBIAN / "train.jsonl", 240) + faq_conversations(FAQ, 80)
+        random.Random(1).shuffle(rows)
+        _write_jsonl(train, rows)
+        _write_jsonl(val, debian_conversations(DEBIAN / "validation.jsonl", 48))
+    elif name == "sections-minilm":
+        source = SHARED / "classification" / "debian-packages"
+        for path, rows in ((train, 8000), (val, 500)):
+            lines = (source / path.name).read_text(encoding="utf-8").splitlines()
+            path.write_text("\n".join(random.Random(0).sample(lines, rows)) + "\n", encoding="utf-8")
     elif name == "squad-minilm":
         sys.path.insert(0, str(ROOT / "tests" / "slow"))
         from test_question_answering_real import SQUAD, split_by_article
@@ -120,6 +148,10 @@ def data_files(name: str) -> tuple[Path, Path]:
         lines = (source / "validation.jsonl").read_text(encoding="utf-8").splitlines()[:200]
         val.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return train, val
+
+
+def _write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
 
 
 def run_one(name: str, variant: str, seed: int) -> dict[str, Any]:
