@@ -27,6 +27,7 @@ MAY_CHANGE_ON_RESUME: tuple[str, ...] = (
     "generation_batch_size",  # evaluation memory only: a run that ran out of it can go on with less
     "num_workers", "progress_bar", "log_every_steps", "samples_per_eval", "tensorboard", "mlflow", "mlflow_tracking_uri",
     "bootstrap", "test_file",  # how the final numbers are reported, and a test split scored once at the end
+    "packing",  # the same examples, steps and loss in other rows (tasks/packing.py): a speed choice only
 )
 #: How a resume is asked for, not what the run is: never compared.
 _INVOCATION = ("resume", "output_dir")

@@ -178,6 +178,7 @@ def test_timing_and_feature_cache(finished_run: Path) -> None:
     assert timing["train_examples"] == 4 * 4 and timing["train_tokens"] > timing["train_examples"]
     assert 0 < timing["train_s"] <= timing["fit_s"] and 0 < timing["eval_s"] < timing["fit_s"]
     assert timing["train_examples_per_s"] > 0 and timing["baselines_s"] > 0
+    assert 0 <= timing["train_padding"] < 1
     cached = sorted(p.name.split("-")[0] for p in (finished_run / "features").iterdir())
     assert cached == ["train", "validation"]
 

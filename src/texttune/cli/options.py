@@ -60,8 +60,9 @@ def add_fields(group: Any, option_fields: list[Any], *, help_of: dict[str, str] 
             lora = (lora_defaults or {}).get(f.name)
             help_text += f"; {lora} with --peft lora)" if lora is not None else ")"
         if base is bool:
+            shown = "auto" if default is None else "on" if default else "off"
             group.add_argument(_flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction,
-                               default=argparse.SUPPRESS, help=help_text + f" (default: {'on' if default else 'off'})")
+                               default=argparse.SUPPRESS, help=help_text + f" (default: {shown})")
         else:
             metavar = "|".join([base.__name__.upper(), *f.metadata.get("special", ())])
             group.add_argument(_flag(f.name), dest=f.name, default=argparse.SUPPRESS, metavar=metavar,

@@ -27,6 +27,7 @@ from texttune.data import Table, holdout, take
 from texttune.data.streaming import Stream
 from texttune.engine.features import encode_cached
 from texttune.engine.optimizer import head_parameter_count
+from texttune.engine.packed import PackingChoice, choose_packing, train_collate
 from texttune.engine.recorder import RunRecorder, recorder_for
 from texttune.errors import ConfigError, TexttuneError
 from texttune.metrics.registry import higher_is_better
@@ -102,9 +103,10 @@ def _stream_of(train: Any, validation: Table | None) -> Any:
     return train
 
 
-def _loaders(task: Any, train_features: Any, val_features: Any, config: RunConfig, *, rank: int = 0,
+def _loaders(task: Any, train_features: Any, val_features: Any, config: RunConfig, *, collate: Any, rank: int = 0,
              world_size: int = 1, stream: Any = None) -> tuple[Any, Any]:
-    """Training batches (this process's slice of each global batch) and this process's validation rows."""
+    """Training batches (this process's slice of each global batch, made by ``collate``: packed or not) and this
+    process's validation rows (always the task's padded batches)."""
     from torch.utils.data import DataLoader
 
     from texttune.engine.distributed import ShardSampler, is_sharded
@@ -115,11 +117,11 @@ def _loaders(task: Any, train_features: Any, val_features: Any, config: RunConfi
     if stream is not None:
         from texttune.engine.streaming import StreamLoader
 
-        train_dl: Any = StreamLoader(stream.rows, encode=task.encode, collate=task.collate, batch_size=t.batch_size,
+        train_dl: Any = StreamLoader(stream.rows, encode=task.encode, collate=collate, batch_size=t.batch_size,
                                      seed=t.seed, buffer=config.data.shuffle_buffer, group_by_length=t.group_by_length,
                                      rank=rank, world_size=world_size)
     else:
-        train_dl = ResumableLoader(train_features, batch_size=t.batch_size, seed=t.seed, collate_fn=task.collate,
+        train_dl = ResumableLoader(train_features, batch_size=t.batch_size, seed=t.seed, collate_fn=collate,
                                    num_workers=t.num_workers, lengths=lengths, rank=rank, world_size=world_size)
     # The loss pass of an evaluation pads each batch to its longest example: in length order (longest
     # first, so an out-of-memory shows at once) there is almost no padding. Generation-based metrics
@@ -180,7 +182,7 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
         trainer = _trainer(config, run, monitor, mode, blocks=blocks,
                            resumed_step=checkpoint_step(resume_path) if resume_path else None)
         device = placement.training_device(trainer)
-        learned = _build_model(task, backbone, config, train, run, recorder, device=device)
+        learned, packing = _build_model(task, backbone, config, train, run, recorder, device=device)
         blocks.use(backbone.model)
         cache = {"tokenizer": backbone.tokenizer, "cache_dir": run.features, "primary": recorder.writes}
         train_features, train_stats = encode_cached(task, train.rows, split="train", **cache)
@@ -192,7 +194,8 @@ def fit(*, task: Any, backbone: Backbone, config: RunConfig, train: Table, valid
                                     resuming=resume_path is not None, primary=recorder.writes, device=device,
                                     loss=placement.as_in_training(task.loss, trainer))
         train_dl, val_dl = _loaders(task, train_features, val_features, config, rank=trainer.global_rank,
-                                    world_size=trainer.world_size, stream=stream)
+                                    world_size=trainer.world_size, stream=stream,
+                                    collate=train_collate(task, packing, tokenizer=backbone.tokenizer))
         config, lr_find_s = _auto_learning_rate(config, task, backbone.model, train_dl, run, recorder, trainer, device,
                                                 resuming=resume_path is not None)  # the loader is restored afterwards
         settle(trainer, config)
@@ -259,9 +262,9 @@ def _baselines(task: Any, model: Any, val: Table, config: RunConfig, recorder: R
 
 
 def _build_model(task: Any, backbone: Backbone, config: RunConfig, train: Table, run: RunDir,
-                 recorder: RunRecorder, *, device: Any) -> dict[str, Any]:
+                 recorder: RunRecorder, *, device: Any) -> tuple[dict[str, Any], PackingChoice]:
     """Bind the task, load the weights with the task's head and the attention for ``device``, add adapters;
-    what the task learned from the rows."""
+    what the task learned from the rows, and whether training packs its batches (engine/packed.py)."""
     from texttune.engine import placement
 
     # A scratch:SIZE backbone trains its tokenizer and initialises its weights on the training rows here.
@@ -280,9 +283,11 @@ def _build_model(task: Any, backbone: Backbone, config: RunConfig, train: Table,
                           f"{task.name} adds ({', '.join(task.heads)}); use --learning-rate")
     record = placement.attention_record(backbone.model, attention)
     log.info("attention: %s (%s)", record["implementation"], attention.reason)
+    packing = choose_packing(task, requested=config.train.packing, attention=record["implementation"])
+    log.info("packing: %s (%s)", "on" if packing.enabled else "off", packing.reason)
     recorder.model(backbone.model, family=backbone.family, extra=adapted,
-                   runtime={"training_device": str(device), "attention": record})
-    return learned
+                   runtime={"training_device": str(device), "attention": record, "packing": packing.record()})
+    return learned, packing
 
 
 def _load_model(task: Any, backbone: Backbone, attention: Any) -> None:
@@ -298,7 +303,7 @@ def _whole_module(trainer: Any, module: Any, config: RunConfig, *, rebuild: Any)
         return module
     whole = unshard(trainer, rebuild=rebuild)  # None on every rank but 0
     if whole is not None:
-        for name in ("eval_seconds", "evaluations", "train_examples", "train_tokens", "last_evaluation"):
+        for name in ("eval_seconds", "evaluations", "train_examples", "train_tokens", "train_slots", "last_evaluation"):
             setattr(whole, name, getattr(module, name))
     return whole
 
@@ -341,9 +346,12 @@ def _timing(module: Any, timing: dict[str, Any], final_eval_s: float) -> dict[st
     fit_s = timing.get("fit_s", 0.0)
     train_s = max(fit_s - module.eval_seconds, 1e-9)
     tokens = int(module.train_tokens)
+    # The share of computed token positions that were padding: what --packing and length grouping save.
+    padding = 1 - tokens / module.train_slots if module.train_slots else 0.0
     return {**timing, "train_s": round(train_s, 3), "eval_s": round(module.eval_seconds, 3), "evaluations": module.evaluations,
             "final_eval_s": round(final_eval_s, 3), "train_examples": module.train_examples, "train_tokens": tokens,
-            "train_examples_per_s": round(module.train_examples / train_s, 3), "train_tokens_per_s": round(tokens / train_s, 1)}
+            "train_padding": round(padding, 4), "train_examples_per_s": round(module.train_examples / train_s, 3),
+            "train_tokens_per_s": round(tokens / train_s, 1)}
 
 
 def _test_evaluation(task: Any, module: Any, trainer: Any, config: RunConfig, test: Table, recorder: RunRecorder) -> None:

@@ -46,6 +46,7 @@ class TextModule(pl.LightningModule):
         self.evaluations = 0
         self.train_examples = 0
         self.train_tokens = torch.zeros((), dtype=torch.long)
+        self.train_slots = 0  # token positions computed, padding included (a host int: shapes need no sync)
         # (step, metrics, predictions) of the latest evaluation: the final evaluation reuses it
         # when the best checkpoint is those very weights, instead of generating everything again.
         self.last_evaluation: tuple[int, dict[str, float], list[dict[str, Any]]] | None = None
@@ -63,7 +64,7 @@ class TextModule(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss = self.task.loss(self.model, batch)
         # Logged values stay on the device; Lightning syncs them only when it writes a log line.
-        self.log("train_loss", loss, prog_bar=True, batch_size=batch["input_ids"].shape[0])
+        self.log("train_loss", loss, prog_bar=True, batch_size=batch.get("examples", batch["input_ids"].shape[0]))
         return loss
 
     def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
@@ -72,11 +73,16 @@ class TextModule(pl.LightningModule):
         # Throughput of this batch (forward, backward and, on a stepping batch, the optimizer), wall clock.
         # The token count stays a device tensor: no host sync here.
         seconds = max(time.perf_counter() - getattr(self, "_batch_started", time.perf_counter()), 1e-9)
-        ids = batch["input_ids"]  # (B, T)
-        tokens = batch["attention_mask"].sum() if "attention_mask" in batch else torch.tensor(ids.numel())
-        self.train_examples += ids.shape[0]
+        ids = batch["input_ids"]  # (B, T); packed (tasks/packing.py): (R, W), the counts beside it
+        if "tokens" in batch:
+            examples, tokens = batch["examples"], batch["tokens"]
+        else:
+            examples = ids.shape[0]
+            tokens = batch["attention_mask"].sum() if "attention_mask" in batch else torch.tensor(ids.numel())
+        self.train_examples += examples
+        self.train_slots += ids.numel()
         self.train_tokens = self.train_tokens.to(tokens.device) + tokens
-        self.log("examples_per_s", ids.shape[0] / seconds, prog_bar=False)
+        self.log("examples_per_s", examples / seconds, prog_bar=False)
         self.log("tokens_per_s", tokens.float() / seconds, prog_bar=False)
 
     def on_validation_epoch_start(self) -> None:

@@ -15,8 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
-from lightning.pytorch.utilities.imports import _RICH_AVAILABLE
+from lightning_utilities.core.imports import RequirementCache
 
+#: Lightning's own test for its Rich bar (its private flag moved between releases; this is the public helper it uses).
+_RICH_AVAILABLE = RequirementCache("rich>=10.2.2")
 #: The train bar's description when it counts steps.
 STEPS = "Steps"
 

@@ -29,7 +29,9 @@ rows, *, generation) -> Prompts`` (generating tasks): the rows as token ids in t
 generation options resolved, what predict, evaluate and the server's streaming routes generate from
 (inference/generation.py); ``chat_input(messages) -> input``: an OpenAI chat request's turns as the task's predict
 input, or ConfigError saying why this model cannot chat (serving/openai.py); ``pipeline_tag``: the Hugging Face
-pipeline and hub tag ("summarization", "fill-mask"...) the model card declares (runs/model_card.py).
+pipeline and hub tag ("summarization", "fill-mask"...) the model card declares (runs/model_card.py);
+``packing_capacity() -> int | None`` (decoder-only tasks whose batches are padded next-token rows): the tokens one
+packed training row holds, None when this binding cannot pack (``--packing``, tasks/packing.py).
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from texttune.tasks.chunking import (
     score_chunks,
 )
 from texttune.tasks.masked_lm import TEXT_ROLE
+from texttune.tasks.packing import model_inputs
 
 DEFAULT_MAX_NEW_TOKENS = 50
 
@@ -126,10 +127,15 @@ class CausalLMTask:
         mask = torch.tensor([f["attention_mask"] for f in features])  # (B, T)
         return {"input_ids": ids, "attention_mask": mask, "labels": ids.masked_fill(mask == 0, IGNORE)}
 
+    def packing_capacity(self) -> int:
+        """Tokens a packed training row holds (tasks/packing.py): one chunk of ``--max-length``; short documents
+        (their last chunks) share rows."""
+        return self.max_length
+
     def loss(self, model: Any, batch: dict[str, Any]) -> Any:
         if supports_target_only(model):  # the same mean loss, skipping the head on padding
             return target_only_loss(model, batch)
-        return model(**batch).loss
+        return model(**model_inputs(batch)).loss  # a packed batch without its counts, cache off
 
     def evaluate(self, model: Any, rows: Any, *, generation: GenerationConfig) -> tuple[dict[str, float], list[dict[str, Any]]]:
         refuse_backend(model, "evaluated (causal-lm evaluate measures perplexity)")  # needs per-token losses

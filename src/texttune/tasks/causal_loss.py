@@ -27,7 +27,10 @@ def target_only_loss(model: Any, batch: dict[str, Any]) -> Any:
     import torch.nn.functional as F
 
     labels = batch["labels"]  # (B, T), -100 over prompt and padding
-    hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state  # (B, T, H)
+    # A packed batch (tasks/packing.py) has position_ids and no attention mask; the cache stays off so that
+    # transformers reads the packing from the position ids.
+    hidden = model.base_model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                              position_ids=batch.get("position_ids"), use_cache=False).last_hidden_state  # (B, T, H)
     targets = labels[:, 1:]  # token t+1 is predicted from position t
     keep = targets != -100  # (B, T-1)
     picked = hidden[:, :-1][keep]  # (N, H): only the scored positions

@@ -28,6 +28,7 @@ from texttune.tasks.base import pad_batch
 from texttune.tasks.causal_loss import supports_target_only, target_only_loss
 from texttune.tasks.data_checks import copied_targets
 from texttune.tasks.lang_codes import LanguagePair, plain_code, remember_languages, set_languages
+from texttune.tasks.packing import model_inputs
 from texttune.tasks.prompting import PromptFormat
 
 LANGUAGES = {"en": "English", "fr": "French", "de": "German", "ro": "Romanian", "es": "Spanish", "it": "Italian",
@@ -220,10 +221,14 @@ class Text2TextTask:
         pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
         return pad_batch([{"input_ids": f["input_ids"], "labels": f["labels"]} for f in features], pad_token_id=pad)
 
+    def packing_capacity(self) -> int | None:
+        """Tokens a packed training row holds (tasks/packing.py): a longest prompt and answer; decoder-only only."""
+        return self.max_source_length + self.max_target_length if self.family == "causal" else None
+
     def loss(self, model: Any, batch: dict[str, Any]) -> Any:
         if self.family == "causal" and supports_target_only(model):
             return target_only_loss(model, batch)
-        return model(**batch).loss
+        return model(**model_inputs(batch)).loss  # a packed batch without its counts, cache off
 
     def prompts(self, model: Any, rows: list[dict[str, Any]], *, generation: GenerationConfig) -> Prompts:
         """The rows' inputs in the fine-tuned prompt layout (prefix or prompt template), ready for any backend."""

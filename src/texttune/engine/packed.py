@@ -1,0 +1,64 @@
+"""``--packing``: whether a run trains on packed rows (tasks/packing.py), and the loader's collate that packs.
+
+Packing changes where examples sit, not what is trained: the same examples in the same
+batches and steps, the same loss. So it is a pure speed choice, made per run:
+
+- a task packs only if it can (``packing_capacity()``: chat, causal-lm, the text-to-text
+  tasks on a decoder-only backbone); ``--packing`` or ``--no-packing`` elsewhere is refused;
+- unset, it is on only where it was measured faster: see :data:`FASTER_WITH`.
+
+The choice and its reason go into environment.json (``runtime.packing``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from texttune.errors import ConfigError
+from texttune.tasks.packing import PackedCollate
+
+#: Attention implementations with which packing is the default. FlashAttention 2 runs packed rows with its
+#: variable-length kernel and no mask at all. Not SDPA or eager: they need a block-diagonal mask, and on CPU
+#: (benchmarks/packing_speed.py, docs/speed.md) packed rows were no faster than texttune's length-grouped
+#: batches, whose padding is already small.
+FASTER_WITH = ("flash_attention_2",)
+
+
+@dataclass(frozen=True)
+class PackingChoice:
+    enabled: bool
+    reason: str
+    capacity: int | None  # tokens a packed row holds
+
+    def record(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def choose_packing(task: Any, *, requested: bool | None, attention: str | None) -> PackingChoice:
+    """Pack or not, and why. ``task`` is bound (the capacity depends on the backbone); ``attention`` is the
+    implementation the model trains with."""
+    capacity = task.packing_capacity() if hasattr(task, "packing_capacity") else None
+    if capacity is None:
+        if requested is not None:
+            raise ConfigError(f"option 'packing' does not apply to {task.name} on this backbone: only decoder-only "
+                              "backbones of chat, causal-lm and the text-to-text tasks pack their batches; "
+                              f"drop --{'' if requested else 'no-'}packing")
+        return PackingChoice(False, f"{task.name} on this backbone has nothing to pack", None)
+    if requested is not None:
+        return PackingChoice(requested, f"--{'' if requested else 'no-'}packing given", capacity)
+    if attention in FASTER_WITH:
+        return PackingChoice(True, f"default with {attention}: variable-length attention, no padding", capacity)
+    return PackingChoice(False, f"default with {attention} attention: packed rows were not faster than "
+                                "length-grouped batches (docs/speed.md); --packing turns it on", capacity)
+
+
+def train_collate(task: Any, choice: PackingChoice, *, tokenizer: Any) -> Any:
+    """The training loader's collate function: the task's, packed when ``choice`` says so."""
+    if not choice.enabled or choice.capacity is None:
+        return task.collate
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return PackedCollate(task.collate, capacity=choice.capacity, pad_token_id=pad or 0)
+
+
+__all__ = ["FASTER_WITH", "PackingChoice", "choose_packing", "train_collate"]
