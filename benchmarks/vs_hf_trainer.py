@@ -11,6 +11,11 @@ on a dataset) it runs, each in its own fresh process, one after the other:
   ``DataCollatorForSeq2Seq`` dynamic padding, random batches, ``predict_with_generate``;
 * ``hf-grouped``: the same with ``train_sampling_strategy="group_by_length"``
   (``group_by_length=True`` before transformers 5);
+* ``texttune-packed``: texttune with ``--packing`` (decoder-only cases);
+* ``trl-packed``: TRL's ``SFTTrainer`` with ``packing=True`` (best-fit, padding-free), training only, on
+  texttune's token ids and target-only labels (decoder-only cases; ``pip install trl``);
+* ``hf-same-weights``: the hf evaluation (loss pass + ``predict_with_generate`` or a ``generate`` loop)
+  and prediction on texttune's fine-tuned model, so greedy decoding generates the same tokens as texttune;
 * ``ct2-int8`` / ``ct2-float32``: prediction with texttune's CTranslate2 backend from
   texttune's fine-tuned model (decoder-only and T5/BART/Marian backbones only);
 * ``flops``: the model FLOPs of the training set (see flops.py) and the matmul peak.
@@ -18,7 +23,10 @@ on a dataset) it runs, each in its own fresh process, one after the other:
 Same backbone weights, same token ids (every side gets texttune's tokenization of
 the same rows, so the work is identical by construction), same max lengths, batch
 size, one epoch, learning rate, seed, ``max_new_tokens`` and greedy decoding. Each
-side scores its own predictions with the same metric code (texttune.metrics).
+side scores its own predictions with the same metric code (texttune.metrics). Generation
+speed is in generated tokens per second (each output re-encoded by the tokenizer, plus its
+end-of-sequence token): the models each side trained stop at different lengths, so rows per
+second of different models is not equal work; the same-weights sides are.
 
 Usage: python benchmarks/vs_hf_trainer.py [--cases smollm2-debian,bert2bert-enfr] [--quick] [--out F]
 """
@@ -56,12 +64,14 @@ class Case:
     max_source_length: int
     max_target_length: int
     max_input_chars: int  # rows with longer inputs are skipped (keeps the CPU run bounded)
+    decoder_only: bool = False  # the packed sides (texttune --packing, TRL) run only then
 
 
 CASES = {
     "smollm2-debian": Case("smollm2-debian", "summarization", "smollm2-135m", "summarization/debian-descriptions",
                            "document", "summary", train_rows=160, eval_rows=48, predict_rows=48, batch_size=8,
-                           learning_rate=1e-4, max_source_length=256, max_target_length=32, max_input_chars=1200),
+                           learning_rate=1e-4, max_source_length=256, max_target_length=32, max_input_chars=1200,
+                           decoder_only=True),
     "bert2bert-enfr": Case("bert2bert-enfr", "translation", "minilm-bert2bert", "translation/en-fr",
                            "en", "fr", train_rows=800, eval_rows=160, predict_rows=160, batch_size=16,
                            learning_rate=1e-4, max_source_length=128, max_target_length=64, max_input_chars=400),
@@ -123,40 +133,65 @@ def _fmt(value: Any, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
 
 
+SIDES = ("texttune", "texttune-packed", "trl-packed", "hf-default", "hf-grouped", "hf-same-weights", "ct2-int8", "ct2-float32")
+PACKED_SIDES = ("texttune-packed", "trl-packed")
+
+
+def _row(side: str, r: dict[str, Any]) -> str:
+    if "error" in r:
+        return f"| {side} | failed: {r['error'][:120]} ||||||||||"
+    mfu = r.get("mfu")
+    per_row = f"{_fmt(r.get('eval_generated_tokens_per_row'), 1)} / {_fmt(r.get('predict_generated_tokens_per_row'), 1)}"
+    return (f"| {side} | {_fmt(r.get('train_examples_per_s'))} | {_fmt(r.get('train_tokens_per_s'), 1)} | "
+            f"{_fmt(r.get('eval_examples_per_s'))} | "
+            f"{_fmt(r.get('eval_generated_tokens_per_s'), 1)} | {_fmt(r.get('predict_examples_per_s'))} | "
+            f"{_fmt(r.get('predict_generated_tokens_per_s'), 1)} | {per_row} | {_fmt(r.get('peak_rss_mib'), 0)} | "
+            f"{_fmt(r.get('eval_metric'))} | {_fmt(r.get('predict_metric'))} | {'-' if mfu is None else f'{100 * mfu:.1f}%'} |")
+
+
 def table(case: Case, results: dict[str, dict[str, Any]]) -> str:
-    """Markdown table of one case: every side, with texttune / baseline ratios."""
-    tt, base, grouped = results.get("texttune", {}), results.get("hf-default", {}), results.get("hf-grouped", {})
-    metric = tt.get("metric_name") or base.get("metric_name") or "metric"
+    """Markdown table of one case: every side, then the ratios: training per example against the baselines'
+    training, and generation per generated token, on the same weights where the work is the same."""
+    ok = {side: r for side, r in results.items() if r and "error" not in r}
+    tt = ok.get("texttune", {})
+    metric = next((r["metric_name"] for r in ok.values() if r.get("metric_name")), "metric")
     lines = [f"### {case.name}: {case.backbone} on {case.data} ({case.task})", "",
-             f"| side | train ex/s | eval+generate ex/s | predict ex/s | peak RSS MiB | {metric} (eval) | {metric} (predict) | MFU |",
-             "|---|---|---|---|---|---|---|---|"]
-    for side in ("texttune", "hf-default", "hf-grouped", "ct2-int8", "ct2-float32"):
-        r = results.get(side)
-        if not r:
-            continue
-        if "error" in r:
-            lines.append(f"| {side} | failed: {r['error'][:120]} |||||||")
-            continue
-        mfu = r.get("mfu")
-        lines.append(f"| {side} | {_fmt(r.get('train_examples_per_s'))} | {_fmt(r.get('eval_examples_per_s'))} | "
-                     f"{_fmt(r.get('predict_examples_per_s'))} | {_fmt(r.get('peak_rss_mib'), 0)} | {_fmt(r.get('eval_metric'))} | "
-                     f"{_fmt(r.get('predict_metric'))} | {'-' if mfu is None else f'{100 * mfu:.1f}%'} |")
-    lines += ["", "eval+generate: texttune and hf-*: the validation loss pass, generation and the metric, as in training; "
-                  "ct2-*: generation and the metric (`texttune evaluate --backend ctranslate2`) with texttune's fine-tuned model.",
-              "", "| ratio texttune / baseline | train | eval+generate | predict | peak RSS |", "|---|---|---|---|---|"]
-    for name, other in (("hf-default", base), ("hf-grouped", grouped)):
-        if other and "error" not in other and "error" not in tt:
-            lines.append(f"| vs {name} | {_ratio(tt.get('train_examples_per_s'), other.get('train_examples_per_s'))} | "
-                         f"{_ratio(tt.get('eval_examples_per_s'), other.get('eval_examples_per_s'))} | "
-                         f"{_ratio(tt.get('predict_examples_per_s'), other.get('predict_examples_per_s'))} | "
-                         f"{_ratio(tt.get('peak_rss_mib'), other.get('peak_rss_mib'))} |")
-    for side in ("ct2-int8", "ct2-float32"):
-        r = results.get(side)
-        if r and "error" not in r and "error" not in tt:
-            lines.append(f"| {side} / texttune (transformers) | | | "
-                         f"{_ratio(r.get('predict_examples_per_s'), tt.get('predict_examples_per_s'))} | |")
-            lines.append(f"| {side} / hf-default | | {_ratio(r.get('eval_examples_per_s'), base.get('eval_examples_per_s'))} | "
-                         f"{_ratio(r.get('predict_examples_per_s'), base.get('predict_examples_per_s'))} | |")
+             f"| side | train ex/s | train tok/s | eval ex/s | eval gen tok/s | predict ex/s | predict gen tok/s | gen tok/row "
+             f"(eval / predict) | peak RSS MiB | {metric} (eval) | {metric} (predict) | MFU |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines += [_row(side, results[side]) for side in SIDES if results.get(side)]
+    lines += ["", "eval: the validation loss pass, generation and the metric, as in training (ct2-*: generation and the "
+                  "metric, `texttune evaluate --backend ctranslate2`). texttune and hf-default/hf-grouped generate from the "
+                  "model each trained, which stop at different lengths: compare their generation in tokens/s. "
+                  "hf-same-weights and ct2-* generate from texttune's fine-tuned model: the same work as texttune's rows.",
+              "", "| ratio | train ex/s | train tok/s | eval gen tok/s | predict gen tok/s | peak RSS |", "|---|---|---|---|---|---|"]
+
+    def ratio_row(label: str, a: dict[str, Any], b: dict[str, Any], *, train: bool = True) -> None:
+        lines.append(f"| {label} | {_ratio(a.get('train_examples_per_s'), b.get('train_examples_per_s')) if train else ''} | "
+                     f"{_ratio(a.get('train_tokens_per_s'), b.get('train_tokens_per_s')) if train else ''} | "
+                     f"{_ratio(a.get('eval_generated_tokens_per_s'), b.get('eval_generated_tokens_per_s'))} | "
+                     f"{_ratio(a.get('predict_generated_tokens_per_s'), b.get('predict_generated_tokens_per_s'))} | "
+                     f"{_ratio(a.get('peak_rss_mib'), b.get('peak_rss_mib')) if train else ''} |")
+
+    packed = ok.get("texttune-packed", {})
+    if packed and tt:
+        ratio_row("texttune-packed / texttune (grouped, padded)", packed, tt)
+    for name in ("hf-default", "hf-grouped", "trl-packed"):
+        if packed and name in ok:
+            ratio_row(f"texttune-packed / {name}", packed, ok[name])
+    if tt and "trl-packed" in ok:
+        ratio_row("texttune / trl-packed", tt, ok["trl-packed"])
+    if tt:
+        for name in ("hf-default", "hf-grouped"):
+            if name in ok:
+                ratio_row(f"texttune / {name} (own models)", tt, ok[name])
+        if "hf-same-weights" in ok:
+            ratio_row("texttune / hf-same-weights (same weights)", tt, ok["hf-same-weights"], train=False)
+        for side in ("ct2-int8", "ct2-float32"):
+            if side in ok:
+                ratio_row(f"{side} / texttune (same weights)", ok[side], tt, train=False)
+                if "hf-same-weights" in ok:
+                    ratio_row(f"{side} / hf-same-weights (same weights)", ok[side], ok["hf-same-weights"], train=False)
     flops = results.get("flops", {})
     if flops and "error" not in flops:
         lines += ["", f"Model FLOPs of one epoch: {flops['train_flops'] / 1e12:.2f} TFLOP "
@@ -170,7 +205,7 @@ def add_mfu(results: dict[str, dict[str, Any]]) -> None:
     flops = results.get("flops")
     if not flops or "error" in flops:
         return
-    for side in ("texttune", "hf-default", "hf-grouped"):
+    for side in ("texttune", "texttune-packed", "trl-packed", "hf-default", "hf-grouped"):
         r = results.get(side)
         if r and "error" not in r and r.get("train_s"):
             r["train_flops_per_s"] = flops["train_flops"] / r["train_s"]
@@ -180,7 +215,9 @@ def add_mfu(results: dict[str, dict[str, Any]]) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {', '.join(CASES)}")
-    parser.add_argument("--sides", default="flops,texttune,hf-default,hf-grouped,ct2-int8,ct2-float32")
+    parser.add_argument("--sides", default="flops,texttune,texttune-packed,trl-packed,hf-default,hf-grouped,hf-same-weights,"
+                                           "ct2-int8,ct2-float32",
+                        help="texttune-packed and trl-packed (pip install trl) run on decoder-only cases only")
     parser.add_argument("--quick", action="store_true", help="a few rows per split: checks the script in minutes")
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--out", type=Path, default=WORK / "results.json")
@@ -194,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         prepare_data(case, args.quick, directory)
         print(f"{name}:", flush=True)
         results = {side: run_side(case, side, quick=args.quick, directory=directory, threads=args.threads)
-                   for side in args.sides.split(",")}
+                   for side in args.sides.split(",") if case.decoder_only or side not in PACKED_SIDES}
         add_mfu(results)
         report["cases"][name] = {"case": asdict(case), "results": results}
         markdown.append(table(case, results))

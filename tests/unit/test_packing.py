@@ -33,6 +33,8 @@ def test_rows_are_as_wide_as_computes_fewest_positions() -> None:
         assert sorted(i for row in rows for i in row) == list(range(len(lengths)))
         assert _slots(lengths, rows) <= len(lengths) * max(lengths)
         assert all(sum(lengths[i] for i in row) <= 80 for row in rows)
+    # One example over capacity (a prompt template's tokens): the others still share rows as wide as it.
+    assert fewest_slots([90, 40, 40, 30, 20], capacity=80) == [[0], [1, 2], [3, 4]]
 
 
 def _padded_batch(lengths: list[int], *, prompt: int = 4, seed: int = 0) -> dict[str, torch.Tensor]:

@@ -46,18 +46,19 @@ def fewest_slots(lengths: list[int], *, capacity: int) -> list[list[int]]:
     """The :func:`best_fit` grouping of ``lengths`` with the fewest computed positions (rows x widest row), over
     row widths from the longest example to ``capacity``. Filling rows to ``capacity`` alone can leave one full
     row beside half-empty ones; the padded batch itself (one example per row) is among the candidates, so a
-    packed batch never computes more positions than the padded one."""
+    packed batch never computes more positions than the padded one. Rows are never narrower than the longest
+    example, even where it exceeds ``capacity``."""
     longest, total = max(lengths), sum(lengths)
-    widths = {min(max(longest, -(-total // rows)), capacity) for rows in range(1, len(lengths) + 1)} | {capacity}
+    limit = max(capacity, longest)  # an example longer than capacity (a prompt template's tokens) widens the rows
+    widths = {min(max(longest, -(-total // rows)), limit) for rows in range(1, len(lengths) + 1)} | {limit}
     best: tuple[int, list[list[int]]] | None = None
     for width in sorted(widths):
-        if width < longest:
-            continue
         rows = best_fit(lengths, capacity=width)
         slots = len(rows) * max(sum(lengths[i] for i in row) for row in rows)
         if best is None or slots < best[0]:
             best = (slots, rows)
-    return best[1] if best else [[i] for i in range(len(lengths))]
+    assert best is not None  # widths is never empty
+    return best[1]
 
 
 def pack_batch(batch: dict[str, Any], *, capacity: int, pad_token_id: int) -> dict[str, Any]:
