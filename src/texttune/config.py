@@ -137,7 +137,8 @@ class TrainConfig:
     packing: bool | None = option(None, "Decoder-only training (chat, causal-lm, text-to-text on a decoder): lay each batch's examples "
                                         "end to end in rows of up to the task's maximum length, attention kept inside each example, "
                                         "the same loss and steps as the padded batch. Unset, on where measured faster "
-                                        "(docs/speed.md); the run's environment.json says which and why.")
+                                        "(FlashAttention 2; --no-group-by-length), off with length-grouped batches "
+                                        "on SDPA (docs/speed.md); the run's environment.json says which and why.")
 
 
 #: Smallest temperature and repetition penalty (logits are divided by them: 1e-300 overflows to inf).

@@ -90,3 +90,32 @@ def test_attention_does_not_cross_examples(tiny_model_dir) -> None:
         b = model.base_model(**{k: changed[k] for k in ("input_ids", "position_ids")}, use_cache=False).last_hidden_state
     assert not torch.allclose(a[0, :10], b[0, :10])
     assert torch.allclose(a[0, 10:], b[0, 10:], atol=1e-6)
+
+
+class _Task:
+    name = "chat"
+
+    def __init__(self, capacity: int | None) -> None:
+        self.capacity = capacity
+
+    def packing_capacity(self) -> int | None:
+        return self.capacity
+
+
+def test_the_default_follows_what_was_measured() -> None:
+    from texttune.engine.packed import choose_packing
+    from texttune.errors import ConfigError
+
+    def choice(capacity: int | None = 64, **kwargs: object) -> tuple[bool, str]:
+        picked = choose_packing(_Task(capacity), **{"requested": None, "attention": "sdpa", "grouped": True, **kwargs})
+        return picked.enabled, picked.reason
+
+    assert choice() == (False, "default with sdpa attention: packed rows were not faster than length-grouped batches "
+                               "(docs/speed.md); --packing turns it on")
+    assert choice(grouped=False)[0] is True and "--no-group-by-length" in choice(grouped=False)[1]
+    assert choice(attention="flash_attention_2")[0] is True
+    assert choice(requested=True) == (True, "--packing given")
+    assert choice(requested=False, attention="flash_attention_2") == (False, "--no-packing given")
+    assert choice(capacity=None) == (False, "chat on this backbone has nothing to pack")
+    with pytest.raises(ConfigError, match="drop --no-packing"):
+        choice(capacity=None, requested=False)

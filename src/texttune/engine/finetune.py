@@ -283,7 +283,8 @@ def _build_model(task: Any, backbone: Backbone, config: RunConfig, train: Table,
                           f"{task.name} adds ({', '.join(task.heads)}); use --learning-rate")
     record = placement.attention_record(backbone.model, attention)
     log.info("attention: %s (%s)", record["implementation"], attention.reason)
-    packing = choose_packing(task, requested=config.train.packing, attention=record["implementation"])
+    packing = choose_packing(task, requested=config.train.packing, attention=record["implementation"],
+                             grouped=config.train.group_by_length)
     log.info("packing: %s (%s)", "on" if packing.enabled else "off", packing.reason)
     recorder.model(backbone.model, family=backbone.family, extra=adapted,
                    runtime={"training_device": str(device), "attention": record, "packing": packing.record()})

@@ -5,7 +5,8 @@ batches and steps, the same loss. So it is a pure speed choice, made per run:
 
 - a task packs only if it can (``packing_capacity()``: chat, causal-lm, the text-to-text
   tasks on a decoder-only backbone); ``--packing`` or ``--no-packing`` elsewhere is refused;
-- unset, it is on only where it was measured faster: see :data:`FASTER_WITH`.
+- unset, it is on only where it was measured faster: see :data:`FASTER_WITH`, and batches that are not
+  length-grouped.
 
 The choice and its reason go into environment.json (``runtime.packing``).
 """
@@ -19,9 +20,11 @@ from texttune.errors import ConfigError
 from texttune.tasks.packing import PackedCollate
 
 #: Attention implementations with which packing is the default. FlashAttention 2 runs packed rows with its
-#: variable-length kernel and no mask at all. Not SDPA or eager: they need a block-diagonal mask, and on CPU
-#: (benchmarks/packing_speed.py, docs/speed.md) packed rows were no faster than texttune's length-grouped
-#: batches, whose padding is already small.
+#: variable-length kernel and no mask at all (not measured here: no GPU). SDPA and eager need a block-diagonal
+#: mask; on CPU (benchmarks/packing_speed.py, SmolLM2-135M, docs/speed.md) packed rows were 0.94-1.00x
+#: texttune's length-grouped batches, whose padding is 1-2%, and 1.05x (chat) and 1.32x (Debian summaries)
+#: batches in random order (17-37% padding): so with SDPA or eager packing is the default only under
+#: ``--no-group-by-length``.
 FASTER_WITH = ("flash_attention_2",)
 
 
@@ -35,9 +38,9 @@ class PackingChoice:
         return asdict(self)
 
 
-def choose_packing(task: Any, *, requested: bool | None, attention: str | None) -> PackingChoice:
+def choose_packing(task: Any, *, requested: bool | None, attention: str | None, grouped: bool) -> PackingChoice:
     """Pack or not, and why. ``task`` is bound (the capacity depends on the backbone); ``attention`` is the
-    implementation the model trains with."""
+    implementation the model trains with; ``grouped``: --group-by-length."""
     capacity = task.packing_capacity() if hasattr(task, "packing_capacity") else None
     if capacity is None:
         if requested is not None:
@@ -49,6 +52,9 @@ def choose_packing(task: Any, *, requested: bool | None, attention: str | None) 
         return PackingChoice(requested, f"--{'' if requested else 'no-'}packing given", capacity)
     if attention in FASTER_WITH:
         return PackingChoice(True, f"default with {attention}: variable-length attention, no padding", capacity)
+    if not grouped:
+        return PackingChoice(True, f"default with {attention} attention and --no-group-by-length: packed rows were "
+                                   "faster than padded batches in random order (docs/speed.md)", capacity)
     return PackingChoice(False, f"default with {attention} attention: packed rows were not faster than "
                                 "length-grouped batches (docs/speed.md); --packing turns it on", capacity)
 
