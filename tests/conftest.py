@@ -119,3 +119,17 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     yield mount
     for target in mounted:
         subprocess.run(["umount", "-l", str(target)], check=False)
+
+
+@pytest.fixture(scope="session")
+def llama_cpp() -> ModuleType:
+    """llama_cpp, or a skip; a failure in CI, whose `make install` builds it (the gguf extra)."""
+    import os
+
+    try:
+        import llama_cpp as module
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("llama-cpp-python is not installed: pip install -e '.[gguf]'")
+        pytest.skip("llama-cpp-python is not installed (pip install 'texttune[gguf]')")
+    return module

@@ -14,9 +14,9 @@ depend on every weight and a wrong layout cannot hide under near-uniform outputs
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -270,21 +270,9 @@ def test_llama3_rope_factors_follow_transformers() -> None:
 # --------------------------------------------------------------------------- llama.cpp itself
 
 
-def _llama_cpp() -> Any:
-    """llama_cpp, or a skip (a failure in CI, whose `make install` builds it: the gguf extra)."""
-    try:
-        import llama_cpp
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("llama-cpp-python is not installed: pip install -e '.[gguf]'")
-        pytest.skip("llama-cpp-python is not installed (pip install 'texttune[gguf]')")
-    return llama_cpp
-
-
 @pytest.mark.parametrize("kind", ["llama", "llama-chat"])
-def test_llama_cpp_tokenizes_and_computes_as_transformers(kind: str, llama_dir: Path, chat_dir: Path,
+def test_llama_cpp_tokenizes_and_computes_as_transformers(llama_cpp: ModuleType, kind: str, llama_dir: Path, chat_dir: Path,
                                                           tmp_path: Path) -> None:
-    llama_cpp = _llama_cpp()
     model_dir = llama_dir if kind == "llama" else chat_dir
     out = gguf_export.export(model_dir, output=tmp_path / "exp", quantization="f32")
     llm = llama_cpp.Llama(str(out / "model.gguf"), n_ctx=256, logits_all=True, verbose=False, n_threads=1,
@@ -343,9 +331,8 @@ def _variant_model(pre: str, work: Path) -> Path:
 
 
 @pytest.mark.parametrize("pre", ["smollm", "llama-bpe", "tekken"])
-def test_llama_cpp_splits_text_as_each_known_pre_tokenizer(pre: str, tmp_path: Path) -> None:
+def test_llama_cpp_splits_text_as_each_known_pre_tokenizer(llama_cpp: ModuleType, pre: str, tmp_path: Path) -> None:
     """The pre-tokenizer is recognised by shape and named as llama.cpp expects: llama.cpp then gives the same ids."""
-    llama_cpp = _llama_cpp()
     model_dir = _variant_model(pre, tmp_path)
     out = gguf_export.export(model_dir, output=tmp_path / "exp", quantization="f32")
     reader = _reader(out / "model.gguf")

@@ -11,25 +11,15 @@ and f16, and at q8_0 ROUGE-L against the references must stay within 1 point of 
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
 
 pytestmark = pytest.mark.slow
 ROWS = 20
-
-
-def _llama_cpp() -> Any:
-    try:
-        import llama_cpp
-    except ImportError:
-        if os.environ.get("CI"):
-            pytest.fail("llama-cpp-python is not installed: pip install -e '.[gguf]'")
-        pytest.skip("llama-cpp-python is not installed (pip install 'texttune[gguf]')")
-    return llama_cpp
 
 
 def _llama_outputs(llm: Any, documents: list[str], *, stops: list[str], max_tokens: int) -> tuple[list[str], float]:
@@ -44,8 +34,7 @@ def _llama_outputs(llm: Any, documents: list[str], *, stops: list[str], max_toke
     return outputs, tokens / (time.perf_counter() - started)
 
 
-def test_smollm2_gguf_in_llama_cpp_matches_texttune(smollm2_debian: Any, tmp_path: Path) -> None:
-    llama_cpp = _llama_cpp()
+def test_smollm2_gguf_in_llama_cpp_matches_texttune(llama_cpp: ModuleType, smollm2_debian: Any, tmp_path: Path) -> None:
     import texttune
     from texttune.metrics.text import rouge
 

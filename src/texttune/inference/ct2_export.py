@@ -24,6 +24,7 @@ from texttune.files import atomic_directory, read_json, write_json
 from texttune.inference import ct2_smooth
 from texttune.inference.ct2_backend import INSTALL_HINT, require_ctranslate2
 from texttune.inference.ct2_smooth import RECIPE
+from texttune.inference.export_dir import check_output
 from texttune.runs.model_dir import METADATA_FILE, find_model_dir, read_metadata
 from texttune.tasks import TASKS
 
@@ -173,20 +174,6 @@ def is_export(metadata: dict[str, Any]) -> bool:
     return metadata.get("backend") == "ctranslate2"
 
 
-def _check_output(output: Path, model_dir: Path) -> None:
-    """Refuse an output that would overwrite the source or any directory that is not an earlier export."""
-    out, src = output.resolve(), model_dir.resolve()
-    if out == src or src in out.parents or out in src.parents:
-        raise ConfigError(f"--output {output} overlaps the model directory {model_dir}; choose a separate directory")
-    if output.exists():
-        if not output.is_dir():
-            raise ConfigError(f"--output {output} is a file; choose a directory")
-        previous = output / METADATA_FILE
-        if any(output.iterdir()) and not (previous.is_file() and is_export(read_metadata(output))):
-            raise ConfigError(f"--output {output} exists and is not a CTranslate2 export; choose a new directory "
-                              "(an earlier export is replaced)")
-
-
 def export(source: str | Path, *, output: str | Path, quantization: str = "int8") -> Path:
     """Write a CTranslate2 export of a texttune run or model directory to ``output`` (atomically)."""
     from transformers import AutoConfig, AutoTokenizer
@@ -202,7 +189,7 @@ def export(source: str | Path, *, output: str | Path, quantization: str = "int8"
         raise ConfigError(f"quantization {quantization!r} is not valid; valid choices: {choices(QUANTIZATIONS)}")
     config = AutoConfig.from_pretrained(model_dir)
     check_supported(metadata["task"], config)
-    _check_output(output, model_dir)
+    check_output(output, model_dir, backend="ctranslate2", label="a CTranslate2")
     with atomic_directory(output) as tmp:
         smoothed = convert(model_dir, tmp, quantization=quantization, calibration=_calibration(model_dir, metadata, quantization))
         AutoTokenizer.from_pretrained(model_dir).save_pretrained(tmp)

@@ -20,7 +20,8 @@ from typing import Any
 from texttune._version import __version__
 from texttune.backbones.adapters import adapter_backbone, is_adapter_dir
 from texttune.errors import ConfigError, choices
-from texttune.files import atomic_directory, read_json, write_json
+from texttune.files import atomic_directory, write_json
+from texttune.inference.export_dir import check_output
 from texttune.inference.gguf_modelfile import PromptLayout, modelfile, prompt_layout, readme
 from texttune.inference.gguf_tensors import QUANTIZATION_TYPES, check_architecture, write_hyperparameters, write_tensors
 from texttune.inference.gguf_tokenizer import GGUFVocab, gguf_vocab, write_vocab
@@ -54,27 +55,6 @@ def _check_source(model_dir: Path, metadata: dict[str, Any], quantization: str) 
         kind = "an encoder-decoder" if metadata["family"] == "seq2seq" else "an encoder-only"
         raise ConfigError(f"{model_dir} is {kind} model; GGUF export supports decoder-only LlamaForCausalLM and "
                           "MistralForCausalLM models")
-
-
-def _earlier_export(directory: Path) -> bool:
-    """Whether ``directory`` holds a GGUF export (its texttune.json says so; it has no safetensors to check)."""
-    try:
-        return (directory / METADATA_FILE).is_file() and is_export(read_json(directory / METADATA_FILE))
-    except ValueError:
-        return False
-
-
-def _check_output(output: Path, model_dir: Path) -> None:
-    """Refuse an output that overlaps the source or exists and is not an earlier GGUF export (which is replaced)."""
-    out, src = output.resolve(), model_dir.resolve()
-    if out == src or src in out.parents or out in src.parents:
-        raise ConfigError(f"--output {output} overlaps the model directory {model_dir}; choose a separate directory")
-    if output.exists():
-        if not output.is_dir():
-            raise ConfigError(f"--output {output} is a file; choose a directory")
-        if any(output.iterdir()) and not _earlier_export(output):
-            raise ConfigError(f"--output {output} exists and is not a GGUF export; choose a new directory "
-                              "(an earlier export is replaced)")
 
 
 def _stops(vocab: GGUFVocab, tokenizer: Any) -> list[str]:
@@ -129,7 +109,7 @@ def export(source: str | Path, *, output: str | Path, quantization: str = DEFAUL
     vocab.add_bos = layout.add_bos  # llama.cpp adds BOS exactly when texttune's prompts start with it
     if text_to_text and not vocab.chat_template:
         vocab.chat_template = _layout_template(layout)
-    _check_output(output, model_dir)
+    check_output(output, model_dir, backend="gguf", label="a GGUF")
     name = re.sub(r"[^a-z0-9._-]+", "-", output.resolve().name.lower()).strip("-.") or "texttune-model"  # Ollama's names
     stops = _stops(vocab, tokenizer)
     if is_adapter_dir(metadata):  # LoRA adapters saved apart: merged into their backbone's weights first

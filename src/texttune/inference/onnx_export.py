@@ -31,7 +31,8 @@ from texttune._version import __version__
 from texttune.backbones import load_backbone
 from texttune.errors import BackboneError, ConfigError, choices
 from texttune.extras import require
-from texttune.files import atomic_directory, read_json, write_json
+from texttune.files import atomic_directory, write_json
+from texttune.inference.export_dir import check_output
 from texttune.runs.model_dir import METADATA_FILE, find_model_dir, read_metadata
 
 #: What ``texttune export --format onnx --quantization`` accepts.
@@ -73,29 +74,6 @@ def check_source(model_dir: Path, metadata: dict[str, Any]) -> None:
     if metadata.get("family") not in (None, "encoder"):
         raise ConfigError(f"ONNX export covers encoder backbones (BERT, RoBERTa, MiniLM...); this {task} model is a "
                           f"{metadata['family']} model: use the transformers backend")
-
-
-def _check_output(output: Path, model_dir: Path) -> None:
-    """Refuse an output that would overwrite the source or any directory that is not an earlier ONNX export."""
-    out, src = output.resolve(), model_dir.resolve()
-    if out == src or src in out.parents or out in src.parents:
-        raise ConfigError(f"--output {output} overlaps the model directory {model_dir}; choose a separate directory")
-    if output.exists():
-        if not output.is_dir():
-            raise ConfigError(f"--output {output} is a file; choose a directory")
-        previous = output / METADATA_FILE  # read as JSON only: an export has no safetensors for read_metadata to find
-        if any(output.iterdir()) and not (previous.is_file() and is_onnx_export(_json_or_empty(previous))):
-            raise ConfigError(f"--output {output} exists and is not an ONNX export; choose a new directory "
-                              "(an earlier export is replaced)")
-
-
-def _json_or_empty(path: Path) -> dict[str, Any]:
-    """The JSON object in ``path``, or {} when it is not one."""
-    try:
-        value = read_json(path)
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 def sample_inputs(tokenizer: Any, model: Any) -> dict[str, Any]:
@@ -180,7 +158,7 @@ def export(source: str | Path, *, output: str | Path, quantization: str = DEFAUL
     check_source(model_dir, metadata)
     if quantization not in QUANTIZATIONS:
         raise ConfigError(f"quantization {quantization!r} is not valid for ONNX; valid choices: {choices(QUANTIZATIONS)}")
-    _check_output(output, model_dir)
+    check_output(output, model_dir, backend="onnx", label="an ONNX")
     require("onnx", what="texttune export --format onnx")
     backbone = load_backbone(str(model_dir))  # config and tokenizer; pickles and custom code refused
     model = backbone.load_model(metadata["auto_class"], model_kwargs={"dtype": "float32", "attn_implementation": "eager"})
