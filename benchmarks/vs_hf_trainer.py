@@ -116,7 +116,7 @@ def run_side(case: Case, side: str, *, quick: bool, directory: Path, threads: in
     proc = subprocess.run(command, env=env, capture_output=True, text=True)
     (directory / f"{side}.log").write_text(proc.stdout + proc.stderr)
     if proc.returncode != 0 or not out.exists():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-1:]  # the exception and its message
         print(f"  {side}: FAILED (exit {proc.returncode}): {' | '.join(tail)}", flush=True)
         return {"side": side, "error": " | ".join(tail)}
     result = json.loads(out.read_text())
