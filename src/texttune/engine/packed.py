@@ -44,8 +44,9 @@ def choose_packing(task: Any, *, requested: bool | None, attention: str | None, 
     capacity = task.packing_capacity() if hasattr(task, "packing_capacity") else None
     if capacity is None:
         if requested is not None:
-            raise ConfigError(f"option 'packing' does not apply to {task.name} on this backbone: only decoder-only "
-                              "backbones of chat, causal-lm and the text-to-text tasks pack their batches; "
+            # Which tasks pack is each task's to say (packing_capacity()), so the message names no list.
+            raise ConfigError(f"option 'packing' does not apply to {task.name} on this backbone: packing lays "
+                              "decoder-only next-token examples end to end, and this task's batches are not those; "
                               f"drop --{'' if requested else 'no-'}packing")
         return PackingChoice(False, f"{task.name} on this backbone has nothing to pack", None)
     if requested is not None:
