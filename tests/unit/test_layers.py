@@ -53,6 +53,7 @@ LAYERS: dict[str, int] = {
     "texttune.tasks": 2,
     "texttune.inference.generation": 2,
     "texttune.inference.backends": 2,
+    "texttune.inference.scored": 2,  # generation on the loss pass's prompt cache, called by the text-to-text tasks
     "texttune.inference.options": 2,
     "texttune.inference.device": 2,  # --device/--dtype: checked by options, resolved when a model loads
     # level 3
@@ -76,8 +77,10 @@ LAYERS: dict[str, int] = {
 SAME_LEVEL_ALLOWED: dict[str, set[str]] = {
     # metrics are pure functions and their directions: the run catalog reads which way each improves
     "texttune.runs": {"texttune.metrics"},
-    "texttune.tasks": {"texttune.inference.generation", "texttune.inference.backends", "texttune.inference.options"},
+    "texttune.tasks": {"texttune.inference.generation", "texttune.inference.backends", "texttune.inference.options",
+                       "texttune.inference.scored"},
     "texttune.inference.generation": {"texttune.inference.backends", "texttune.inference.options"},
+    "texttune.inference.scored": {"texttune.inference.generation", "texttune.inference.backends"},
     "texttune.inference.backends": {"texttune.inference.options"},
     "texttune.inference.options": {"texttune.inference.device"},
     "texttune.peft_config": {"texttune.errors", "texttune._version"},

@@ -52,6 +52,7 @@ class TextModule(pl.LightningModule):
         self.last_evaluation: tuple[int, dict[str, float], list[dict[str, Any]]] | None = None
         self._val_sum = torch.zeros(())  # validation loss x rows, this process's share of this evaluation
         self._val_count = 0
+        self._loss_in_evaluation = False  # this evaluation's loss comes from the generation pass (inference/scored.py)
 
     def on_train_epoch_start(self) -> None:
         # from_pretrained returns models in eval mode and Lightning keeps each module's
@@ -87,8 +88,24 @@ class TextModule(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self._eval_started = time.perf_counter()
+        self._loss_in_evaluation = self._scores_loss_while_generating()
+
+    def _scores_loss_while_generating(self) -> bool:
+        """Whether this evaluation takes its loss from the generation pass instead of a loss pass of its own.
+
+        A decoder-only text-to-text model otherwise runs every prompt twice (the loss pass, then generation's
+        prefill); the task can do both in one pass over each prompt. Only where the two passes would run alike: one
+        process (the loss pass's batches are sharded differently from generation's rows), and no mixed precision
+        (the loss pass runs under Lightning's autocast, generation outside it).
+        """
+        loss_in_evaluation = getattr(self.task, "loss_in_evaluation", None)
+        return (loss_in_evaluation is not None and not self.trainer.sanity_checking and self.eval_rows is not None
+                and self.trainer.world_size == 1 and "mixed" not in str(self.trainer.precision)
+                and loss_in_evaluation(self.model, generation=self.generation))
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        if self._loss_in_evaluation:
+            return  # summed by the evaluation at the end of the epoch, on its one pass over each prompt
         # Summed and counted here, reduced once at the end: the mean loss per target token over the
         # whole validation set, the same whatever the batch size and however the rows are shared
         # between processes (a mean of batch or process means would weight them by accident).
@@ -111,8 +128,15 @@ class TextModule(pl.LightningModule):
         # Every process generates for its share of the rows; the same metrics come back on every rank.
         # Where training put the model; under the precision's autocast when FlashAttention needs it (placement.py).
         with evaluation_context(self.model, self.trainer):
-            metrics, predictions = evaluate_everywhere(self.task, self.model, self.eval_rows, generation=self.generation,
-                                                       sharded=is_sharded(self.train_config.strategy))
+            if self._loss_in_evaluation:
+                metrics, predictions, loss_sum, tokens = self.task.evaluate_with_loss(
+                    self.model, self.eval_rows, generation=self.generation)
+                if tokens:
+                    logged["val_loss"] = torch.tensor(loss_sum / tokens)
+            else:
+                metrics, predictions = evaluate_everywhere(self.task, self.model, self.eval_rows,
+                                                           generation=self.generation,
+                                                           sharded=is_sharded(self.train_config.strategy))
         # A task metric named "loss" (masked-lm, causal-lm: the loss that perplexity is exp() of, on the task's
         # fixed evaluation, e.g. masked once with a fixed seed) replaces the loss pass's val_loss: one number
         # per name, the one evals.jsonl and metrics.json record and --checkpoint-metric loss compares.

@@ -17,7 +17,7 @@ from typing import Any
 from texttune.config import GenerationConfig
 from texttune.inference.backends import backend_for, generation_kwargs
 
-__all__ = ["Prompts", "generate_prompts", "generate_texts", "generation_kwargs"]
+__all__ = ["Prompts", "decode_completions", "generate_prompts", "generate_texts", "generation_kwargs"]
 
 
 @dataclass(frozen=True)
@@ -70,10 +70,13 @@ def generate_texts(
                                               forced_bos_token_id=forced_bos_token_id) as generate:
         pending = [(chunk, generate([inputs[i] for i in chunk])) for chunk in chunks]  # all submitted: workers never idle
         for chunk, result in pending:
-            completions = result()
-            if forced_bos_token_id is not None:  # a language marker, not text (M2M100's tokenizer does not skip it)
-                completions = [[t for t in ids if t != forced_bos_token_id] for ids in completions]
-            texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
-            for i, text in zip(chunk, texts):
-                outputs[i] = text.strip()
+            for i, text in zip(chunk, decode_completions(tokenizer, result(), forced_bos_token_id=forced_bos_token_id)):
+                outputs[i] = text
     return outputs
+
+
+def decode_completions(tokenizer: Any, completions: list[list[int]], *, forced_bos_token_id: int | None = None) -> list[str]:
+    """Generated token ids to stripped texts, special tokens (padding, EOS) left out."""
+    if forced_bos_token_id is not None:  # a language marker, not text (M2M100's tokenizer does not skip it)
+        completions = [[t for t in ids if t != forced_bos_token_id] for ids in completions]
+    return [text.strip() for text in tokenizer.batch_decode(completions, skip_special_tokens=True)]

@@ -21,6 +21,8 @@ from texttune.config import GENERATION_OPTIONS, GenerationConfig, RunConfig, opt
 from texttune.data import ColumnRole
 from texttune.errors import BackboneError, ConfigError
 from texttune.inference.generation import Prompts, generate_prompts
+from texttune.inference.scored import applies as scored_applies
+from texttune.inference.scored import generate_scored
 from texttune.metrics import bleu_chrf, generation_length, lead_sentences, mean_sentence_count, rouge, scoring_settings
 from texttune.metrics.rowwise import bleu_chrf_statistics, length_statistics, rouge_statistics
 from texttune.metrics.tokenize import ROUGE_TOKENIZERS, check_language
@@ -275,6 +277,27 @@ class Text2TextTask:
         predictions = self._generate(model, inputs, generation)
         records = [{"input": i, "reference": r, "prediction": p} for i, r, p in zip(inputs, references, predictions)]
         return self.score(predictions, references), records
+
+    def loss_in_evaluation(self, model: Any, *, generation: GenerationConfig) -> bool:
+        """Whether :meth:`evaluate_with_loss` can give the validation loss too (inference/scored.py: transformers
+        models; decoder-only ones of the Llama-style families on SDPA or eager attention, one beam)."""
+        return scored_applies(model, generation)
+
+    def evaluate_with_loss(self, model: Any, rows: Any, *,
+                           generation: GenerationConfig) -> tuple[dict[str, float], list[dict[str, Any]], float, int]:
+        """:meth:`evaluate`, plus the loss pass's summed target cross-entropy and target token count, from one pass
+        over each prompt (inference/scored.py): the engine's evaluation inside training, where that applies."""
+        assert self.format is not None
+        inputs, references = list(rows["input"]), list(rows["target"])
+        prompts = self.prompts(model, [{"input": text} for text in inputs], generation=generation)
+        targets = []  # the ids the loss pass scores: labels, less a decoder-only prompt (tokenized alone: a prefix)
+        for prompt, text, reference in zip(prompts.ids, inputs, references):
+            labels = self.format.encode(text, reference, max_source_length=self.max_source_length,
+                                        max_target_length=self.max_target_length).labels
+            targets.append(labels[len(prompt):] if prompts.decoder_only else labels)
+        scored = generate_scored(model, prompts, targets)
+        records = [{"input": i, "reference": r, "prediction": p} for i, r, p in zip(inputs, references, scored.texts)]
+        return self.score(scored.texts, references), records, scored.loss_sum, scored.tokens
 
     def score_records(self, records: list[dict[str, Any]]) -> dict[str, float]:
         """Metrics from evaluate's records (a distributed evaluation gathers them from every process)."""
