@@ -8,6 +8,7 @@ from transformers import BertConfig, BertForSequenceClassification
 
 from texttune.config import TrainConfig
 from texttune.engine.optimizer import (
+    adamw,
     head_parameter_count,
     is_head_parameter,
     optimizer_and_schedule,
@@ -105,3 +106,23 @@ def test_the_schedule_warms_up_over_the_minimum() -> None:
         optimizer.step()
         scheduler.step()
     assert rates[:11] == pytest.approx([1e-3 * i / 10 for i in range(10)] + [1e-3])  # 10 steps up, then the peak
+
+
+def test_adamw_is_fused_where_torch_has_the_kernel_and_updates_as_the_loop_does() -> None:
+    torch.manual_seed(0)
+    weights = [torch.nn.Parameter(torch.randn(7, 5)), torch.nn.Parameter(torch.randn(5))]
+    looped = [torch.nn.Parameter(w.detach().clone()) for w in weights]
+    fused = adamw([{"params": weights, "weight_decay": 0.01}], lr=1e-2)
+    plain = torch.optim.AdamW([{"params": looped, "weight_decay": 0.01}], lr=1e-2)
+    assert fused.defaults["fused"] and not plain.defaults["fused"]
+    for _ in range(5):
+        grads = [torch.randn_like(w) for w in weights]
+        for group, optimizer in ((weights, fused), (looped, plain)):
+            for w, g in zip(group, grads):
+                w.grad = g.clone()
+            optimizer.step()
+    for w, v in zip(weights, looped):
+        assert torch.allclose(w, v, atol=1e-6)
+    # float16 gradient scaling: Lightning clips only gradients it unscaled itself
+    assert not adamw(weights, lr=1e-3, scaled=True).defaults["fused"]
+    assert not adamw([torch.nn.Parameter(torch.randn(3, dtype=torch.float64))], lr=1e-3).defaults["fused"]

@@ -65,7 +65,7 @@ import torch
 from texttune.config import RunConfig
 from texttune.engine.batch_probe import untouched
 from texttune.engine.distributed import wait_for_file
-from texttune.engine.optimizer import parameter_groups
+from texttune.engine.optimizer import adamw, parameter_groups
 from texttune.engine.placement import move_model
 from texttune.files import read_json, write_json
 from texttune.runs import RunDir
@@ -228,7 +228,7 @@ def range_test(*, model: torch.nn.Module, loss: Loss, loader: Any, device: torch
     """
     rates = list(rates if rates is not None else rates_of())
     shares = [group["lr"] for group in groups]
-    optimizer = torch.optim.AdamW(groups)
+    optimizer = adamw(groups, scaled=scaler is not None)  # the run's kind of AdamW (engine/optimizer.py)
     params = [p for group in groups for p in group["params"]]
     batches, losses, stopped = _cycle(loader), [], f"reached the last rate {rates[-1]:.3g}"
     began = time.perf_counter()
