@@ -5,7 +5,11 @@ on Debian descriptions), exports it at f32, f16 and q8_0, and runs 20 validation
 llama.cpp (llama-cpp-python, the ``gguf`` extra, which `make install` builds in CI) exactly as the
 export's README says: the prompt layout from the file's metadata, greedy decoding. The prompt token
 ids must equal texttune's, the greedy outputs must be identical on at least 18 of 20 rows at f32
-and f16, and at q8_0 ROUGE-L against the references must stay within 1 point of texttune's.
+and f16, and at q8_0 ROUGE-L against the references must not be significantly below texttune's (the
+paired bootstrap of metrics/bootstrap.py, one-sided p < 0.05). A fixed 1-point margin on 20 rows was
+noise: one changed output moves a 20-row mean by points (q8_0 was +0.6 on one fine-tune and -2.2 on
+the next, with 14 of 20 outputs identical; int8 CTranslate2 measured on 512 rows is 0.3 below float32
+while its 48-row samples swung by up to 7 points, docs/inference.md).
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ def _llama_outputs(llm: Any, documents: list[str], *, stops: list[str], max_toke
 
 def test_smollm2_gguf_in_llama_cpp_matches_texttune(llama_cpp: ModuleType, smollm2_debian: Any, tmp_path: Path) -> None:
     import texttune
+    from texttune.metrics.bootstrap import paired_test
+    from texttune.metrics.registry import higher_is_better
     from texttune.metrics.text import rouge
 
     rows = smollm2_debian.validation[:ROWS]
@@ -63,5 +69,9 @@ def test_smollm2_gguf_in_llama_cpp_matches_texttune(llama_cpp: ModuleType, smoll
         if quantization in ("f32", "f16"):
             assert same >= 18, (quantization, same, list(zip(got, expected)))
         else:
-            assert abs(report[quantization]["rougeL"] - report["texttune_rougeL"]) <= 1.0, report
+            # texttune against q8_0: "significant" would mean texttune is measurably better, i.e. q8_0 worse
+            paired = paired_test(list(zip(expected, references)), list(zip(got, references)), direction=higher_is_better,
+                                 score=lambda rows: rouge([p for p, _ in rows], [r for _, r in rows]), resamples=1000)
+            report[quantization]["texttune_minus_q8_0"] = paired["rougeL"]
+            assert not paired["rougeL"]["significant"], report
     print("gguf llama.cpp vs texttune:", json.dumps(report))

@@ -123,6 +123,7 @@ def test_adamw_is_fused_where_torch_has_the_kernel_and_updates_as_the_loop_does(
             optimizer.step()
     for w, v in zip(weights, looped):
         assert torch.allclose(w, v, atol=1e-6)
-    # float16 gradient scaling: Lightning clips only gradients it unscaled itself
-    assert not adamw(weights, lr=1e-3, scaled=True).defaults["fused"]
+    # mixed precision: Lightning refuses to clip the gradients of an optimizer that could unscale them itself
+    assert not adamw(weights, lr=1e-3, precision="bf16-mixed").defaults["fused"]
+    assert not adamw(weights, lr=1e-3, precision="16-mixed").defaults["fused"]
     assert not adamw([torch.nn.Parameter(torch.randn(3, dtype=torch.float64))], lr=1e-3).defaults["fused"]

@@ -79,7 +79,7 @@ def try_batch(model: torch.nn.Module, loss: Loss, example: dict, collate: Collat
         for p in params:  # lr=0 keeps the weights only while every update is finite (0 * inf = nan)
             if p.grad is not None:
                 torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
-        optimizer = adamw(params, lr=0.0, weight_decay=0.0)  # the run's kind of AdamW (engine/optimizer.py)
+        optimizer = adamw(params, lr=0.0, weight_decay=0.0)  # AdamW as a full-precision run steps it (engine/optimizer.py)
         optimizer.step()
         memory.synchronize()
     except Exception as exc:  # noqa: BLE001 - only out-of-memory is swallowed

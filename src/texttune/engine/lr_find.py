@@ -218,17 +218,18 @@ class RangeTest:
 
 
 def range_test(*, model: torch.nn.Module, loss: Loss, loader: Any, device: torch.device, groups: list[dict[str, Any]],
-               accumulate: int = 1, clip: float | None = None, scaler: Any = None,
+               accumulate: int = 1, clip: float | None = None, scaler: Any = None, precision: str = "32",
                rates: Sequence[float] | None = None) -> RangeTest:
     """Train on ``loader``'s batches at each of ``rates`` (default :func:`rates_of`) in turn until the loss diverges.
 
     ``groups``: AdamW's parameter groups with ``lr`` as each group's share of the rate (1 for the backbone, the
     head's ratio for the head). ``accumulate`` batches make one step (their mean loss); ``clip``: the gradient norm
-    cap; ``scaler``: a ``torch.amp.GradScaler`` for float16. Nothing is restored here: see :func:`restored`.
+    cap; ``scaler``: a ``torch.amp.GradScaler`` for float16; ``precision``: the run's (which AdamW it uses). Nothing
+    is restored here: see :func:`restored`.
     """
     rates = list(rates if rates is not None else rates_of())
     shares = [group["lr"] for group in groups]
-    optimizer = adamw(groups, scaled=scaler is not None)  # the run's kind of AdamW (engine/optimizer.py)
+    optimizer = adamw(groups, precision=precision)  # the run's kind of AdamW (engine/optimizer.py)
     params = [p for group in groups for p in group["params"]]
     batches, losses, stopped = _cycle(loader), [], f"reached the last rate {rates[-1]:.3g}"
     began = time.perf_counter()
@@ -301,7 +302,8 @@ def resolve_learning_rate(config: RunConfig, *, task: Any, model: torch.nn.Modul
     scaler = torch.amp.GradScaler(device.type) if t.precision == "16-mixed" else None
     with restored(model, loader, device):
         test = range_test(model=model, loss=loss or task.loss, loader=loader, device=device, groups=groups,
-                          accumulate=t.accumulate_grad_batches, clip=t.gradient_clip_val, scaler=scaler)
+                          accumulate=t.accumulate_grad_batches, clip=t.gradient_clip_val, scaler=scaler,
+                          precision=t.precision)
     found = pick(test.rates, test.losses)
     rate = found.rate if found.rate is not None else default_learning_rate(type(task), peft=config.peft.peft)
     head = float(f"{rate * ratio:.3g}") if ratio is not None else None
