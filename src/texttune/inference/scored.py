@@ -39,10 +39,6 @@ from texttune.inference.generation import Prompts, decode_completions
 
 __all__ = ["ScoredGeneration", "applies", "generate_scored"]
 
-#: Families whose logits are lm_head(last_hidden_state) and whose cache transformers crops (DynamicCache).
-_MODEL_TYPES = frozenset({"llama", "mistral", "qwen2", "qwen3", "gpt2", "gpt_neox", "phi3", "olmo", "olmo2", "smollm3"})
-
-
 @dataclass(frozen=True)
 class ScoredGeneration:
     """Generated texts (in input order, decoded as ``generate_texts`` decodes them) and the summed target
@@ -54,7 +50,10 @@ class ScoredGeneration:
 
 
 def applies(model: Any, options: GenerationConfig) -> bool:
-    """Whether ``generate_scored`` can run this model with these options (else: a loss pass, then generation)."""
+    """Whether ``generate_scored`` can run this model with these options (else: a loss pass, then generation).
+
+    A decoder-only model's logits must also be ``lm_head(last_hidden_state)``, which the caller knows
+    (``tasks/causal_loss.supports_target_only``, the same condition as the target-only loss)."""
     import inspect
 
     import torch
@@ -65,8 +64,7 @@ def applies(model: Any, options: GenerationConfig) -> bool:
         return "encoder_outputs" in inspect.signature(model.forward).parameters and hasattr(model, "get_encoder")
     # FlashAttention's unpadding of a cached, left- and right-padded batch is not exercised here (no GPU): SDPA, eager
     attention = getattr(model.config, "_attn_implementation", None) or "eager"
-    return (getattr(model.config, "model_type", None) in _MODEL_TYPES and attention in ("sdpa", "eager")
-            and options.num_beams == 1)
+    return attention in ("sdpa", "eager") and options.num_beams == 1
 
 
 def generate_scored(model: Any, prompts: Prompts, targets: Sequence[list[int]]) -> ScoredGeneration:
@@ -229,10 +227,11 @@ def _greedy_seq2seq(model: Any, encoded: Any, mask: Any, *, start: int, kwargs: 
     states = encoded.last_hidden_state  # (b, S, H)
     tokens = torch.full((states.shape[0], 1), start, dtype=torch.long, device=states.device)  # (b, 1)
     cache: Any = None
+    name = _cache_argument(model)
     search = _Search(kwargs, rows=states.shape[0])
     while True:
         out = model(encoder_outputs=BaseModelOutput(last_hidden_state=states), attention_mask=mask,
-                    decoder_input_ids=tokens, use_cache=True, **({} if cache is None else {_cache_argument(model): cache}))
+                    decoder_input_ids=tokens, use_cache=True, **({} if cache is None else {name: cache}))
         cache = out.past_key_values  # (self-attention, cross-attention) per layer
         chosen = out.logits[:, -1].float().argmax(-1)  # (b,)
         keep = search.step(chosen.tolist())

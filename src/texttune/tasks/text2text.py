@@ -280,8 +280,9 @@ class Text2TextTask:
 
     def loss_in_evaluation(self, model: Any, *, generation: GenerationConfig) -> bool:
         """Whether :meth:`evaluate_with_loss` can give the validation loss too (inference/scored.py: transformers
-        models; decoder-only ones of the Llama-style families on SDPA or eager attention, one beam)."""
-        return scored_applies(model, generation)
+        models; decoder-only ones whose logits are the head of the last hidden state, on SDPA or eager attention,
+        one beam)."""
+        return (self.family != "causal" or supports_target_only(model)) and scored_applies(model, generation)
 
     def evaluate_with_loss(self, model: Any, rows: Any, *,
                            generation: GenerationConfig) -> tuple[dict[str, float], list[dict[str, Any]], float, int]:
