@@ -93,8 +93,8 @@ class TextModule(pl.LightningModule):
     def _scores_loss_while_generating(self) -> bool:
         """Whether this evaluation takes its loss from the generation pass instead of a loss pass of its own.
 
-        A decoder-only text-to-text model otherwise runs every prompt twice (the loss pass, then generation's
-        prefill); the task can do both in one pass over each prompt. Only where the two passes would run alike: one
+        A text-to-text model otherwise runs every input twice (the loss pass, then generation's prefill or
+        encoder); the task can do both in one pass over each input. Only where the two passes would run alike: one
         process (the loss pass's batches are sharded differently from generation's rows), and no mixed precision
         (the loss pass runs under Lightning's autocast, generation outside it).
         """
